@@ -1,0 +1,32 @@
+import type { DriverEvent } from '../../machines/entity.ts';
+import type { EntityKind } from '../../src/domain/subjects.ts';
+
+export type EntityRef = { kind: EntityKind; id: string };
+
+export type WorkRequest = EntityRef & {
+  /** The work a state declares in its meta (`prepare`, `powerUp`, `copyMemory`, ...). */
+  work: string;
+  /** The entity's context when the work starts (redacted: drivers never see stored secrets). */
+  context: Readonly<Record<string, unknown>>;
+  /** True when an agent restarted and resumes work it had begun before. */
+  resumed: boolean;
+};
+
+/** Reports one driver event; resolves once the resulting transition is durable (or dropped). */
+export type WorkReporter = (event: DriverEvent) => Promise<void>;
+
+export type WorkHandle = { cancel(): void };
+
+/**
+ * Does the work an operation stands for. Timers and I/O live here, never in machines: the
+ * driver's progress and its end come back as events, which the runtime persists in turn.
+ */
+export interface Driver {
+  start(request: WorkRequest, report: WorkReporter): WorkHandle;
+  /** Where the driver sends events no work caused (faults); the runtime connects itself. */
+  connect?(sink: EntityEventSink): void;
+}
+
+/** Events an entity receives without a call: faults the hypervisor notices on its own. */
+export type EntityEvent = { type: string } & Record<string, unknown>;
+export type EntityEventSink = (target: EntityRef, event: EntityEvent) => Promise<unknown>;

@@ -1,0 +1,111 @@
+import type { ErrorTuple } from '../../machines/entity.ts';
+import { ErrorCodes, OpstreamError } from '../../src/domain/errors.ts';
+import type { Driver, EntityEventSink, EntityRef, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+
+/** A work runs in `steps` equal ticks of `stepMs`, reporting progress after each. */
+export type SimTiming = { steps: number; stepMs: number };
+
+export const SIM_FAULTS = ['EIO', 'WORK_FAILURE'] as const;
+export type SimFault = (typeof SIM_FAULTS)[number];
+
+/** The seed's "paused on EIO" error. */
+export const EIO_ERROR: ErrorTuple = [123, 'Error writing to disks'];
+const INJECTED_FAILURE: ErrorTuple = [500, 'injected failure'];
+
+const DEMO_TIMINGS: Record<string, SimTiming> = {
+  prepare: { steps: 4, stepMs: 300 },
+  powerUp: { steps: 4, stepMs: 300 },
+  pause: { steps: 1, stepMs: 200 },
+  resume: { steps: 1, stepMs: 200 },
+  prepareMigration: { steps: 2, stepMs: 300 },
+  copyMemory: { steps: 5, stepMs: 400 },
+  powerDown: { steps: 2, stepMs: 250 },
+};
+
+export type SimulatedDriverOptions = {
+  /** Per-work timings over the demo's; works not listed use `defaultTiming`. */
+  timings?: Record<string, SimTiming>;
+  defaultTiming?: SimTiming;
+  /** One tick length for every work, keeping each work's steps (tests run in milliseconds). */
+  stepMs?: number;
+};
+
+type Running = { request: WorkRequest; report: WorkReporter; stop: () => void };
+
+const key = (ref: EntityRef) => `${ref.kind}.${ref.id}`;
+
+/** Stands for the hypervisor: timed progress, and faults injected on demand. */
+export class SimulatedDriver implements Driver {
+  readonly #timings: Record<string, SimTiming>;
+  readonly #defaultTiming: SimTiming;
+  readonly #running = new Map<string, Running>();
+  readonly #plannedFailures = new Map<string, ErrorTuple>();
+  #sink: EntityEventSink | undefined;
+
+  constructor(options: SimulatedDriverOptions = {}) {
+    const timings = { ...DEMO_TIMINGS, ...options.timings };
+    const stepMs = options.stepMs;
+    this.#timings = stepMs === undefined ? timings : Object.fromEntries(
+      Object.entries(timings).map(([work, timing]) => [work, { ...timing, stepMs }]),
+    );
+    this.#defaultTiming = { steps: 2, stepMs: stepMs ?? 200, ...options.defaultTiming };
+  }
+
+  /** Where spontaneous events (an EIO) go; the runtime connects itself here. */
+  connect(sink: EntityEventSink): void {
+    this.#sink = sink;
+  }
+
+  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+    const { steps, stepMs } = this.#timings[request.work] ?? this.#defaultTiming;
+    const planned = this.#plannedFailures.get(`${key(request)}:${request.work}`);
+    this.#plannedFailures.delete(`${key(request)}:${request.work}`);
+    let step = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const stop = () => {
+      clearTimeout(timer);
+      if (this.#running.get(key(request))?.stop === stop) this.#running.delete(key(request));
+    };
+    const tick = () => {
+      step += 1;
+      if (planned && step === Math.ceil(steps / 2)) {
+        stop();
+        void report({ type: 'WORK_FAILED', error: planned });
+        return;
+      }
+      if (step < steps) {
+        void report({ type: 'WORK_PROGRESS', percentage: Math.round((100 * step) / steps) });
+        timer = setTimeout(tick, stepMs);
+      } else {
+        stop();
+        void report({ type: 'WORK_DONE' });
+      }
+    };
+    timer = setTimeout(tick, stepMs);
+    this.#running.set(key(request), { request, report, stop });
+    return { cancel: stop };
+  }
+
+  /** Makes the next run of `work` on this entity fail halfway with `error`. */
+  failNext(ref: EntityRef, work: string, error: ErrorTuple = INJECTED_FAILURE): void {
+    this.#plannedFailures.set(`${key(ref)}:${work}`, error);
+  }
+
+  /**
+   * `EIO`: the guest hits a disk error (any running VM). `WORK_FAILURE`: the work in progress
+   * fails now. Resolves once the resulting transition is durable.
+   */
+  async injectFault(ref: EntityRef, fault: SimFault): Promise<void> {
+    if (fault === 'EIO') {
+      if (!this.#sink) throw new Error('simulated driver is not connected to a runtime');
+      await this.#sink(ref, { type: 'IO_ERROR', error: EIO_ERROR });
+      return;
+    }
+    const running = this.#running.get(key(ref));
+    if (!running) {
+      throw new OpstreamError(ErrorCodes.InvalidTransition, `${ref.kind} ${ref.id} has no work running to fail`);
+    }
+    running.stop();
+    await running.report({ type: 'WORK_FAILED', error: INJECTED_FAILURE });
+  }
+}

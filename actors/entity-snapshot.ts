@@ -1,0 +1,58 @@
+// Pure helpers over a machine snapshot: what it shows a client, what it accepts, and what a
+// transition means for the task it belongs to.
+import { getNextTransitions, type AnyMachineSnapshot } from 'xstate';
+import { operationInfoOf, stateMeta, type EntityContext, type StateMeta } from '../machines/entity.ts';
+import type { StateValue } from '../src/domain/alert.ts';
+import { OperationInfo } from '../src/domain/operation-info.ts';
+import type { TaskInfo, TaskStatus } from '../src/domain/task.ts';
+
+export type EntityView = {
+  status: string;
+  state: StateValue;
+  operationInfo: OperationInfo;
+  task: TaskInfo | null;
+  meta: StateMeta;
+};
+
+export function viewOf(snapshot: AnyMachineSnapshot): EntityView {
+  const meta = stateMeta(snapshot);
+  const context = snapshot.context as EntityContext;
+  return {
+    status: meta.status,
+    state: snapshot.value as StateValue,
+    // Validated here so a machine that produces a bad OperationInfo fails loudly, before persisting.
+    operationInfo: OperationInfo.parse(operationInfoOf(meta, context)),
+    task: context.task,
+    meta,
+  };
+}
+
+/** A stable key of the active state, to tell "still in the same state" from "moved". */
+export function stateKey(snapshot: AnyMachineSnapshot): string {
+  return JSON.stringify(snapshot.value);
+}
+
+/** The call events (upper-case, not driver WORK_*) the snapshot accepts now, for error messages. */
+export function acceptedCalls(snapshot: AnyMachineSnapshot): string[] {
+  const types = getNextTransitions(snapshot)
+    .filter((transition) => transition.target !== undefined || transition.actions.length > 0)
+    .map((transition) => transition.eventType)
+    .filter((type) => /^[A-Z_]+$/.test(type) && !type.startsWith('WORK_'));
+  return [...new Set(types)];
+}
+
+export type TaskChange = { task?: TaskInfo; taskStatus?: TaskStatus; cancelledTaskId?: string };
+
+/**
+ * What a transition did to tasks, from the task before and the context after: a task still
+ * current is running; one that left ended, failed when the entity now carries an error; one
+ * replaced by another task was cancelled by it (a destroy during a create).
+ */
+export function taskChange(before: TaskInfo | null, after: EntityContext): TaskChange {
+  if (after.task) {
+    const cancelled = before && before.id !== after.task.id ? { cancelledTaskId: before.id } : {};
+    return { task: after.task, taskStatus: 'running', ...cancelled };
+  }
+  if (before) return { task: before, taskStatus: after.lastError[0] !== 0 ? 'failed' : 'finished' };
+  return {};
+}

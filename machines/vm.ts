@@ -1,0 +1,245 @@
+// The life of a VM as VDSM reports it. Each state's meta is the OperationInfo a client sees
+// there; `work` names what the driver does while the VM is in that state, and the driver's
+// WORK_* events move it on. Read it as the spec of `vdsm.VM.<id>`.
+import { assign, setup } from 'xstate';
+import type { TaskInfo } from '../src/domain/task.ts';
+import type { DriverEvent, EntityContext, ErrorTuple, StateMeta } from './entity.ts';
+import { beginTask, endTask, scaleProgress } from './entity.ts';
+
+export const VM_MACHINE_VERSION = 1;
+
+export type VmContext = EntityContext & {
+  vmId: string;
+  /** The create call's parameters (already redacted). */
+  params: Record<string, unknown>;
+  /** Where the running migration goes; null otherwise. */
+  dstHost: string | null;
+};
+
+export type VmCallEvent =
+  | { type: 'CREATE'; task: TaskInfo; params: Record<string, unknown> }
+  | { type: 'PAUSE'; task: TaskInfo }
+  | { type: 'CONT'; task: TaskInfo }
+  | { type: 'MIGRATE'; task: TaskInfo; dstHost: string }
+  | { type: 'DESTROY'; task: TaskInfo };
+
+/** The guest hit an I/O error and the hypervisor paused it (the seed's "paused on EIO"). */
+export type VmFaultEvent = { type: 'IO_ERROR'; error: ErrorTuple };
+
+export type VmEvent = VmCallEvent | VmFaultEvent | DriverEvent;
+
+const meta = (value: StateMeta): StateMeta => value;
+const settled = { stage: [1, 1] as [number, number] };
+
+export const vmMachine = setup({
+  types: {
+    context: {} as VmContext,
+    events: {} as VmEvent,
+    input: {} as { id: string },
+  },
+  actions: {
+    beginTask: assign(({ event }) => ('task' in event ? beginTask(event.task) : {})),
+    beginCreate: assign(({ event }) => (event.type === 'CREATE' ? { params: event.params, dstHost: null } : {})),
+    beginMigration: assign(({ event }) => (event.type === 'MIGRATE' ? { dstHost: event.dstHost } : {})),
+    endTask: assign(() => ({ ...endTask(), dstHost: null })),
+    failTask: assign(({ event }) => ({
+      ...endTask('error' in event ? event.error : [1, 'unknown failure']),
+      dstHost: null,
+    })),
+    trackProgress: assign(({ event }, range: { from: number; to: number }) =>
+      event.type === 'WORK_PROGRESS' ? { percentage: scaleProgress(event.percentage, range.from, range.to) } : {},
+    ),
+    startStage: assign((_, params: { percentage: number }) => ({ percentage: params.percentage })),
+  },
+}).createMachine({
+  id: 'vm',
+  context: ({ input }) => ({
+    vmId: input.id,
+    params: {},
+    dstHost: null,
+    task: null,
+    percentage: -1,
+    lastError: [0, ''],
+  }),
+  initial: 'Down',
+  // A destroy is accepted in every state but Down; it ends (cancels) whatever was running.
+  on: {
+    DESTROY: { target: '.PoweringDown', actions: 'beginTask' },
+  },
+  states: {
+    Down: {
+      meta: meta({
+        status: 'Down',
+        operation: { operationDescription: 'Stopped', stageDescription: '', ...settled, extraData: { state: 'down' } },
+      }),
+      on: {
+        CREATE: { target: 'WaitForLaunch', actions: ['beginTask', 'beginCreate'] },
+        // Overrides the machine-wide DESTROY: a VM that is down has nothing to destroy.
+        DESTROY: {},
+      },
+    },
+    WaitForLaunch: {
+      meta: meta({
+        status: 'WaitForLaunch',
+        operation: {
+          operationDescription: 'Creating',
+          stageDescription: 'configuring',
+          stage: [1, 3],
+          extraData: { state: 'preparing for launch' },
+        },
+        work: 'prepare',
+        onResume: 'restart',
+      }),
+      on: {
+        WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 50 } } },
+        WORK_DONE: { target: 'PoweringUp', actions: { type: 'startStage', params: { percentage: 50 } } },
+        WORK_FAILED: { target: 'Down', actions: 'failTask' },
+      },
+    },
+    PoweringUp: {
+      meta: meta({
+        status: 'Powering up',
+        operation: {
+          operationDescription: 'Creating',
+          stageDescription: 'powering up',
+          stage: [2, 3],
+          extraData: { state: 'powering up' },
+        },
+        work: 'powerUp',
+        onResume: 'continue',
+      }),
+      on: {
+        WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 50, to: 100 } } },
+        WORK_DONE: { target: 'Up', actions: 'endTask' },
+        WORK_FAILED: { target: 'Down', actions: 'failTask' },
+        IO_ERROR: { target: 'Paused', actions: 'failTask' },
+      },
+    },
+    Up: {
+      meta: meta({
+        status: 'Up',
+        operation: { operationDescription: 'Running', stageDescription: '', ...settled, extraData: { state: 'up' } },
+      }),
+      on: {
+        PAUSE: { target: 'Pausing', actions: 'beginTask' },
+        MIGRATE: { target: 'MigrationSource', actions: ['beginTask', 'beginMigration'] },
+        IO_ERROR: { target: 'Paused', actions: 'failTask' },
+      },
+    },
+    Pausing: {
+      meta: meta({
+        status: 'Up',
+        operation: { operationDescription: 'Pausing', stageDescription: 'pausing', stage: [1, 2], extraData: { state: 'up' } },
+        work: 'pause',
+        onResume: 'restart',
+      }),
+      on: {
+        WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 100 } } },
+        WORK_DONE: { target: 'Paused', actions: 'endTask' },
+        WORK_FAILED: { target: 'Up', actions: 'failTask' },
+        IO_ERROR: { target: 'Paused', actions: 'failTask' },
+      },
+    },
+    Paused: {
+      meta: meta({
+        status: 'Paused',
+        operation: {
+          operationDescription: 'Paused',
+          stageDescription: 'Paused',
+          ...settled,
+          extraData: { state: 'paused' },
+        },
+      }),
+      on: {
+        CONT: { target: 'Resuming', actions: 'beginTask' },
+      },
+    },
+    Resuming: {
+      meta: meta({
+        status: 'Paused',
+        operation: {
+          operationDescription: 'Resuming',
+          stageDescription: 'resuming',
+          stage: [1, 2],
+          extraData: { state: 'paused' },
+        },
+        work: 'resume',
+        onResume: 'restart',
+      }),
+      on: {
+        WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 100 } } },
+        WORK_DONE: { target: 'Up', actions: 'endTask' },
+        WORK_FAILED: { target: 'Paused', actions: 'failTask' },
+        IO_ERROR: { target: 'Paused', actions: 'failTask' },
+      },
+    },
+    MigrationSource: {
+      initial: 'configuring',
+      on: {
+        // The source keeps running when a migration fails; an I/O error pauses it there.
+        WORK_FAILED: { target: 'Up', actions: 'failTask' },
+        IO_ERROR: { target: 'Paused', actions: 'failTask' },
+      },
+      states: {
+        configuring: {
+          meta: meta({
+            status: 'Migration Source',
+            operation: {
+              operationDescription: 'Migration',
+              stageDescription: 'configuring',
+              stage: [1, 3],
+              extraData: { state: 'migrating' },
+            },
+            work: 'prepareMigration',
+            onResume: 'restart',
+          }),
+          entry: { type: 'startStage', params: { percentage: -1 } },
+          on: {
+            WORK_DONE: { target: 'copyingMemory', actions: { type: 'startStage', params: { percentage: 0 } } },
+          },
+        },
+        copyingMemory: {
+          meta: meta({
+            status: 'Migration Source',
+            operation: {
+              operationDescription: 'Migration',
+              stageDescription: 'copying memory',
+              stage: [2, 3],
+              extraData: { state: 'migrating' },
+            },
+            work: 'copyMemory',
+            // Memory pages dirtied while the agent was down must be sent again: start over.
+            onResume: 'restart',
+          }),
+          on: {
+            WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 100 } } },
+            WORK_DONE: { target: '#vm.Down', actions: 'endTask' },
+          },
+        },
+      },
+    },
+    PoweringDown: {
+      meta: meta({
+        status: 'Powering down',
+        operation: {
+          operationDescription: 'Stopping',
+          stageDescription: 'powering down',
+          stage: [1, 2],
+          extraData: { state: 'powering down' },
+        },
+        work: 'powerDown',
+        onResume: 'restart',
+      }),
+      on: {
+        WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 100 } } },
+        WORK_DONE: { target: 'Down', actions: 'endTask' },
+        // A VM that cannot be shut down cleanly is destroyed anyway; the error says so.
+        WORK_FAILED: { target: 'Down', actions: 'failTask' },
+        // Already being destroyed: a second destroy is refused, not queued.
+        DESTROY: {},
+      },
+    },
+  },
+});
+
+export type VmMachine = typeof vmMachine;

@@ -1,0 +1,41 @@
+import { z } from 'zod';
+import { OperationInfo, ReceivedOperationInfo } from './operation-info.ts';
+import { TaskInfo, TaskStatus } from './task.ts';
+
+/** An XState state value: a state name, or nested states for compound ones. */
+export type StateValue = string | { [region: string]: StateValue };
+export const StateValue: z.ZodType<StateValue> = z.lazy(() =>
+  z.union([z.string(), z.record(z.string(), StateValue)]),
+);
+
+/** The XState event that caused a transition, as recorded (already redacted). */
+export const RecordedEvent = z.looseObject({ type: z.string().min(1) });
+export type RecordedEvent = z.infer<typeof RecordedEvent>;
+
+/**
+ * One transition of one entity, as stored in the stream. The stream sequence is its position;
+ * `revision` counts the entity's alerts, so a gap or a repeat is visible without the stream.
+ */
+export const Alert = z.object({
+  alertName: z.string(),
+  operationInfo: OperationInfo,
+  status: z.string(),
+  state: StateValue,
+  event: RecordedEvent,
+  task: TaskInfo.optional(),
+  taskStatus: TaskStatus.optional(),
+  /** A running task that this transition ended by starting another (a destroy during create). */
+  cancelledTaskId: z.string().optional(),
+  machine: z.object({ id: z.string(), version: z.number().int().min(1) }),
+  revision: z.number().int().min(1),
+  time: z.string(),
+});
+export type Alert = z.infer<typeof Alert>;
+
+/** The seed's `alert` notification params, with the alert's stream sequence. */
+export const AlertNotification = z.object({
+  alertName: z.string(),
+  operationInfo: ReceivedOperationInfo,
+  seq: z.number().int().min(1),
+});
+export type AlertNotification = z.infer<typeof AlertNotification>;

@@ -1,0 +1,78 @@
+// A subscription filter over alert names, as the seed defines it: a glob (`vdsm.VM.*`) or a
+// regexp (`vdsm.VM.(a|b)`). Either becomes the narrowest set of NATS subjects that covers it,
+// so the server sends only what may match, plus an exact test for what NATS cannot express.
+import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
+import { ALERT_ROOT, ENTITY_KINDS } from '../domain/subjects.ts';
+import { globToRegExp, globToSubject } from './glob.ts';
+import { regexpSubjects } from './regexp-cover.ts';
+
+export const FILTER_TYPES = ['glob', 'regexp'] as const;
+export type FilterType = (typeof FILTER_TYPES)[number];
+
+export const MAX_FILTER_LENGTH = 256;
+
+export type AlertFilter = {
+  filter: string;
+  filterType: FilterType;
+  /** Non-overlapping NATS filter subjects that cover every alert name the filter matches. */
+  subjects: string[];
+  /** The exact test; alerts from `subjects` that fail it are not delivered. */
+  matches(alertName: string): boolean;
+};
+
+const invalid = (message: string) => new OpstreamError(ErrorCodes.InvalidFilter, message);
+
+export function compileFilter(filter: unknown, filterType: unknown = 'glob'): AlertFilter {
+  if (typeof filter !== 'string' || filter.length === 0) throw invalid('filter must be a non-empty string');
+  if (filter.length > MAX_FILTER_LENGTH) {
+    throw new OpstreamError(ErrorCodes.LimitExceeded, `filter is ${filter.length} characters; the limit is ${MAX_FILTER_LENGTH}`);
+  }
+  if (filterType === 'glob') return compileGlob(filter);
+  if (filterType === 'regexp') return compileRegexp(filter);
+  throw invalid(`filterType must be "glob" or "regexp", not ${JSON.stringify(filterType)}`);
+}
+
+function compileGlob(filter: string): AlertFilter {
+  const subject = globToSubject(filter);
+  if (!subject) throw invalid(`glob ${JSON.stringify(filter)} is malformed: '>' may only be the last token and tokens may not be empty`);
+  if (!ENTITY_KINDS.some((kind) => subjectsCollide(subject, `${ALERT_ROOT}.${kind}.*`))) throw noAlertMatches(filter);
+  const exact = globToRegExp(filter);
+  const needsExactTest = subject !== filter;
+  return {
+    filter,
+    filterType: 'glob',
+    subjects: [subject],
+    matches: needsExactTest ? (name) => exact.test(name) : () => true,
+  };
+}
+
+function compileRegexp(filter: string): AlertFilter {
+  let exact: RegExp;
+  try {
+    exact = new RegExp(`^(?:${filter})$`);
+  } catch (error) {
+    throw invalid(`regexp ${JSON.stringify(filter)} does not compile: ${(error as Error).message}`);
+  }
+  const subjects = regexpSubjects(filter);
+  if (subjects.length === 0) throw noAlertMatches(filter);
+  return { filter, filterType: 'regexp', subjects, matches: (name) => exact.test(name) };
+}
+
+function noAlertMatches(filter: string): OpstreamError {
+  const shapes = ENTITY_KINDS.map((kind) => `${ALERT_ROOT}.${kind}.<id>`).join(', ');
+  return invalid(`filter ${JSON.stringify(filter)} can match no alert name (they are ${shapes})`);
+}
+
+/** Whether two NATS subjects (with `*` and `>`) can match a common subject. */
+export function subjectsCollide(a: string, b: string): boolean {
+  const left = a.split('.');
+  const right = b.split('.');
+  for (let i = 0; i < Math.max(left.length, right.length); i += 1) {
+    const x = left[i];
+    const y = right[i];
+    if (x === '>' || y === '>') return x !== undefined && y !== undefined;
+    if (x === undefined || y === undefined) return false;
+    if (x !== '*' && y !== '*' && x !== y) return false;
+  }
+  return true;
+}

@@ -1,0 +1,33 @@
+// An agent's parts wired to a test server: a connection, the alert stream and a runtime whose
+// simulated driver ticks in milliseconds.
+import type { NatsConnection } from '@nats-io/transport-node';
+import { SimulatedDriver, type SimulatedDriverOptions } from '../../actors/drivers/simulated-driver.ts';
+import { Runtime } from '../../actors/runtime.ts';
+import { ensureAlertStream } from '../../src/nats/alert-stream.ts';
+import { connectNats } from '../../src/nats/connection.ts';
+
+export type TestAgent = { nc: NatsConnection; runtime: Runtime; driver: SimulatedDriver; stream: string; close(): Promise<void> };
+
+export async function startTestAgent(url: string, driverOptions: SimulatedDriverOptions = { stepMs: 5 }): Promise<TestAgent> {
+  const nc = await connectNats(url, 'test-agent');
+  const stream = await ensureAlertStream(nc);
+  const driver = new SimulatedDriver(driverOptions);
+  const runtime = await Runtime.start({ nc, stream, driver });
+  return {
+    nc,
+    runtime,
+    driver,
+    stream,
+    async close() {
+      await runtime.stop();
+      await nc.drain();
+    },
+  };
+}
+
+let counter = 0;
+/** A VM id unique within the test run, so tests in one file never share an entity. */
+export function uniqueId(prefix = 'vm'): string {
+  counter += 1;
+  return `${prefix}-${process.pid}-${counter}`;
+}

@@ -1,0 +1,72 @@
+// A real nats-server per test file: the server picks free ports (`-1`), reports them through
+// ports_file_dir, keeps JetStream in its own temp store, and can be restarted on the same ports and
+// store to prove what survives.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServerProcess, type ServerProcess } from '../../src/nats/server-process.ts';
+
+type Ports = { nats: string[]; monitoring?: string[] };
+
+export class NatsTestServer {
+  private constructor(
+    readonly dir: string,
+    private process: ServerProcess,
+    readonly port: number,
+  ) {}
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<NatsTestServer> {
+    const dir = mkdtempSync(join(tmpdir(), 'opstream-nats-'));
+    const process = await launch(dir, -1);
+    return new NatsTestServer(dir, process, readPort(dir, process.pid));
+  }
+
+  /** Stops gracefully (SIGTERM) and starts again on the same port and store. */
+  async restart(): Promise<void> {
+    await this.process.stop();
+    this.process = await launch(this.dir, this.port);
+  }
+
+  /** SIGKILL, as a crash would; `restart` brings it back on the same store. */
+  async kill(): Promise<void> {
+    await this.process.kill();
+  }
+
+  /** Starts again after `kill` on the same port and store. */
+  async revive(): Promise<void> {
+    this.process = await launch(this.dir, this.port);
+  }
+
+  async stop(): Promise<void> {
+    await this.process.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function launch(dir: string, port: number): Promise<ServerProcess> {
+  for (const name of readdirSync(dir)) if (name.endsWith('.ports')) rmSync(join(dir, name));
+  const config = join(dir, 'server.conf');
+  writeFileSync(
+    config,
+    [
+      `listen: 127.0.0.1:${port}`,
+      `ports_file_dir: "${dir}"`,
+      `jetstream { store_dir: "${join(dir, 'store')}" }`,
+      'max_payload: 1MB',
+    ].join('\n'),
+  );
+  return startServerProcess(['-c', config], { logFile: join(dir, 'server.log') });
+}
+
+function readPort(dir: string, pid: number): number {
+  const file = readdirSync(dir).find((name) => name.endsWith(`_${pid}.ports`));
+  if (!file) throw new Error(`nats-server ${pid} wrote no ports file in ${dir}`);
+  const ports = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Ports;
+  const url = ports.nats[0];
+  if (!url) throw new Error(`ports file ${file} lists no client port`);
+  return Number(new URL(url).port);
+}
