@@ -73,7 +73,8 @@ export class EntityActor {
       this.#assertTrusted();
       const outcome = await this.#apply(event as MachineEvent);
       if (typeof outcome === 'object') return outcome;
-      throw new OpstreamError(ErrorCodes.InvalidTransition, this.#refusal(event.type), {
+      const code = this.exists ? ErrorCodes.InvalidTransition : ErrorCodes.NoSuchEntity;
+      throw new OpstreamError(code, this.#refusal(event.type), {
         status: viewOf(this.#state.snapshot).status,
         accepted: acceptedCalls(this.#state.snapshot),
       });

@@ -35,10 +35,10 @@ export function stateKey(snapshot: AnyMachineSnapshot): string {
 /** The call events (upper-case, not driver WORK_*) the snapshot accepts now, for error messages. */
 export function acceptedCalls(snapshot: AnyMachineSnapshot): string[] {
   const types = getNextTransitions(snapshot)
-    .filter((transition) => transition.target !== undefined || transition.actions.length > 0)
     .map((transition) => transition.eventType)
     .filter((type) => /^[A-Z_]+$/.test(type) && !type.startsWith('WORK_'));
-  return [...new Set(types)];
+  // getNextTransitions also lists ancestors' handlers that a state overrides; `can` knows better.
+  return [...new Set(types)].filter((type) => snapshot.can({ type }));
 }
 
 export type TaskChange = { task?: TaskInfo; taskStatus?: TaskStatus; cancelledTaskId?: string };

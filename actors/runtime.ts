@@ -29,6 +29,8 @@ export class Runtime {
   #stopped = false;
 
   private constructor(
+    /** The agent's connection; API feeds read the stream through it too. */
+    readonly nc: NatsConnection,
     private readonly log: AlertLog,
     private readonly driver: Driver,
     private readonly now: () => Date,
@@ -37,7 +39,7 @@ export class Runtime {
 
   static async start(options: RuntimeOptions): Promise<Runtime> {
     const log = await AlertLog.open(options.nc, options.stream);
-    const runtime = new Runtime(log, options.driver, options.now ?? (() => new Date()), options.logger ?? createLogger('runtime'));
+    const runtime = new Runtime(options.nc, log, options.driver, options.now ?? (() => new Date()), options.logger ?? createLogger('runtime'));
     options.driver.connect?.((ref, event) => runtime.deliver(ref, event));
     return runtime;
   }

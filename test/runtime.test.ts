@@ -72,7 +72,7 @@ describe('the write path', () => {
   it('refuses a transition the state cannot take, and stores nothing', async () => {
     const id = uniqueId();
     const pause = agent.runtime.call(vm(id), 'VM.pause', { vmId: id }, (task) => ({ type: 'PAUSE', task }));
-    await expect(pause).rejects.toMatchObject({ code: ErrorCodes.InvalidTransition, message: expect.stringContaining('does not exist') });
+    await expect(pause).rejects.toMatchObject({ code: ErrorCodes.NoSuchEntity, message: expect.stringContaining('does not exist') });
     expect(await agent.runtime.alertLog.lastSequence(`vdsm.VM.${id}`)).toBe(0);
   });
 

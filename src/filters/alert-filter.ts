@@ -16,7 +16,7 @@ export type AlertFilter = {
   filterType: FilterType;
   /** Non-overlapping NATS filter subjects that cover every alert name the filter matches. */
   subjects: string[];
-  /** The exact test; alerts from `subjects` that fail it are not delivered. */
+  /** The exact test of an alert name against the filter. */
   matches(alertName: string): boolean;
 };
 
@@ -37,13 +37,7 @@ function compileGlob(filter: string): AlertFilter {
   if (!subject) throw invalid(`glob ${JSON.stringify(filter)} is malformed: '>' may only be the last token and tokens may not be empty`);
   if (!ENTITY_KINDS.some((kind) => subjectsCollide(subject, `${ALERT_ROOT}.${kind}.*`))) throw noAlertMatches(filter);
   const exact = globToRegExp(filter);
-  const needsExactTest = subject !== filter;
-  return {
-    filter,
-    filterType: 'glob',
-    subjects: [subject],
-    matches: needsExactTest ? (name) => exact.test(name) : () => true,
-  };
+  return { filter, filterType: 'glob', subjects: [subject], matches: (name) => exact.test(name) };
 }
 
 function compileRegexp(filter: string): AlertFilter {

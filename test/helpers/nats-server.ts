@@ -22,7 +22,7 @@ export class NatsTestServer {
   static async start(): Promise<NatsTestServer> {
     const dir = mkdtempSync(join(tmpdir(), 'opstream-nats-'));
     const process = await launch(dir, -1);
-    return new NatsTestServer(dir, process, readPort(dir, process.pid));
+    return new NatsTestServer(dir, process, await readPort(dir, process.pid));
   }
 
   /** Stops gracefully (SIGTERM) and starts again on the same port and store. */
@@ -62,9 +62,14 @@ async function launch(dir: string, port: number): Promise<ServerProcess> {
   return startServerProcess(['-c', config], { logFile: join(dir, 'server.log') });
 }
 
-function readPort(dir: string, pid: number): number {
-  const file = readdirSync(dir).find((name) => name.endsWith(`_${pid}.ports`));
-  if (!file) throw new Error(`nats-server ${pid} wrote no ports file in ${dir}`);
+/** The client port from the ports file, which the server writes just after it says it is ready. */
+async function readPort(dir: string, pid: number): Promise<number> {
+  const deadline = Date.now() + 5_000;
+  let file: string | undefined;
+  while (!(file = readdirSync(dir).find((name) => name.endsWith(`_${pid}.ports`)))) {
+    if (Date.now() > deadline) throw new Error(`nats-server ${pid} wrote no ports file in ${dir}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
   const ports = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Ports;
   const url = ports.nats[0];
   if (!url) throw new Error(`ports file ${file} lists no client port`);

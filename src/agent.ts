@@ -1,0 +1,63 @@
+// The agent process: NATS (embedded unless NATS_URL names one), the alert stream, the runtime
+// with its driver, and the API. Stopping reverses the order so nothing is cut off mid-write.
+import type { NatsConnection } from '@nats-io/transport-node';
+import { SimulatedDriver, type SimulatedDriverOptions } from '../actors/drivers/simulated-driver.ts';
+import { Runtime } from '../actors/runtime.ts';
+import { startApiServer, type ApiServer } from './api/ws-server.ts';
+import { createLogger } from './log.ts';
+import { DEFAULT_STREAM, ensureAlertStream } from './nats/alert-stream.ts';
+import { connectNats } from './nats/connection.ts';
+import { startEmbeddedServer } from './nats/embedded-server.ts';
+import type { ServerProcess } from './nats/server-process.ts';
+
+const logger = createLogger('agent');
+
+export type AgentOptions = {
+  /** A running server's URL; without it the embedded default starts from `<root>/nats.conf`. */
+  natsUrl?: string;
+  /** The project root, where nats.conf and data/ live (embedded default only). */
+  root: string;
+  /** API port; 0 picks a free one. */
+  port?: number;
+  stream?: string;
+  replicas?: number;
+  sim?: SimulatedDriverOptions;
+};
+
+export type Agent = {
+  natsUrl: string;
+  api: ApiServer;
+  runtime: Runtime;
+  sim: SimulatedDriver;
+  nc: NatsConnection;
+  stop(): Promise<void>;
+};
+
+export async function startAgent(options: AgentOptions): Promise<Agent> {
+  let embedded: ServerProcess | undefined;
+  let natsUrl = options.natsUrl;
+  if (!natsUrl) {
+    const started = await startEmbeddedServer(options.root);
+    embedded = started.server;
+    natsUrl = started.url;
+    logger.info('embedded nats-server ready', { url: natsUrl, store: 'data/jetstream' });
+  }
+  const nc = await connectNats(natsUrl, 'opstream-agent');
+  const stream = await ensureAlertStream(nc, { name: options.stream ?? DEFAULT_STREAM, replicas: options.replicas });
+  const sim = new SimulatedDriver(options.sim);
+  const runtime = await Runtime.start({ nc, stream, driver: sim });
+  const api = await startApiServer({ runtime, sim, port: options.port ?? 4040, ready: () => !nc.isClosed() });
+  return {
+    natsUrl,
+    api,
+    runtime,
+    sim,
+    nc,
+    async stop() {
+      await api.close();
+      await runtime.stop();
+      await nc.drain();
+      await embedded?.stop();
+    },
+  };
+}

@@ -1,0 +1,66 @@
+// Transport-independent API: finds a method, validates its named params, runs it, and turns any
+// failure into an OpstreamError with a code and a message that names what was wrong.
+import type { z } from 'zod';
+import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
+import { createLogger } from '../log.ts';
+import type { ApiContext, MethodSpec } from './method.ts';
+import { hostMethods } from './methods/host.ts';
+import { simMethods } from './methods/sim.ts';
+import { vmMethods } from './methods/vm.ts';
+
+const logger = createLogger('api');
+
+export const API_METHODS: readonly MethodSpec[] = [...vmMethods, ...hostMethods, ...simMethods] as MethodSpec[];
+
+export class Dispatcher {
+  readonly #methods: Map<string, MethodSpec>;
+
+  constructor(methods: readonly MethodSpec[] = API_METHODS) {
+    this.#methods = new Map(methods.map((method) => [method.name, method]));
+  }
+
+  get methodNames(): string[] {
+    return [...this.#methods.keys()];
+  }
+
+  /** The error for a method nobody serves, pointing at its namespace's methods when there are any. */
+  methodNotFound(name: string): OpstreamError {
+    const namespace = name.split('.')[0];
+    const near = this.methodNames.filter((candidate) => candidate.split('.')[0] === namespace);
+    const hint = near.length ? `; ${namespace} has ${near.join(', ')}` : '';
+    return new OpstreamError(ErrorCodes.MethodNotFound, `unknown method ${JSON.stringify(name)}${hint}`);
+  }
+
+  async invoke(name: string, params: unknown, context: ApiContext): Promise<unknown> {
+    const method = this.#methods.get(name);
+    if (!method) throw this.methodNotFound(name);
+    if (params !== undefined && (typeof params !== 'object' || params === null || Array.isArray(params))) {
+      throw new OpstreamError(ErrorCodes.InvalidParams, `${name} takes named params (a JSON object), not ${describe(params)}`);
+    }
+    const parsed = method.params.safeParse(params ?? {});
+    if (!parsed.success) throw new OpstreamError(ErrorCodes.InvalidParams, `${name}: ${formatIssues(parsed.error)}`);
+    try {
+      return await method.handler(parsed.data, context);
+    } catch (error) {
+      if (error instanceof OpstreamError) throw error;
+      logger.error('method failed unexpectedly', { method: name, error: String(error) });
+      throw new OpstreamError(ErrorCodes.InternalError, `${name} failed: ${(error as Error).message}`, undefined, { cause: error });
+    }
+  }
+}
+
+
+function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const field = issue.path.length ? issue.path.join('.') : 'params';
+      const keys = issue.code === 'unrecognized_keys' ? ` (${issue.keys.join(', ')})` : '';
+      return `${field}: ${issue.message}${keys}`;
+    })
+    .join('; ');
+}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  return value === null ? 'null' : `a ${typeof value}`;
+}

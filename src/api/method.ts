@@ -1,0 +1,24 @@
+import type { z } from 'zod';
+import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
+import type { Runtime } from '../../actors/runtime.ts';
+import type { Session } from './session.ts';
+
+/** What every method can reach. */
+export type ApiContext = {
+  runtime: Runtime;
+  /** Present when the simulated driver runs: it exposes fault injection. */
+  sim?: SimulatedDriver;
+  session: Session;
+};
+
+export type MethodSpec<Schema extends z.ZodType = z.ZodType, Result = unknown> = {
+  name: string;
+  /** Named params; anything they reject is an InvalidParams error naming the field. */
+  params: Schema;
+  handler(params: z.infer<Schema>, context: ApiContext): Promise<Result>;
+};
+
+/** Keeps each method's params and handler types tied together. */
+export function defineMethod<Schema extends z.ZodType, Result>(spec: MethodSpec<Schema, Result>): MethodSpec<Schema, Result> {
+  return spec;
+}

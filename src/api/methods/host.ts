@@ -1,0 +1,28 @@
+import { z } from 'zod';
+import { compileFilter, FILTER_TYPES } from '../../filters/alert-filter.ts';
+import { openAlertFeed } from '../../subscriptions/alert-feed.ts';
+import { defineMethod } from '../method.ts';
+
+export const hostMethods = [
+  defineMethod({
+    name: 'Host.subscribe',
+    params: z.strictObject({ filter: z.string(), filterType: z.enum(FILTER_TYPES).default('glob') }),
+    handler: async ({ filter, filterType }, { runtime, session }) => {
+      const compiled = compileFilter(filter, filterType);
+      const { subscriptionId } = await session.subscribe(() =>
+        openAlertFeed(runtime.nc, { stream: runtime.alertLog.stream, filter: compiled }, ({ seq, alert }) =>
+          session.notify('alert', { alertName: alert.alertName, operationInfo: alert.operationInfo, seq }),
+        ),
+      );
+      return { subscriptionId };
+    },
+  }),
+  defineMethod({
+    name: 'Host.unsubscribe',
+    params: z.strictObject({ subscriptionId: z.string() }),
+    handler: async ({ subscriptionId }, { session }) => {
+      await session.unsubscribe(subscriptionId);
+      return {};
+    },
+  }),
+];

@@ -1,0 +1,13 @@
+// The client library's front door: everything a program that talks to an agent needs.
+export { connect } from './client/client.ts';
+export { DisconnectedError, RpcError, TimeoutError } from './client/errors.ts';
+export { ErrorCodes } from './domain/errors.ts';
+export { isOperationComplete, OPERATION_DESCRIPTIONS } from './domain/operation-info.ts';
+export { compileFilter, FILTER_TYPES } from './filters/alert-filter.ts';
+
+export type { OpstreamClient, TaskRef, VmInfo } from './client/client.ts';
+export type { AlertNotification } from './domain/alert.ts';
+export type { ErrorCode } from './domain/errors.ts';
+export type { OperationDescription, ReceivedOperationInfo } from './domain/operation-info.ts';
+export type { TaskInfo } from './domain/task.ts';
+export type { AlertFilter, FilterType } from './filters/alert-filter.ts';
