@@ -2,7 +2,7 @@
 // next snapshot with XState's pure transition, append it to the stream guarded by the subject's
 // last sequence, and only then adopt it and start the work its new state declares.
 import { isDeepStrictEqual } from 'node:util';
-import { transition, type AnyMachineSnapshot, type EventFromLogic } from 'xstate';
+import type { AnyMachineSnapshot, EventFromLogic } from 'xstate';
 import type { DriverEvent } from '../machines/entity.ts';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { Alert } from '../src/domain/alert.ts';
@@ -13,6 +13,7 @@ import type { Logger } from '../src/log.ts';
 import type { AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef, WorkHandle } from './drivers/driver.ts';
 import { acceptedCalls, stateKey, taskChange, viewOf, type EntityView } from './entity-snapshot.ts';
+import { nextSnapshot } from './pure-transition.ts';
 import { replayOne, type Divergence, type ReplayState } from './replay.ts';
 
 export type EntityActorDeps = {
@@ -35,6 +36,7 @@ export class EntityActor {
   #state: ReplayState;
   #work: RunningWork | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  readonly #listeners = new Set<(appended: Appended) => void>();
 
   constructor(
     readonly ref: EntityRef,
@@ -79,6 +81,12 @@ export class EntityActor {
         accepted: acceptedCalls(this.#state.snapshot),
       });
     });
+  }
+
+  /** Calls `listener` after each transition this actor persists; returns the unsubscribe. */
+  onTransition(listener: (appended: Appended) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** Starts the work the current state declares, if any (after a load, for instance). */
@@ -141,7 +149,7 @@ export class EntityActor {
     const recorded = redact(event);
     const before = this.#state.snapshot;
     if (!before.can(recorded)) return 'refused';
-    const [next] = transition(definition.machine, before as never, recorded as never);
+    const next = nextSnapshot(definition.machine, before as never, recorded as never);
     if (options.skipUnchanged && isDeepStrictEqual(next.value, before.value) && isDeepStrictEqual(next.context, before.context)) {
       return 'unchanged';
     }
@@ -168,7 +176,9 @@ export class EntityActor {
     }
     this.#state = { snapshot: next, lastSeq: seq, revision };
     this.#reconcileWork(false);
-    return { seq, alert };
+    const appended = { seq, alert };
+    for (const listener of this.#listeners) listener(appended);
+    return appended;
   }
 
   /** Another writer appended: fold what it wrote so the next call starts from the truth. */

@@ -1,8 +1,9 @@
 import { isDeepStrictEqual } from 'node:util';
-import { initialTransition, transition, type AnyMachineSnapshot } from 'xstate';
+import { initialTransition, type AnyMachineSnapshot } from 'xstate';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { RecordedEvent, StateValue } from '../src/domain/alert.ts';
 import type { StoredAlert } from './alert-log.ts';
+import { nextSnapshot } from './pure-transition.ts';
 
 /** Where recorded history and today's machine disagree. */
 export type Divergence = {
@@ -32,9 +33,9 @@ export function initialReplayState(definition: MachineDefinition, id: string): R
 export function replayOne(definition: MachineDefinition, state: ReplayState, stored: StoredAlert): ReplayState {
   if (state.divergence) return state;
   const { alert, seq } = stored;
-  const event = alert.event as Parameters<typeof transition<typeof definition.machine>>[2];
+  const event = alert.event as Parameters<typeof nextSnapshot<typeof definition.machine>>[2];
   const accepted = state.snapshot.can(event);
-  const next = accepted ? transition(definition.machine, state.snapshot as never, event)[0] : undefined;
+  const next = accepted ? nextSnapshot(definition.machine, state.snapshot as never, event) : undefined;
   if (!next || !isDeepStrictEqual(next.value, alert.state)) {
     return {
       ...state,

@@ -1,6 +1,7 @@
 // The VM machine on its own: pure transitions, OperationInfo from state meta, JSON round trips.
 import { describe, expect, it } from 'vitest';
 import { initialTransition, transition, type SnapshotFrom } from 'xstate';
+import { nextSnapshot } from '../actors/pure-transition.ts';
 import { operationInfoOf, stateMeta } from '../machines/entity.ts';
 import { vmMachine, type VmEvent } from '../machines/vm.ts';
 import { isOperationComplete, OperationInfo } from '../src/domain/operation-info.ts';
@@ -112,5 +113,32 @@ describe('VM machine', () => {
     collect(run([{ type: 'MIGRATE', task: task('VM.migrate'), dstHost: 'h' }], up()));
     collect(run([{ type: 'DESTROY', task: task('VM.destroy') }], up()));
     expect([...words].sort()).toEqual(['down', 'migrating', 'paused', 'powering down', 'powering up', 'preparing for launch', 'up']);
+  });
+});
+
+describe('nextSnapshot (the runtime\'s reusable-scope transition)', () => {
+  it('computes exactly what XState\'s transition() computes, and the machine emits no actions to run', () => {
+    const events: VmEvent[] = [
+      create,
+      { type: 'WORK_PROGRESS', percentage: 30 },
+      { type: 'WORK_DONE' },
+      { type: 'WORK_DONE' },
+      { type: 'MIGRATE', task: task('VM.migrate'), dstHost: 'h2' },
+      { type: 'WORK_DONE' },
+      { type: 'IO_ERROR', error: [123, 'Error writing to disks'] },
+      { type: 'CONT', task: task('VM.cont') },
+      { type: 'DESTROY', task: task('VM.destroy') },
+      { type: 'WORK_DONE' },
+    ];
+    let ours = initialTransition(vmMachine, { id: 'vm1' })[0];
+    let theirs = ours;
+    for (const event of events) {
+      const [next, actions] = transition(vmMachine, theirs, event);
+      expect(actions).toEqual([]);
+      theirs = next;
+      ours = nextSnapshot(vmMachine, ours, event);
+      expect(ours.value).toEqual(theirs.value);
+      expect(ours.context).toEqual(theirs.context);
+    }
   });
 });

@@ -41,7 +41,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   // The transport cap sits above the JSON-RPC one so an oversized request gets a JSON-RPC error,
   // and only an absurd frame is cut off by ws itself.
   const wss = new WebSocketServer({ server: http, path: '/rpc', maxPayload: 8 * MAX_REQUEST_BYTES });
-  wss.on('connection', (socket) => serveConnection(socket, rpc));
+  const sessions = new Set<Session>();
+  wss.on('connection', (socket) => {
+    const session = serveConnection(socket, rpc);
+    sessions.add(session);
+    socket.once('close', () => sessions.delete(session));
+  });
 
   await listen(http, options.port ?? 4040, options.host ?? '127.0.0.1');
   const { port } = http.address() as AddressInfo;
@@ -49,6 +54,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     url: `ws://${options.host ?? '127.0.0.1'}:${port}/rpc`,
     port,
     async close() {
+      // Feeds read through the agent's NATS connection: close them before it drains.
+      await Promise.allSettled([...sessions].map((session) => session.close()));
       for (const client of wss.clients) client.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       await new Promise<void>((resolve) => http.close(() => resolve()));
@@ -73,7 +80,7 @@ function errorResponse(id: JSONRPCID, { code, message, data }: OpstreamError): J
   return createJSONRPCErrorResponse(id, code, message, data);
 }
 
-function serveConnection(socket: WebSocket, rpc: JSONRPCServer<Session>): void {
+function serveConnection(socket: WebSocket, rpc: JSONRPCServer<Session>): Session {
   const session = new Session((method, params) => {
     if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ jsonrpc: '2.0', method, params }));
   });
@@ -86,6 +93,7 @@ function serveConnection(socket: WebSocket, rpc: JSONRPCServer<Session>): void {
   });
   socket.on('close', () => void session.close());
   socket.on('error', (error) => logger.warn('websocket error', { error: String(error) }));
+  return session;
 }
 
 type Reply = JSONRPCResponse | JSONRPCResponse[] | undefined;

@@ -30,9 +30,19 @@ export type ServerProcess = {
  */
 export async function startServerProcess(
   args: string[],
-  options: { cwd?: string; logFile?: string; readyTimeoutMs?: number } = {},
+  options: {
+    cwd?: string;
+    logFile?: string;
+    readyTimeoutMs?: number;
+    /** Own process group: a terminal's Ctrl-C then reaches only us, and we stop the server last. */
+    detached?: boolean;
+  } = {},
 ): Promise<ServerProcess> {
-  const child = spawn(natsServerBinary(), args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(natsServerBinary(), args, {
+    cwd: options.cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
+  });
   const log: WriteStream | undefined = options.logFile ? createWriteStream(options.logFile, { flags: 'a' }) : undefined;
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const recent: string[] = [];

@@ -22,7 +22,12 @@ export class NatsTestServer {
   static async start(): Promise<NatsTestServer> {
     const dir = mkdtempSync(join(tmpdir(), 'opstream-nats-'));
     const process = await launch(dir, -1);
-    return new NatsTestServer(dir, process, await readPort(dir, process.pid));
+    try {
+      return new NatsTestServer(dir, process, await readPort(dir, process.pid));
+    } catch (error) {
+      await process.kill();
+      throw error;
+    }
   }
 
   /** Stops gracefully (SIGTERM) and starts again on the same port and store. */

@@ -1,0 +1,96 @@
+// Durable transitions/s through the runtime vs raw JetStream publishes/s of the same payloads.
+// Both sides run the same shape of load: one chain of awaited appends per VM, all VMs at once.
+import { jetstream } from '@nats-io/jetstream';
+import { SimulatedDriver } from '../actors/drivers/simulated-driver.ts';
+import { Runtime } from '../actors/runtime.ts';
+import type { Alert } from '../src/domain/alert.ts';
+import { EntityKinds } from '../src/domain/subjects.ts';
+import { ensureAlertStream } from '../src/nats/alert-stream.ts';
+import { connectNats } from '../src/nats/connection.ts';
+import { NatsTestServer } from '../test/helpers/nats-server.ts';
+import { rate, report, type Figure } from './report.ts';
+
+export type TransitionsBenchOptions = { vms: number; pauseCycles: number };
+
+export async function benchTransitions({ vms, pauseCycles }: TransitionsBenchOptions): Promise<Figure[]> {
+  const server = await NatsTestServer.start();
+  const nc = await connectNats(server.url, 'bench');
+  try {
+    const stream = await ensureAlertStream(nc);
+    // Ticks of 0 ms: the driver answers at once, so the runtime and JetStream are what is measured.
+    const runtime = await Runtime.start({ nc, stream, driver: new SimulatedDriver({ stepMs: 0 }) });
+    const ids = Array.from({ length: vms }, (_, i) => `bench-${i}`);
+
+    const started = performance.now();
+    await Promise.all(ids.map((id) => driveVm(runtime, id, pauseCycles)));
+    const runtimeSeconds = (performance.now() - started) / 1000;
+    await runtime.stop();
+
+    // The same payloads, replayed per VM on fresh subjects through plain js.publish.
+    let transitions = 0;
+    const perVm = new Map<string, string[]>();
+    for (const id of ids) {
+      const subject = `vdsm.VM.raw-${id}`;
+      const payloads: string[] = [];
+      for await (const { alert } of runtime.alertLog.read(`vdsm.VM.${id}`)) {
+        payloads.push(JSON.stringify({ ...alert, alertName: subject } satisfies Alert));
+      }
+      perVm.set(subject, payloads);
+      transitions += payloads.length;
+    }
+    const js = jetstream(nc);
+    const publishAll = async (prefix: string, guarded: boolean): Promise<number> => {
+      const began = performance.now();
+      await Promise.all(
+        [...perVm].map(async ([subject, payloads]) => {
+          const target = subject.replace('vdsm.VM.', `vdsm.VM.${prefix}`);
+          let last = 0;
+          for (const [i, payload] of payloads.entries()) {
+            const options = guarded ? { msgID: `${target}:${i}`, expect: { lastSubjectSequence: last } } : undefined;
+            last = (await js.publish(target, payload, options)).seq;
+          }
+        }),
+      );
+      return (performance.now() - began) / 1000;
+    };
+    const rawSeconds = await publishAll('plain-', false);
+    const guardedSeconds = await publishAll('guarded-', true);
+
+    const runtimeRate = transitions / runtimeSeconds;
+    return [
+      rate('durable transitions through the runtime', transitions, runtimeSeconds),
+      rate('raw JetStream publishes, same payloads and concurrency', transitions, rawSeconds),
+      rate('  the same with msg id + expected-last-subject-sequence', transitions, guardedSeconds),
+      { name: 'ratio runtime / raw', value: runtimeRate / (transitions / rawSeconds), unit: '×' },
+    ];
+  } finally {
+    await nc.drain();
+    await server.stop();
+  }
+}
+
+async function driveVm(runtime: Runtime, id: string, pauseCycles: number): Promise<void> {
+  const vm = { kind: EntityKinds.VM, id };
+  await runtime.call(vm, 'VM.create', { vmId: id, memoryMiB: 512 }, (task) => ({ type: 'CREATE', task, params: { memoryMiB: 512 } }));
+  await untilStatus(runtime, vm, 'Up');
+  for (let cycle = 0; cycle < pauseCycles; cycle += 1) {
+    await runtime.call(vm, 'VM.pause', { vmId: id }, (task) => ({ type: 'PAUSE', task }));
+    await untilStatus(runtime, vm, 'Paused');
+    await runtime.call(vm, 'VM.cont', { vmId: id }, (task) => ({ type: 'CONT', task }));
+    await untilStatus(runtime, vm, 'Up');
+  }
+}
+
+async function untilStatus(runtime: Runtime, vm: { kind: typeof EntityKinds.VM; id: string }, status: string): Promise<void> {
+  const actor = await runtime.existing(vm);
+  if (actor.view().status === status) return;
+  await new Promise<void>((resolve) => {
+    const off = actor.onTransition(({ alert }) => {
+      if (alert.status !== status) return;
+      off();
+      resolve();
+    });
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) report('transitions', await benchTransitions({ vms: 300, pauseCycles: 5 }));

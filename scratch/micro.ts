@@ -1,0 +1,20 @@
+import { initialTransition, transition } from 'xstate';
+import { vmMachine } from '../machines/vm.ts';
+import { viewOf, taskChange } from '../actors/entity-snapshot.ts';
+import { redact } from '../src/domain/redaction.ts';
+import { Alert } from '../src/domain/alert.ts';
+const task = { id: 't', methodName: 'VM.create', kwargs: { vmId: 'x', memoryMiB: 512 } };
+let [s] = initialTransition(vmMachine, { id: 'x' });
+[s] = transition(vmMachine, s, { type: 'CREATE', task, params: {} });
+const ev = { type: 'WORK_PROGRESS', percentage: 10 } as const;
+const N = 20000;
+function time(name: string, fn: () => unknown) { const t = performance.now(); for (let i = 0; i < N; i++) fn(); console.log(name.padEnd(20), ((performance.now() - t) * 1000 / N).toFixed(1), 'µs'); }
+time('can', () => s.can(ev));
+time('transition', () => transition(vmMachine, s, ev));
+time('viewOf', () => viewOf(s));
+time('redact', () => redact(ev));
+const v = viewOf(s);
+const alert = { alertName: 'vdsm.VM.x', operationInfo: v.operationInfo, status: v.status, state: v.state, event: ev, ...taskChange(task, s.context), machine: { id: 'vm', version: 1 }, revision: 3, time: new Date().toISOString() };
+time('stringify', () => JSON.stringify(alert));
+const text = JSON.stringify(alert);
+time('Alert.parse', () => Alert.parse(JSON.parse(text)));

@@ -1,0 +1,66 @@
+// The scripted demo `npm start` runs against its own agent: VMs created, one paused on EIO and
+// continued, one migrated away, one paused and destroyed — every step shown as it streams in.
+import { connect, type OpstreamClient } from '../index.ts';
+import { formatAlertLine } from './format.ts';
+
+export async function runDemo(apiUrl: string, say: (line: string) => void = console.log): Promise<void> {
+  const host = await connect(apiUrl);
+  const run = Date.now().toString(36);
+  const [web, db, cache] = ['web', 'db', 'cache'].map((name) => `demo-${run}-${name}`) as [string, string, string];
+  const filter = `vdsm.VM.demo-${run}-*`;
+  try {
+    await host.subscribe(filter);
+    const printer = printAlerts(host, filter, say);
+
+    say(`\n▶ creating ${web}, ${db} and ${cache}`);
+    await Promise.all([web, db, cache].map((vmId) => host.vm.create(vmId, { memoryMiB: 1024, cpus: 2, password: 'not-stored' })));
+    await waitForStatus(host, [web, db, cache], 'Up');
+
+    say(`\n▶ ${db} hits a disk error (injected EIO), then is continued`);
+    await host.call('Sim.injectFault', { vmId: db, fault: 'EIO' });
+    await waitForStatus(host, [db], 'Paused');
+    await host.vm.cont(db);
+    await waitForStatus(host, [db], 'Up');
+
+    say(`\n▶ migrating ${web} to host-2 (ends Down on this host)`);
+    await host.vm.migrate(web, 'host-2');
+    await waitForStatus(host, [web], 'Down');
+
+    say(`\n▶ pausing and destroying ${cache}`);
+    await host.vm.pause(cache);
+    await waitForStatus(host, [cache], 'Paused');
+    await host.vm.destroy(cache);
+    await waitForStatus(host, [cache], 'Down');
+
+    printer.stop();
+    say('\n▶ demo finished; final state:');
+    for (const vmId of [web, db, cache]) {
+      const info = await host.vm.getInfo(vmId);
+      say(`  ${vmId.padEnd(24)} ${info.status.padEnd(10)} last alert at stream sequence ${info.seq}`);
+    }
+  } finally {
+    await host.close();
+  }
+}
+
+function printAlerts(host: OpstreamClient, filter: string, say: (line: string) => void): { stop(): void } {
+  let running = true;
+  void (async () => {
+    while (running) {
+      const event = await host.waitForEvent(filter, 1_000).catch(() => undefined);
+      if (event) say(formatAlertLine(event.alertName, event.seq, event.operationInfo));
+    }
+  })();
+  return { stop: () => (running = false) };
+}
+
+/** Polls getInfo: the demo's printer owns the event stream, and polling is the seed's fallback. */
+async function waitForStatus(host: OpstreamClient, vmIds: string[], status: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const vmId of vmIds) {
+    while ((await host.vm.getInfo(vmId)).status !== status) {
+      if (Date.now() > deadline) throw new Error(`${vmId} did not reach ${status} within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
