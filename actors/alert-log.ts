@@ -12,8 +12,12 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Alert } from '../src/domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
+import { ALERT_ROOT } from '../src/domain/subjects.ts';
 
 export type StoredAlert = { seq: number; alert: Alert };
+
+/** A message of the alert stream before its body is parsed: recovery skips most bodies. */
+export type RawAlert = { seq: number; subject: string; parse(): Alert };
 
 export class AlertLog {
   private constructor(
@@ -57,6 +61,34 @@ export class AlertLog {
     return message?.seq ?? 0;
   }
 
+  /** The stream's last sequence over all subjects (0 when empty). */
+  async streamLastSequence(): Promise<number> {
+    return (await this.jsm.streams.info(this.stream)).state.last_seq;
+  }
+
+  /**
+   * Every alert from `fromSeq` up to what the stream holds when the read starts, in stream order,
+   * in large batches: this is the read recovery and replay benchmarks measure against.
+   */
+  async *readAll(fromSeq = 1): AsyncGenerator<RawAlert> {
+    const last = await this.streamLastSequence();
+    if (last < fromSeq) return;
+    const consumer = await this.js.consumers.get(this.stream, {
+      filter_subjects: `${ALERT_ROOT}.>`,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: fromSeq,
+    });
+    const messages = await consumer.consume({ max_messages: 10_000 });
+    try {
+      for await (const message of messages) {
+        yield { seq: message.seq, subject: message.subject, parse: () => Alert.parse(message.json()) };
+        if (message.seq >= last) break;
+      }
+    } finally {
+      await messages.close();
+    }
+  }
+
   /** The subject's alerts from `fromSeq` up to what the stream holds now, in order. */
   async *read(subject: string, fromSeq = 1): AsyncGenerator<StoredAlert> {
     const last = await this.lastSequence(subject);
@@ -74,7 +106,6 @@ export class AlertLog {
       }
     } finally {
       await messages.close();
-      await consumer.delete().catch(() => undefined);
     }
   }
 }

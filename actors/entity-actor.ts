@@ -2,11 +2,12 @@
 // next snapshot with XState's pure transition, append it to the stream guarded by the subject's
 // last sequence, and only then adopt it and start the work its new state declares.
 import { isDeepStrictEqual } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AnyMachineSnapshot, EventFromLogic } from 'xstate';
-import type { DriverEvent } from '../machines/entity.ts';
+import type { DriverEvent, EntityContext, ErrorTuple } from '../machines/entity.ts';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { Alert } from '../src/domain/alert.ts';
-import { ErrorCodes, isConflict, OpstreamError } from '../src/domain/errors.ts';
+import { ErrorCodes, isConflict, isOpstreamError, OpstreamError } from '../src/domain/errors.ts';
 import { redact } from '../src/domain/redaction.ts';
 import { alertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
@@ -15,6 +16,7 @@ import type { Driver, EntityEvent, EntityRef, WorkHandle } from './drivers/drive
 import { acceptedCalls, stateKey, taskChange, viewOf, type EntityView } from './entity-snapshot.ts';
 import { nextSnapshot } from './pure-transition.ts';
 import { replayOne, type Divergence, type ReplayState } from './replay.ts';
+import type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
 
 export type EntityActorDeps = {
   definition: MachineDefinition;
@@ -22,9 +24,13 @@ export type EntityActorDeps = {
   driver: Driver;
   now: () => Date;
   logger: Logger;
+  snapshots?: { store: SnapshotStore; every: number };
 };
 
 export type Appended = { seq: number; alert: Alert };
+
+/** lastError of an operation whose state says it cannot survive an agent restart. */
+export const RESUME_FAILED = 900;
 
 type MachineEvent = EventFromLogic<MachineDefinition['machine']>;
 type RunningWork = { stateKey: string; handle?: WorkHandle };
@@ -34,17 +40,22 @@ type Outcome = Appended | 'refused' | 'unchanged';
 export class EntityActor {
   readonly subject: string;
   #state: ReplayState;
+  #snapshotRevision: number;
   #work: RunningWork | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  #stopped = false;
   readonly #listeners = new Set<(appended: Appended) => void>();
 
   constructor(
     readonly ref: EntityRef,
     private readonly deps: EntityActorDeps,
     replayed: ReplayState,
+    /** The revision the newest stored snapshot covers (0: none). */
+    snapshotRevision = 0,
   ) {
     this.subject = alertSubject(ref.kind, ref.id);
     this.#state = replayed;
+    this.#snapshotRevision = snapshotRevision;
   }
 
   /** Whether the entity has any history: one never created has none. */
@@ -89,19 +100,49 @@ export class EntityActor {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Starts the work the current state declares, if any (after a load, for instance). */
-  startDeclaredWork(resumed: boolean): void {
-    this.#reconcileWork(resumed);
+  /**
+   * After an agent restart: carry on with the operation the entity was in, as its state declares —
+   * `continue` the driver's run, `restart` the stage, or `fail` the operation with a lastError.
+   * The task keeps its id either way.
+   */
+  async resume(): Promise<void> {
+    if (this.#state.divergence) return;
+    const { meta } = viewOf(this.#state.snapshot);
+    if (!meta.work) return;
+    const policy = meta.onResume ?? 'restart';
+    this.deps.logger.info('resuming an operation after restart', { subject: this.subject, work: meta.work, policy });
+    if (policy !== 'fail') {
+      this.#reconcileWork(policy === 'continue');
+      return;
+    }
+    const error: ErrorTuple = [
+      RESUME_FAILED,
+      `the agent restarted during "${meta.operation.stageDescription}"; ${meta.operation.operationDescription} cannot be resumed`,
+    ];
+    await this.#serialize(() => this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true }));
   }
 
+  /** Stops driver work; transitions already queued still finish. */
   stopWork(): void {
     this.#work?.handle?.cancel();
     this.#work = undefined;
   }
 
+  /** Stops for good: no work, no more retries. */
+  stop(): void {
+    this.#stopped = true;
+    this.stopWork();
+  }
+
   /** Waits until every queued change has been applied. */
   async settle(): Promise<void> {
     await this.#queue.catch(() => undefined);
+  }
+
+  /** Saves a snapshot if anything happened since the last one (a clean shutdown does this). */
+  async snapshotIfChanged(): Promise<boolean> {
+    if (!this.deps.snapshots || this.#state.divergence || this.#state.revision === this.#snapshotRevision) return true;
+    return this.#saveSnapshot();
   }
 
   #serialize<T>(job: () => Promise<T>): Promise<T> {
@@ -129,11 +170,14 @@ export class EntityActor {
     return `${what}: cannot ${type} (accepts ${accepted.length ? accepted.join(', ') : 'nothing now'})`;
   }
 
-  /** Driver events come back here; those of work that was stopped since are dropped. */
+  /**
+   * Driver events come back here; those of work that was stopped since are dropped. The driver
+   * did the work already, so its event is retried until stored, across a server outage.
+   */
   #report(work: RunningWork, event: DriverEvent): Promise<void> {
     return this.#serialize(async () => {
       if (this.#work !== work || this.#state.divergence) return;
-      await this.#apply(event, { skipUnchanged: true });
+      await this.#apply(event, { skipUnchanged: true, retryUntilStored: true });
     }).catch((error: unknown) => {
       this.deps.logger.warn('driver event not applied', { subject: this.subject, event: event.type, error: String(error) });
     });
@@ -143,8 +187,8 @@ export class EntityActor {
    * Persists the transition `event` causes. A driver event that changes nothing visible (the
    * same rounded percentage) is not worth an alert: `skipUnchanged` drops it.
    */
-  async #apply(event: MachineEvent, options: { skipUnchanged?: boolean } = {}): Promise<Outcome> {
-    const { definition, log, now } = this.deps;
+  async #apply(event: MachineEvent, options: { skipUnchanged?: boolean; retryUntilStored?: boolean } = {}): Promise<Outcome> {
+    const { definition, now } = this.deps;
     // Machines see the event exactly as it is recorded, so replay reproduces the same context.
     const recorded = redact(event);
     const before = this.#state.snapshot;
@@ -161,24 +205,42 @@ export class EntityActor {
       status: view.status,
       state: view.state,
       event: recorded,
-      ...taskChange((before.context as { task: Alert['task'] | null }).task ?? null, next.context),
+      ...taskChange((before.context as EntityContext).task, next.context),
       machine: { id: definition.machine.id, version: definition.version },
       revision,
       time: now().toISOString(),
     };
-    const msgId = `${alert.task?.id ?? this.subject}:${revision}`;
-    let seq: number;
-    try {
-      seq = await log.append(alert, this.#state.lastSeq, msgId);
-    } catch (error) {
-      if (isConflict(error)) await this.#catchUp();
-      throw error;
-    }
+    const seq = await this.#append(alert, `${alert.task?.id ?? this.subject}:${revision}`, options.retryUntilStored ?? false);
     this.#state = { snapshot: next, lastSeq: seq, revision };
     this.#reconcileWork(false);
     const appended = { seq, alert };
     for (const listener of this.#listeners) listener(appended);
+    if (this.deps.snapshots && revision - this.#snapshotRevision >= this.deps.snapshots.every) void this.#saveSnapshot();
     return appended;
+  }
+
+  /**
+   * Appends with this entity's guard. A conflict means another writer won: fold what it wrote
+   * and fail. Any other failure (server away) is retried with the same Nats-Msg-Id when asked,
+   * so an append that did land before its ack was lost is not stored twice.
+   */
+  async #append(alert: Alert, msgId: string, retryUntilStored: boolean): Promise<number> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await this.deps.log.append(alert, this.#state.lastSeq, msgId);
+      } catch (error) {
+        if (isConflict(error)) {
+          await this.#catchUp();
+          throw error;
+        }
+        if (!retryUntilStored || this.#stopped) {
+          if (isOpstreamError(error)) throw error;
+          throw new OpstreamError(ErrorCodes.Unavailable, `the alert stream is unavailable: ${(error as Error).message}`, undefined, { cause: error });
+        }
+        if (attempt === 0) this.deps.logger.warn('append failed; retrying until the stream is back', { subject: this.subject, error: String(error) });
+        await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
+      }
+    }
   }
 
   /** Another writer appended: fold what it wrote so the next call starts from the truth. */
@@ -190,10 +252,32 @@ export class EntityActor {
     this.stopWork();
   }
 
+  async #saveSnapshot(): Promise<boolean> {
+    const { store } = this.deps.snapshots ?? {};
+    if (!store) return false;
+    const { snapshot, lastSeq, revision } = this.#state;
+    const { definition } = this.deps;
+    try {
+      await store.save(this.ref, {
+        machine: { id: definition.machine.id, version: definition.version },
+        seq: lastSeq,
+        revision,
+        // A machine snapshot persists as { status, value, context, ... }: what StoredSnapshot checks.
+        snapshot: definition.machine.getPersistedSnapshot(snapshot) as unknown as StoredSnapshot['snapshot'],
+      });
+      this.#snapshotRevision = Math.max(this.#snapshotRevision, revision);
+      return true;
+    } catch (error) {
+      // A missed snapshot only makes the next recovery replay more of the stream.
+      this.deps.logger.warn('could not save a snapshot', { subject: this.subject, error: String(error) });
+      return false;
+    }
+  }
+
   #reconcileWork(resumed: boolean): void {
     const snapshot = this.#state.snapshot;
     const key = stateKey(snapshot);
-    if (this.#work?.stateKey === key) return;
+    if (this.#work?.stateKey === key || this.#stopped) return;
     this.stopWork();
     const { work } = viewOf(snapshot).meta;
     if (!work) return;

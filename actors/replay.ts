@@ -4,6 +4,7 @@ import type { MachineDefinition } from '../machines/index.ts';
 import type { RecordedEvent, StateValue } from '../src/domain/alert.ts';
 import type { StoredAlert } from './alert-log.ts';
 import { nextSnapshot } from './pure-transition.ts';
+import type { StoredSnapshot } from './snapshot-store.ts';
 
 /** Where recorded history and today's machine disagree. */
 export type Divergence = {
@@ -24,6 +25,12 @@ export type ReplayState = {
 export function initialReplayState(definition: MachineDefinition, id: string): ReplayState {
   const [snapshot] = initialTransition(definition.machine, { id });
   return { snapshot, lastSeq: 0, revision: 0 };
+}
+
+/** The replay state a trusted snapshot stands for: replay continues after its sequence. */
+export function restoreReplayState(definition: MachineDefinition, stored: StoredSnapshot): ReplayState {
+  const snapshot = definition.machine.resolveState(stored.snapshot as Parameters<typeof definition.machine.resolveState>[0]);
+  return { snapshot, lastSeq: stored.seq, revision: stored.revision };
 }
 
 /**

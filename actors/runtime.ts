@@ -1,5 +1,6 @@
-// Hosts one EntityActor per entity on the alert stream: loads an entity's history on first use,
-// turns calls into tasks, and routes drivers' spontaneous events (faults) to the right actor.
+// Hosts one EntityActor per entity on the alert stream: rebuilds them all from the stream at
+// start (recover), loads any other on first use, turns calls into tasks, and routes drivers'
+// spontaneous events (faults) to the right actor.
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { MACHINES, type MachineDefinition } from '../machines/index.ts';
@@ -10,13 +11,19 @@ import type { TaskInfo } from '../src/domain/task.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
-import { EntityActor, type Appended } from './entity-actor.ts';
-import { initialReplayState, replayOne } from './replay.ts';
+import { EntityActor, type Appended, type EntityActorDeps } from './entity-actor.ts';
+import { recoverEntities, type RecoveryReport } from './recovery.ts';
+import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
+import type { SnapshotStore } from './snapshot-store.ts';
 
 export type RuntimeOptions = {
   nc: NatsConnection;
   stream: string;
   driver: Driver;
+  /** Where snapshots go; without it every recovery replays the whole stream. */
+  snapshots?: SnapshotStore;
+  /** Take an entity's snapshot every this many alerts (and at a clean shutdown). */
+  snapshotEvery?: number;
   /** Stamps alerts; tests pin it. Machines never read a clock. */
   now?: () => Date;
   logger?: Logger;
@@ -24,41 +31,72 @@ export type RuntimeOptions = {
 
 export type CallResult = { taskId: string; seq: number };
 
+const definitions = MACHINES as Partial<Record<string, MachineDefinition>>;
+const keyOf = (ref: EntityRef) => `${ref.kind}.${ref.id}`;
+
 export class Runtime {
-  readonly #actors = new Map<string, Promise<EntityActor>>();
+  readonly #actors = new Map<string, EntityActor>();
+  readonly #loading = new Map<string, Promise<EntityActor>>();
+  #recovered = false;
   #stopped = false;
 
   private constructor(
     /** The agent's connection; API feeds read the stream through it too. */
     readonly nc: NatsConnection,
-    private readonly log: AlertLog,
-    private readonly driver: Driver,
-    private readonly now: () => Date,
-    private readonly logger: Logger,
+    readonly alertLog: AlertLog,
+    private readonly options: RuntimeOptions & { now: () => Date; logger: Logger },
   ) {}
 
   static async start(options: RuntimeOptions): Promise<Runtime> {
     const log = await AlertLog.open(options.nc, options.stream);
-    const runtime = new Runtime(options.nc, log, options.driver, options.now ?? (() => new Date()), options.logger ?? createLogger('runtime'));
+    const runtime = new Runtime(options.nc, log, {
+      ...options,
+      now: options.now ?? (() => new Date()),
+      logger: options.logger ?? createLogger('runtime'),
+    });
     options.driver.connect?.((ref, event) => runtime.deliver(ref, event));
     return runtime;
   }
 
-  get alertLog(): AlertLog {
-    return this.log;
+  /** True once recover() has rebuilt every entity (or when nothing asked for recovery). */
+  get recovered(): boolean {
+    return this.#recovered;
+  }
+
+  /**
+   * Rebuilds every entity from snapshots and the stream, then resumes the operations that were
+   * running when the agent stopped, each as its state declares.
+   */
+  async recover(): Promise<RecoveryReport> {
+    const started = performance.now();
+    const report = await recoverEntities(this.alertLog, this.options.snapshots, this.options.logger);
+    for (const { ref, state } of report.entities) {
+      this.#actors.set(keyOf(ref), this.#actor(ref, state, state.lastSeq > 0 ? state.revision : 0));
+    }
+    await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
+    this.#recovered = true;
+    this.options.logger.info('recovered entities from the stream', {
+      entities: report.entities.length,
+      alertsReplayed: report.alertsReplayed,
+      snapshotsUsed: report.snapshotsUsed,
+      fromSeq: report.fromSeq,
+      ms: Math.round(performance.now() - started),
+    });
+    return report;
   }
 
   /** The actor of an entity, its history replayed on first use (once, however many ask). */
-  entity(ref: EntityRef): Promise<EntityActor> {
+  async entity(ref: EntityRef): Promise<EntityActor> {
     if (this.#stopped) throw new OpstreamError(ErrorCodes.Unavailable, 'the agent is shutting down');
-    const key = `${ref.kind}.${ref.id}`;
-    let actor = this.#actors.get(key);
-    if (!actor) {
-      actor = this.#load(ref);
-      this.#actors.set(key, actor);
-      actor.catch(() => this.#actors.delete(key));
+    const key = keyOf(ref);
+    const known = this.#actors.get(key);
+    if (known) return known;
+    let loading = this.#loading.get(key);
+    if (!loading) {
+      loading = this.#load(ref).finally(() => this.#loading.delete(key));
+      this.#loading.set(key, loading);
     }
-    return actor;
+    return loading;
   }
 
   /** An entity that must already exist (getInfo, and calls other than create). */
@@ -72,12 +110,7 @@ export class Runtime {
    * Registers a call as a task: resolves with its id once the transition it causes is in the
    * stream. kwargs are redacted before anything is built from them.
    */
-  async call(
-    ref: EntityRef,
-    methodName: string,
-    kwargs: Record<string, unknown>,
-    event: (task: TaskInfo) => EntityEvent,
-  ): Promise<CallResult> {
+  async call(ref: EntityRef, methodName: string, kwargs: Record<string, unknown>, event: (task: TaskInfo) => EntityEvent): Promise<CallResult> {
     const task: TaskInfo = { id: randomUUID(), methodName, kwargs: redact(kwargs) };
     const actor = await this.entity(ref);
     const { seq } = await actor.request(event(task));
@@ -90,27 +123,68 @@ export class Runtime {
     return actor.request(event);
   }
 
-  /** Stops all driver work and waits for transitions in flight; the stream keeps the rest. */
+  /**
+   * Every registered task not yet finished, failed or cancelled. An entity runs at most one
+   * operation at a time, and its state — folded from the stream — holds it, so the running tasks
+   * are read off the entities rather than kept in a second structure that could drift.
+   */
+  runningTasks(): Array<{ task: TaskInfo; alertName: string }> {
+    const tasks: Array<{ task: TaskInfo; alertName: string }> = [];
+    for (const actor of this.#actors.values()) {
+      if (actor.divergence) continue;
+      const { task } = actor.snapshot.context as { task: TaskInfo | null };
+      if (task) tasks.push({ task, alertName: actor.subject });
+    }
+    return tasks;
+  }
+
+  get entityCount(): number {
+    return this.#actors.size;
+  }
+
+  /**
+   * Stops all driver work and waits for transitions in flight. With snapshots on, saves every
+   * changed entity and — when this runtime holds every entity — a checkpoint, so the next start
+   * reads only what comes after.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
-    const actors = await Promise.allSettled(this.#actors.values());
-    for (const result of actors) if (result.status === 'fulfilled') result.value.stopWork();
-    await Promise.all(actors.map((result) => (result.status === 'fulfilled' ? result.value.settle() : undefined)));
+    const actors = [...this.#actors.values()];
+    for (const actor of actors) actor.stop();
+    await Promise.all(actors.map((actor) => actor.settle()));
+    const { snapshots } = this.options;
+    if (!snapshots) return;
+    const saved = await Promise.all(actors.map((actor) => actor.snapshotIfChanged()));
+    const complete = this.#recovered && saved.every(Boolean) && actors.every((actor) => !actor.divergence);
+    if (complete) await snapshots.saveCheckpoint(await this.alertLog.streamLastSequence());
+  }
+
+  #actor(ref: EntityRef, state: ReplayState, snapshotRevision = 0): EntityActor {
+    const definition = definitions[ref.kind];
+    if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
+    const { snapshots, snapshotEvery, driver, now, logger } = this.options;
+    const deps: EntityActorDeps = {
+      definition,
+      log: this.alertLog,
+      driver,
+      now,
+      logger,
+      snapshots: snapshots ? { store: snapshots, every: snapshotEvery ?? 50 } : undefined,
+    };
+    return new EntityActor(ref, deps, state, snapshotRevision);
   }
 
   async #load(ref: EntityRef): Promise<EntityActor> {
-    const definition = (MACHINES as Partial<Record<string, MachineDefinition>>)[ref.kind];
+    const definition = definitions[ref.kind];
     if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
     const subject = alertSubject(ref.kind, ref.id);
     let state = initialReplayState(definition, ref.id);
-    for await (const stored of this.log.read(subject)) state = replayOne(definition, state, stored);
+    for await (const stored of this.alertLog.read(subject)) state = replayOne(definition, state, stored);
     if (state.divergence) {
-      this.logger.error('history diverges from the machine; refusing to own the entity', {
-        subject,
-        divergence: state.divergence,
-      });
+      this.options.logger.error('history diverges from the machine; refusing to own the entity', { subject, divergence: state.divergence });
     }
-    const deps = { definition, log: this.log, driver: this.driver, now: this.now, logger: this.logger };
-    return new EntityActor(ref, deps, state);
+    const actor = this.#actor(ref, state);
+    this.#actors.set(keyOf(ref), actor);
+    return actor;
   }
 }

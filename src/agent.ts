@@ -3,6 +3,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { SimulatedDriver, type SimulatedDriverOptions } from '../actors/drivers/simulated-driver.ts';
 import { Runtime } from '../actors/runtime.ts';
+import { SnapshotStore } from '../actors/snapshot-store.ts';
 import { startApiServer, type ApiServer } from './api/ws-server.ts';
 import { createLogger } from './log.ts';
 import { DEFAULT_STREAM, ensureAlertStream } from './nats/alert-stream.ts';
@@ -22,6 +23,8 @@ export type AgentOptions = {
   stream?: string;
   replicas?: number;
   sim?: SimulatedDriverOptions;
+  /** Snapshot every N alerts per entity (and at a clean shutdown); 0 turns snapshots off. */
+  snapshotEvery?: number;
 };
 
 export type Agent = {
@@ -45,8 +48,18 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const nc = await connectNats(natsUrl, 'opstream-agent');
   const stream = await ensureAlertStream(nc, { name: options.stream ?? DEFAULT_STREAM, replicas: options.replicas });
   const sim = new SimulatedDriver(options.sim);
-  const runtime = await Runtime.start({ nc, stream, driver: sim });
-  const api = await startApiServer({ runtime, sim, port: options.port ?? 4040, ready: () => !nc.isClosed() });
+  const snapshotEvery = options.snapshotEvery ?? 50;
+  const snapshots = snapshotEvery > 0 ? await SnapshotStore.open(nc, logger, { replicas: options.replicas }) : undefined;
+  const runtime = await Runtime.start({ nc, stream, driver: sim, snapshots, snapshotEvery });
+  // The API answers from the start — /healthz says 503 and calls say Unavailable until recovery
+  // is done — so a long recovery is visible instead of looking like a dead port.
+  const api = await startApiServer({
+    runtime,
+    sim,
+    port: options.port ?? 4040,
+    ready: () => runtime.recovered && !nc.isClosed(),
+  });
+  await runtime.recover();
   return {
     natsUrl,
     api,

@@ -37,6 +37,12 @@ export class Dispatcher {
     if (params !== undefined && (typeof params !== 'object' || params === null || Array.isArray(params))) {
       throw new OpstreamError(ErrorCodes.InvalidParams, `${name} takes named params (a JSON object), not ${describe(params)}`);
     }
+    if (!context.runtime.recovered) {
+      throw new OpstreamError(
+        ErrorCodes.Unavailable,
+        'the agent is still rebuilding its entities from the stream; retry when GET /healthz answers 200',
+      );
+    }
     const parsed = method.params.safeParse(params ?? {});
     if (!parsed.success) throw new OpstreamError(ErrorCodes.InvalidParams, `${name}: ${formatIssues(parsed.error)}`);
     try {
