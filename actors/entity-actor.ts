@@ -3,6 +3,7 @@
 // last sequence, and only then adopt it and start the work its new state declares.
 import { isDeepStrictEqual } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { errors } from '@nats-io/transport-node';
 import type { AnyMachineSnapshot, EventFromLogic } from 'xstate';
 import type { DriverEvent, EntityContext, ErrorTuple } from '../machines/entity.ts';
 import type { MachineDefinition } from '../machines/index.ts';
@@ -233,7 +234,8 @@ export class EntityActor {
           await this.#catchUp();
           throw error;
         }
-        if (!retryUntilStored || this.#stopped) {
+        // A closed connection never comes back: only a disconnected one is worth waiting for.
+        if (!retryUntilStored || this.#stopped || error instanceof errors.ClosedConnectionError) {
           if (isOpstreamError(error)) throw error;
           throw new OpstreamError(ErrorCodes.Unavailable, `the alert stream is unavailable: ${(error as Error).message}`, undefined, { cause: error });
         }

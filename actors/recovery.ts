@@ -9,7 +9,13 @@ import type { EntityRef } from './drivers/driver.ts';
 import { initialReplayState, replayOne, restoreReplayState, type ReplayState } from './replay.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
-export type RecoveredEntity = { ref: EntityRef; definition: MachineDefinition; state: ReplayState };
+export type RecoveredEntity = {
+  ref: EntityRef;
+  definition: MachineDefinition;
+  state: ReplayState;
+  /** The revision its trusted snapshot covers (0: none); the tail may have moved past it. */
+  snapshotRevision: number;
+};
 
 export type RecoveryReport = {
   entities: RecoveredEntity[];
@@ -28,7 +34,7 @@ export async function recoverEntities(log: AlertLog, snapshots: SnapshotStore | 
     let entity = states.get(key);
     const definition = definitions[ref.kind];
     if (!entity && definition) {
-      entity = { ref, definition, state: initialReplayState(definition, ref.id) };
+      entity = { ref, definition, state: initialReplayState(definition, ref.id), snapshotRevision: 0 };
       states.set(key, entity);
     }
     return entity;
@@ -36,7 +42,9 @@ export async function recoverEntities(log: AlertLog, snapshots: SnapshotStore | 
 
   for (const { ref, stored } of loaded?.snapshots ?? []) {
     const entity = entityFor(ref);
-    if (entity) entity.state = restoreReplayState(entity.definition, stored);
+    if (!entity) continue;
+    entity.state = restoreReplayState(entity.definition, stored);
+    entity.snapshotRevision = stored.revision;
   }
   const fromSeq = (loaded?.checkpoint ?? 0) + 1;
   let alertsReplayed = 0;

@@ -70,8 +70,8 @@ export class Runtime {
   async recover(): Promise<RecoveryReport> {
     const started = performance.now();
     const report = await recoverEntities(this.alertLog, this.options.snapshots, this.options.logger);
-    for (const { ref, state } of report.entities) {
-      this.#actors.set(keyOf(ref), this.#actor(ref, state, state.lastSeq > 0 ? state.revision : 0));
+    for (const { ref, state, snapshotRevision } of report.entities) {
+      this.#actors.set(keyOf(ref), this.#actor(ref, state, snapshotRevision));
     }
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
@@ -157,6 +157,15 @@ export class Runtime {
     const saved = await Promise.all(actors.map((actor) => actor.snapshotIfChanged()));
     const complete = this.#recovered && saved.every(Boolean) && actors.every((actor) => !actor.divergence);
     if (complete) await snapshots.saveCheckpoint(await this.alertLog.streamLastSequence());
+  }
+
+  /**
+   * Stops every actor where it stands — no settling, no snapshots, no checkpoint: what a crash
+   * leaves behind. For tests that crash an agent inside one process.
+   */
+  halt(): void {
+    this.#stopped = true;
+    for (const actor of this.#actors.values()) actor.stop();
   }
 
   #actor(ref: EntityRef, state: ReplayState, snapshotRevision = 0): EntityActor {

@@ -208,8 +208,9 @@ export const vmMachine = setup({
               extraData: { state: 'migrating' },
             },
             work: 'copyMemory',
-            // Memory pages dirtied while the agent was down must be sent again: start over.
-            onResume: 'restart',
+            // The destination's half-received memory cannot be trusted after the agent was gone:
+            // the migration fails and the VM keeps running here.
+            onResume: 'fail',
           }),
           on: {
             WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 100 } } },

@@ -3,12 +3,26 @@ import { startAgent } from '../agent.ts';
 import { runDemo } from './demo.ts';
 import { PROJECT_ROOT } from './paths.ts';
 
-export type StartOptions = { port: number; natsUrl?: string; demo: boolean; replicas: number };
+export type StartOptions = {
+  port: number;
+  natsUrl?: string;
+  demo: boolean;
+  replicas: number;
+  snapshotEvery: number;
+  simStepMs?: number;
+};
 
 /** Runs the agent until SIGINT/SIGTERM; with `demo`, plays the scripted demo against it first. */
 export async function start(options: StartOptions): Promise<void> {
   if (!options.natsUrl) ensureNatsServer();
-  const agent = await startAgent({ root: PROJECT_ROOT, port: options.port, natsUrl: options.natsUrl, replicas: options.replicas });
+  const agent = await startAgent({
+    root: PROJECT_ROOT,
+    port: options.port,
+    natsUrl: options.natsUrl,
+    replicas: options.replicas,
+    snapshotEvery: options.snapshotEvery,
+    sim: options.simStepMs === undefined ? undefined : { stepMs: options.simStepMs },
+  });
   const embedded = options.natsUrl ? '' : ' (embedded, store ./data/jetstream)';
   console.log(
     [
