@@ -245,13 +245,17 @@ export class EntityActor {
     }
   }
 
-  /** Another writer appended: fold what it wrote so the next call starts from the truth. */
+  /**
+   * The subject moved under us: fold what was written so the next call starts from the truth.
+   * Most often it is our own append whose ack was lost in an outage and that landed anyway, so the
+   * agent — the entity's owner — drives whatever state the stream now says, work included.
+   */
   async #catchUp(): Promise<void> {
     for await (const stored of this.deps.log.read(this.subject, this.#state.lastSeq + 1)) {
       this.#state = replayOne(this.deps.definition, this.#state, stored);
     }
-    // Work belongs to the state we had; whoever moved the entity on owns what follows.
-    this.stopWork();
+    if (this.#state.divergence) this.stopWork();
+    else this.#reconcileWork(true);
   }
 
   async #saveSnapshot(): Promise<boolean> {

@@ -1,0 +1,44 @@
+// The agent as a real process (`opstream start`), so a test can kill -9 it like a crash would.
+import { spawn } from 'node:child_process';
+
+export type AgentProcess = {
+  url: string;
+  pid: number;
+  /** SIGKILL: no shutdown code runs. */
+  kill(): Promise<void>;
+  /** SIGTERM: a clean shutdown (snapshots, checkpoint). */
+  stop(): Promise<void>;
+};
+
+export async function spawnAgent(natsUrl: string, extraArgs: string[] = []): Promise<AgentProcess> {
+  const child = spawn(
+    process.execPath,
+    ['bin/opstream.js', 'start', '--nats-url', natsUrl, '--port', '0', ...extraArgs],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OPSTREAM_LOG: 'warn' } },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`agent not ready in 20 s:\n${output}`)), 20_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /API\s+(ws:\/\/\S+)/.exec(output);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`agent exited before it was ready:\n${output}`));
+    });
+  });
+  const signal = async (name: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(name);
+    await exited;
+  };
+  return { url, pid: child.pid ?? -1, kill: () => signal('SIGKILL'), stop: () => signal('SIGTERM') };
+}
+
