@@ -5,7 +5,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errors } from '@nats-io/transport-node';
 import type { AnyMachineSnapshot, EventFromLogic } from 'xstate';
-import type { DriverEvent, EntityContext, ErrorTuple } from '../machines/entity.ts';
+import type { DriverEvent, ErrorTuple } from '../machines/entity.ts';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { Alert } from '../src/domain/alert.ts';
 import { ErrorCodes, isConflict, isOpstreamError, OpstreamError } from '../src/domain/errors.ts';
@@ -14,7 +14,8 @@ import { alertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
 import type { AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef, WorkHandle } from './drivers/driver.ts';
-import { acceptedCalls, stateKey, taskChange, viewOf, type EntityView } from './entity-snapshot.ts';
+import { buildAlert } from './alert-builder.ts';
+import { acceptedCalls, stateKey, viewOf, type EntityView } from './entity-snapshot.ts';
 import { nextSnapshot } from './pure-transition.ts';
 import { replayOne, type Divergence, type ReplayState } from './replay.ts';
 import type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
@@ -198,19 +199,8 @@ export class EntityActor {
     if (options.skipUnchanged && isDeepStrictEqual(next.value, before.value) && isDeepStrictEqual(next.context, before.context)) {
       return 'unchanged';
     }
-    const view = viewOf(next);
     const revision = this.#state.revision + 1;
-    const alert: Alert = {
-      alertName: this.subject,
-      operationInfo: view.operationInfo,
-      status: view.status,
-      state: view.state,
-      event: recorded,
-      ...taskChange((before.context as EntityContext).task, next.context),
-      machine: { id: definition.machine.id, version: definition.version },
-      revision,
-      time: now().toISOString(),
-    };
+    const alert = buildAlert({ definition, subject: this.subject, before, next, event: recorded, revision, time: now() });
     const seq = await this.#append(alert, `${alert.task?.id ?? this.subject}:${revision}`, options.retryUntilStored ?? false);
     this.#state = { snapshot: next, lastSeq: seq, revision };
     this.#reconcileWork(false);

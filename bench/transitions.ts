@@ -93,4 +93,3 @@ async function untilStatus(runtime: Runtime, vm: { kind: typeof EntityKinds.VM; 
   });
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) report('transitions', await benchTransitions({ vms: 300, pauseCycles: 5 }));
