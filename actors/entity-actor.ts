@@ -8,10 +8,11 @@ import type { AnyMachineSnapshot, EventFromLogic } from 'xstate';
 import type { DriverEvent, ErrorTuple } from '../machines/entity.ts';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { Alert } from '../src/domain/alert.ts';
-import { ErrorCodes, isConflict, isOpstreamError, OpstreamError } from '../src/domain/errors.ts';
+import { ErrorCodes, isConflict, OpstreamError } from '../src/domain/errors.ts';
 import { redact } from '../src/domain/redaction.ts';
 import { alertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
+import { isUnreachable } from '../src/nats/errors.ts';
 import type { AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef, WorkHandle } from './drivers/driver.ts';
 import { buildAlert } from './alert-builder.ts';
@@ -46,6 +47,8 @@ export class EntityActor {
   #work: RunningWork | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #stopped = false;
+  /** An append failed without an answer: it may have landed. Settled by #confirmWithStream. */
+  #uncertain = false;
   readonly #listeners = new Set<(appended: Appended) => void>();
 
   constructor(
@@ -84,6 +87,11 @@ export class EntityActor {
 
   /** A call (or a fault): refused with a clear error when the current state cannot take it. */
   request(event: EntityEvent): Promise<Appended> {
+    if (this.#uncertain) {
+      return Promise.reject(
+        new OpstreamError(ErrorCodes.Unavailable, `${this.subject}: the outcome of an earlier call is being confirmed with the stream; retry shortly`),
+      );
+    }
     return this.#serialize(async () => {
       this.#assertTrusted();
       const outcome = await this.#apply(event as MachineEvent);
@@ -226,10 +234,30 @@ export class EntityActor {
         }
         // A closed connection never comes back: only a disconnected one is worth waiting for.
         if (!retryUntilStored || this.#stopped || error instanceof errors.ClosedConnectionError) {
-          if (isOpstreamError(error)) throw error;
-          throw new OpstreamError(ErrorCodes.Unavailable, `the alert stream is unavailable: ${(error as Error).message}`, undefined, { cause: error });
+          if (isUnreachable(error) && !this.#stopped) {
+            this.#uncertain = true;
+            void this.#serialize(() => this.#confirmWithStream());
+          }
+          throw error;
         }
         if (attempt === 0) this.deps.logger.warn('append failed; retrying until the stream is back', { subject: this.subject, error: String(error) });
+        await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
+      }
+    }
+  }
+
+  /**
+   * After an append whose answer was lost: once the stream answers, see whether it landed — the
+   * client may have buffered it and sent it on reconnect — and fold it in if so. Re-sending it
+   * instead could run, hours later, a call its client was told had failed.
+   */
+  async #confirmWithStream(): Promise<void> {
+    for (let attempt = 0; !this.#stopped; attempt += 1) {
+      try {
+        if ((await this.deps.log.lastSequence(this.subject)) !== this.#state.lastSeq) await this.#catchUp();
+        this.#uncertain = false;
+        return;
+      } catch {
         await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
       }
     }

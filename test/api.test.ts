@@ -102,6 +102,24 @@ describe('bad input gets a clear JSON-RPC error and the server keeps serving', (
   });
 });
 
+describe('Host.getRunningTasks', () => {
+  it('lists running tasks, filtered by id or by method name, glob or regexp', async () => {
+    const vmId = uniqueId('running');
+    const { taskId } = (await call('VM.create', { vmId, password: 'secret!' })).result as { taskId: string };
+    const all = (await call('Host.getRunningTasks', {})).result as Array<{ id: string; methodName: string; kwargs: Record<string, unknown> }>;
+    const mine = all.find((task) => task.id === taskId);
+    expect(mine).toEqual({ id: taskId, methodName: 'VM.create', kwargs: { vmId, password: '<redacted>' } });
+    const byMethod = (await call('Host.getRunningTasks', { filter: 'VM.create', on: 'methodName' })).result as Array<{ id: string }>;
+    expect(byMethod.map((task) => task.id)).toContain(taskId);
+    const none = (await call('Host.getRunningTasks', { filter: 'VM.pause', on: 'methodName' })).result as unknown[];
+    expect(none).toEqual([]);
+    const byRegexp = (await call('Host.getRunningTasks', { filter: `${taskId.slice(0, 8)}.*`, filterType: 'regexp' })).result as Array<{ id: string }>;
+    expect(byRegexp.map((task) => task.id)).toEqual([taskId]);
+    const bad = await call('Host.getRunningTasks', { filter: '(', filterType: 'regexp' });
+    expect(bad.error).toMatchObject({ code: ErrorCodes.InvalidFilter, message: expect.stringContaining('does not compile') });
+  });
+});
+
 describe('notifications', () => {
   it('sends the seed\'s alert notification with the stream sequence', async () => {
     const vmId = uniqueId();

@@ -83,3 +83,15 @@ function thrownBy(run: () => unknown): unknown {
   }
   throw new Error('expected a throw');
 }
+
+describe('published schema', () => {
+  it('publishes the operationDescription enum, and lets clients keep unknown values in alerts', async () => {
+    const { publishedSchemas } = await import('../src/cli/schema.ts');
+    const { OPERATION_DESCRIPTIONS } = await import('../src/domain/operation-info.ts');
+    const schemas = publishedSchemas() as Record<string, { properties: Record<string, { enum?: string[]; properties?: Record<string, { enum?: string[] }> }> }>;
+    expect(schemas['OperationInfo']?.properties['operationDescription']?.enum).toEqual([...OPERATION_DESCRIPTIONS]);
+    const received = schemas['AlertNotification']?.properties['operationInfo']?.properties?.['operationDescription'];
+    expect(received).toMatchObject({ type: 'string' });
+    expect(received?.enum).toBeUndefined();
+  });
+});

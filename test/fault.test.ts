@@ -88,6 +88,67 @@ describe('kill -9 the agent', () => {
   });
 });
 
+describe('kill -9 the agent in the middle of a create, a pause and a migration', () => {
+  it('resumes each as its state declares, under the same task id', async () => {
+    server = await NatsTestServer.start();
+    const slow = await spawnAgent(server.url, ['--sim-step-ms', '150']);
+    let host = await connect(slow.url);
+    const [creating, pausing, migrating] = ['creating', 'pausing', 'migrating'];
+    await host.vm.create(pausing);
+    await host.vm.create(migrating);
+    await untilStatus(host, pausing, 'Up');
+    await untilStatus(host, migrating, 'Up');
+    // The memory copy takes longest (5 ticks): start it first, then the create and the pause.
+    const migrate = await host.vm.migrate(migrating, 'host-2');
+    await untilStage(host, migrating, 'copying memory');
+    const [create, pause] = await Promise.all([host.vm.create(creating), host.vm.pause(pausing)]);
+    const inFlight = await Promise.all([creating, pausing, migrating].map((vmId) => host.vm.getInfo(vmId)));
+    expect(inFlight.map((info) => info.operationInfo.operationDescription)).toEqual(['Creating', 'Pausing', 'Migration']);
+    await host.close();
+    await slow.kill();
+
+    const restarted = await spawnAgent(server.url, ['--sim-step-ms', '5']);
+    host = await connect(restarted.url);
+    await untilNoRunningTasks(host);
+    const [afterCreate, afterPause, afterMigrate] = await Promise.all([creating, pausing, migrating].map((vmId) => host.vm.getInfo(vmId)));
+    expect(afterCreate).toMatchObject({ status: 'Up', task: null });
+    expect(afterPause).toMatchObject({ status: 'Paused', task: null });
+    expect(afterMigrate).toMatchObject({ status: 'Up', operationInfo: { lastError: [900, expect.stringContaining('Migration cannot be resumed')] } });
+    await host.close();
+    await restarted.stop();
+
+    const nc = await connectNats(server.url, 'checker');
+    const acknowledged: Acknowledged = new Map([
+      [create.taskId, { alertName: `vdsm.VM.${creating}`, methodName: 'VM.create' }],
+      [pause.taskId, { alertName: `vdsm.VM.${pausing}`, methodName: 'VM.pause' }],
+      [migrate.taskId, { alertName: `vdsm.VM.${migrating}`, methodName: 'VM.migrate' }],
+    ]);
+    await checkStreamInvariants(nc, acknowledged);
+    // The same task ids carried the operations to their end.
+    const { AlertLog } = await import('../actors/alert-log.ts');
+    const log = await AlertLog.open(nc, 'VDSM');
+    const endOf = async (vmId: string) => {
+      let last;
+      for await (const { alert } of log.read(`vdsm.VM.${vmId}`)) last = alert;
+      return last;
+    };
+    expect(await endOf(creating)).toMatchObject({ task: { id: create.taskId }, taskStatus: 'finished' });
+    expect(await endOf(pausing)).toMatchObject({ task: { id: pause.taskId }, taskStatus: 'finished' });
+    expect(await endOf(migrating)).toMatchObject({ task: { id: migrate.taskId }, taskStatus: 'failed' });
+    await nc.drain();
+  });
+});
+
+async function untilStatus(host: OpstreamClient, vmId: string, status: string): Promise<void> {
+  while ((await host.vm.getInfo(vmId)).status !== status) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+async function untilStage(host: OpstreamClient, vmId: string, stageDescription: string): Promise<void> {
+  while ((await host.vm.getInfo(vmId)).operationInfo.stageDescription !== stageDescription) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 describe('kill -9 nats-server under load', () => {
   it('keeps every acknowledged alert across a server crash on the same store', async () => {
     const nats = await NatsTestServer.start();

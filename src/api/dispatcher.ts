@@ -3,6 +3,7 @@
 import type { z } from 'zod';
 import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
 import { createLogger } from '../log.ts';
+import { isUnreachable } from '../nats/errors.ts';
 import type { ApiContext, MethodSpec } from './method.ts';
 import { hostMethods } from './methods/host.ts';
 import { simMethods } from './methods/sim.ts';
@@ -49,6 +50,9 @@ export class Dispatcher {
       return await method.handler(parsed.data, context);
     } catch (error) {
       if (error instanceof OpstreamError) throw error;
+      if (isUnreachable(error)) {
+        throw new OpstreamError(ErrorCodes.Unavailable, `${name}: the alert stream is unreachable (${(error as Error).message}); the outcome is unknown, check with getInfo`, undefined, { cause: error });
+      }
       logger.error('method failed unexpectedly', { method: name, error: String(error) });
       throw new OpstreamError(ErrorCodes.InternalError, `${name} failed: ${(error as Error).message}`, undefined, { cause: error });
     }

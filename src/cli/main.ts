@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
 import { replay } from './replay.ts';
+import { publishedSchemas } from './schema.ts';
 import { start } from './start.ts';
 
 const port = (value: string): number => {
@@ -45,6 +46,11 @@ program
   .action(async (alertName: string | undefined, options) => {
     process.exitCode = await replay(alertName, options);
   });
+
+program
+  .command('schema')
+  .description('print the JSON Schema of OperationInfo (with the operationDescription enum), alerts and TaskInfo')
+  .action(() => console.log(JSON.stringify(publishedSchemas(), null, 2)));
 
 try {
   await program.parseAsync();
