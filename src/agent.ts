@@ -4,6 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { SimulatedDriver, type SimulatedDriverOptions } from '../actors/drivers/simulated-driver.ts';
 import { Runtime } from '../actors/runtime.ts';
 import { SnapshotStore } from '../actors/snapshot-store.ts';
+import { startNatsApi } from './api/nats-service.ts';
 import { startApiServer, type ApiServer } from './api/ws-server.ts';
 import { createLogger } from './log.ts';
 import { DEFAULT_STREAM, ensureAlertStream } from './nats/alert-stream.ts';
@@ -60,6 +61,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     ready: () => runtime.recovered && !nc.isClosed(),
   });
   await runtime.recover();
+  const busApi = startNatsApi(nc, { runtime, sim });
   return {
     natsUrl,
     api,
@@ -67,6 +69,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     sim,
     nc,
     async stop() {
+      await busApi.stop();
       await api.close();
       await runtime.stop();
       await nc.drain();

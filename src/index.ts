@@ -1,5 +1,5 @@
 // The client library's front door: everything a program that talks to an agent needs.
-export { connect } from './client/client.ts';
+export { connect, connectBus } from './client/client.ts';
 export { DisconnectedError, RpcError, TimeoutError } from './client/errors.ts';
 export { ErrorCodes } from './domain/errors.ts';
 export { isOperationComplete, OPERATION_DESCRIPTIONS } from './domain/operation-info.ts';

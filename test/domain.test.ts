@@ -95,3 +95,21 @@ describe('published schema', () => {
     expect(received?.enum).toBeUndefined();
   });
 });
+
+describe('filter bounds', () => {
+  it.each(['(a+)+', 'vdsm.VM.(\\w*)*', 'vdsm.VM.(a|aa)+', 'vdsm.VM.(x|y){2,}'])('refuses the exponential-time shape %s', (filter) => {
+    expect(thrownBy(() => compileFilter(filter, 'regexp'))).toMatchObject({ code: ErrorCodes.LimitExceeded, message: expect.stringContaining('exponential') });
+  });
+  it('refuses backreferences', () => {
+    expect(thrownBy(() => compileFilter('vdsm.VM.(a)\\1', 'regexp'))).toMatchObject({ code: ErrorCodes.LimitExceeded });
+  });
+  it('keeps ordinary regexps', () => {
+    expect(compileFilter('vdsm\\.(VM|Storage\\.Image)\\..*', 'regexp').subjects).toEqual(['vdsm.Storage.Image.*', 'vdsm.VM.*']);
+    expect(compileFilter('vdsm.VM.web-[0-9]+', 'regexp').subjects).toEqual(['vdsm.VM.*']);
+  });
+  it('reads a long id alternation through the kind wildcard instead of one subject per id', () => {
+    const ids = [...'abcdefgh'].flatMap((letter) => [...'0123456789'].map((digit) => `${letter}${digit}`));
+    expect(compileFilter(`vdsm.VM.(${ids.join('|')})`, 'regexp').subjects).toEqual(['vdsm.VM.*']);
+    expect(compileFilter(`vdsm.VM.(${ids.slice(0, 10).join('|')})`, 'regexp').subjects).toHaveLength(10);
+  });
+});

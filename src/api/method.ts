@@ -8,7 +8,8 @@ export type ApiContext = {
   runtime: Runtime;
   /** Present when the simulated driver runs: it exposes fault injection. */
   sim?: SimulatedDriver;
-  session: Session;
+  /** The caller's connection, when the transport has one (WebSocket); request/reply has none. */
+  session?: Session;
 };
 
 export type MethodSpec<Schema extends z.ZodType = z.ZodType, Result = unknown> = {

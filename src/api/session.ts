@@ -8,7 +8,8 @@ export const MAX_SUBSCRIPTIONS_PER_SESSION = 64;
 export class Session {
   readonly #feeds = new Map<string, AlertFeed>();
 
-  constructor(readonly notify: (method: string, params: Record<string, unknown>) => void) {}
+  /** `notify` resolves when the connection can take more (backpressure for feeds). */
+  constructor(readonly notify: (method: string, params: Record<string, unknown>) => Promise<void>) {}
 
   get subscriptionCount(): number {
     return this.#feeds.size;

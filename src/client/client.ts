@@ -1,13 +1,16 @@
-// The client library over WebSocket JSON-RPC: typed calls, subscriptions, and waitForEvent in
-// the spirit of the seed's client loop.
-import { JSONRPCClient, JSONRPCErrorException, JSONRPCServer, JSONRPCServerAndClient } from 'json-rpc-2.0';
-import WebSocket from 'ws';
-import { AlertNotification } from '../domain/alert.ts';
+// The client library: typed calls, subscriptions that survive reconnects, and waitForEvent in
+// the spirit of the seed's client loop — over WebSocket JSON-RPC or directly over NATS.
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { AlertNotification } from '../domain/alert.ts';
 import type { ReceivedOperationInfo } from '../domain/operation-info.ts';
 import type { TaskInfo } from '../domain/task.ts';
-import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
-import { DisconnectedError, RpcError } from './errors.ts';
+import { compileFilter, type AlertFilter, type FilterType } from '../filters/alert-filter.ts';
+import { connectNats } from '../nats/connection.ts';
+import { DisconnectedError } from './errors.ts';
 import { AlertInbox } from './inbox.ts';
+import { NatsTransport } from './nats-transport.ts';
+import type { Transport } from './transport.ts';
+import { WebSocketTransport, type WebSocketOptions } from './ws-transport.ts';
 
 export type VmInfo = {
   vmId: string;
@@ -31,20 +34,28 @@ export type OpstreamClient = {
     destroy(vmId: string): Promise<TaskRef>;
     getInfo(vmId: string): Promise<VmInfo>;
   };
-  /** Subscribes (once per filter) so that waitForEvent sees the filter's alerts from now on. */
-  subscribe(filter: string, filterType?: FilterType): Promise<string>;
-  unsubscribe(subscriptionId: string): Promise<void>;
+  getRunningTasks(filter?: string, filterType?: FilterType): Promise<TaskInfo[]>;
+  /**
+   * Subscribes (once per filter) so that waitForEvent sees the filter's alerts from now on — or,
+   * with `since`, every matching alert after that stream sequence first. Resolves with the
+   * sequence it starts after. After a reconnect the subscription resumes where it stopped.
+   */
+  subscribe(filter: string, filterType?: FilterType, since?: number): Promise<number>;
   /**
    * The next alert whose name matches `filter` (glob or regexp; one entity or many). Alerts that
-   * arrived since the subscription and were not taken yet count: none is missed between calls.
-   * Rejects with TimeoutError after `timeoutMs`, DisconnectedError if the connection drops.
+   * arrived since the subscription and were not taken yet count: none is missed between calls,
+   * none is delivered twice. Rejects with TimeoutError after `timeoutMs`, DisconnectedError when
+   * the connection drops.
    */
   waitForEvent(filter: string, timeoutMs: number, filterType?: FilterType): Promise<AlertNotification>;
+  /** Resolves once connected again, with every subscription resumed where it stopped. */
+  waitForReconnect(timeoutMs?: number): Promise<void>;
+  readonly connected: boolean;
   close(): Promise<void>;
 };
 
 /**
- * Connects to an agent's JSON-RPC endpoint.
+ * Connects to an agent's JSON-RPC endpoint over WebSocket; reconnects after a drop.
  *
  * @example
  * const host = await connect('ws://127.0.0.1:4040/rpc');
@@ -52,50 +63,50 @@ export type OpstreamClient = {
  * await host.vm.pause('best_vm');
  * const event = await host.waitForEvent('vdsm.VM.best_vm', 10_000);
  */
-export async function connect(url: string): Promise<OpstreamClient> {
-  const socket = new WebSocket(url);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('open', () => resolve());
-    socket.once('error', (error) => reject(new DisconnectedError(`cannot connect to ${url}: ${error.message}`, { cause: error })));
-  });
-  return new WebSocketClient(socket);
+export async function connect(url: string, options: WebSocketOptions = {}): Promise<OpstreamClient> {
+  return new Client(await WebSocketTransport.open(url, options));
 }
 
-class WebSocketClient implements OpstreamClient {
-  readonly #peer: JSONRPCServerAndClient;
-  readonly #inbox = new AlertInbox();
-  readonly #subscriptions = new Map<string, Promise<string>>();
+/**
+ * Connects over the NATS bus: calls are request/reply to the agents, alerts come straight from
+ * the stream. For managers that live on the bus.
+ *
+ * @example
+ * const host = await connectBus('nats://127.0.0.1:4222');
+ * const running = await host.getRunningTasks('*');
+ */
+export async function connectBus(natsUrlOrConnection: string | NatsConnection, options: { stream?: string } = {}): Promise<OpstreamClient> {
+  const owns = typeof natsUrlOrConnection === 'string';
+  const nc = owns ? await connectNats(natsUrlOrConnection, 'opstream-client') : natsUrlOrConnection;
+  return new Client(new NatsTransport(nc, { ...options, ownsConnection: owns }));
+}
 
-  constructor(private readonly socket: WebSocket) {
-    const server = new JSONRPCServer();
-    server.addMethod('alert', (params) => {
-      const parsed = AlertNotification.safeParse(params);
-      if (parsed.success) this.#inbox.put(parsed.data);
-    });
-    this.#peer = new JSONRPCServerAndClient(
-      server,
-      new JSONRPCClient((request) => {
-        if (socket.readyState !== WebSocket.OPEN) throw new DisconnectedError('the connection to the agent is closed');
-        socket.send(JSON.stringify(request));
-      }),
-    );
-    socket.on('message', (data) => {
-      void this.#peer.receiveAndSend(JSON.parse(data.toString())).catch(() => undefined);
-    });
-    socket.on('close', () => {
-      this.#peer.rejectAllPendingRequests('the connection to the agent closed');
-      this.#inbox.rejectWaiters(new DisconnectedError('the connection to the agent closed'));
-    });
+type Subscription = { filter: AlertFilter; id: Promise<string>; lastSeq: number };
+
+class Client implements OpstreamClient {
+  readonly #inbox = new AlertInbox();
+  readonly #subscriptions = new Map<string, Subscription>();
+  #reconnected: Promise<void> = Promise.resolve();
+  #markReconnected: () => void = () => undefined;
+
+  constructor(private readonly transport: Transport) {
+    transport.onAlert = (alert) => this.#receive(alert);
+    transport.onStatus = (status) => {
+      if (status === 'disconnected') {
+        this.#reconnected = new Promise((resolve) => (this.#markReconnected = resolve));
+        this.#inbox.rejectWaiters(new DisconnectedError('the connection to the agent dropped; waitForReconnect(), then getInfo to double check'));
+      } else {
+        void this.#resume();
+      }
+    };
   }
 
-  async call<Result = unknown>(method: string, params: Record<string, unknown> = {}): Promise<Result> {
-    try {
-      return (await this.#peer.request(method, params)) as Result;
-    } catch (error) {
-      if (error instanceof JSONRPCErrorException) throw new RpcError(error.code, error.message, error.data, { cause: error });
-      if (error instanceof DisconnectedError) throw error;
-      throw new DisconnectedError((error as Error).message, { cause: error });
-    }
+  get connected(): boolean {
+    return this.transport.connected;
+  }
+
+  call<Result = unknown>(method: string, params: Record<string, unknown> = {}): Promise<Result> {
+    return this.transport.call<Result>(method, params);
   }
 
   readonly vm: OpstreamClient['vm'] = {
@@ -107,35 +118,71 @@ class WebSocketClient implements OpstreamClient {
     getInfo: (vmId) => this.call('VM.getInfo', { vmId }),
   };
 
-  subscribe(filter: string, filterType: FilterType = 'glob'): Promise<string> {
+  getRunningTasks(filter = '*', filterType: FilterType = 'glob'): Promise<TaskInfo[]> {
+    return this.call('Host.getRunningTasks', { filter, filterType });
+  }
+
+  async subscribe(filter: string, filterType: FilterType = 'glob', since?: number): Promise<number> {
     const key = `${filterType}:${filter}`;
     let subscription = this.#subscriptions.get(key);
     if (!subscription) {
-      subscription = this.call<{ subscriptionId: string }>('Host.subscribe', { filter, filterType }).then(
-        ({ subscriptionId }) => subscriptionId,
-      );
+      const compiled = compileFilter(filter, filterType);
+      const started = this.transport.subscribe(filter, filterType, since);
+      subscription = { filter: compiled, id: started.then(({ id }) => id), lastSeq: since ?? 0 };
       this.#subscriptions.set(key, subscription);
-      subscription.catch(() => this.#subscriptions.delete(key));
+      try {
+        const { seq } = await started;
+        subscription.lastSeq = Math.max(subscription.lastSeq, seq);
+      } catch (error) {
+        this.#subscriptions.delete(key);
+        throw error;
+      }
     }
-    return subscription;
-  }
-
-  async unsubscribe(subscriptionId: string): Promise<void> {
-    await this.call('Host.unsubscribe', { subscriptionId });
-    for (const [key, id] of this.#subscriptions) if ((await id) === subscriptionId) this.#subscriptions.delete(key);
+    await subscription.id;
+    return subscription.lastSeq;
   }
 
   async waitForEvent(filter: string, timeoutMs: number, filterType: FilterType = 'glob'): Promise<AlertNotification> {
     const compiled = compileFilter(filter, filterType);
+    if (!this.transport.connected) throw new DisconnectedError('not connected to the agent; waitForReconnect() first');
     await this.subscribe(filter, filterType);
     return this.#inbox.take(compiled, timeoutMs);
   }
 
-  async close(): Promise<void> {
-    if (this.socket.readyState === WebSocket.CLOSED) return;
-    await new Promise<void>((resolve) => {
-      this.socket.once('close', () => resolve());
-      this.socket.close();
+  async waitForReconnect(timeoutMs = 60_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DisconnectedError(`still not reconnected after ${timeoutMs} ms`)), timeoutMs);
     });
+    try {
+      await Promise.race([this.#reconnected, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  /** Each alert is delivered once, and moves every subscription it matches forward. */
+  #receive(alert: AlertNotification): void {
+    for (const subscription of this.#subscriptions.values()) {
+      if (subscription.filter.matches(alert.alertName)) subscription.lastSeq = Math.max(subscription.lastSeq, alert.seq);
+    }
+    this.#inbox.put(alert);
+  }
+
+  /** After a reconnect: subscriptions that died with the connection resume where they stopped. */
+  async #resume(): Promise<void> {
+    if (this.transport.resubscribesAfterReconnect) {
+      for (const subscription of this.#subscriptions.values()) {
+        const { filter, filterType } = subscription.filter;
+        const resumed = this.transport.subscribe(filter, filterType, subscription.lastSeq);
+        subscription.id = resumed.then(({ id }) => id);
+        await resumed.catch(() => undefined);
+      }
+    }
+    this.#markReconnected();
   }
 }

@@ -40,7 +40,20 @@ function compileGlob(filter: string): AlertFilter {
   return { filter, filterType: 'glob', subjects: [subject], matches: (name) => exact.test(name) };
 }
 
+/**
+ * A quantified group that holds a quantifier or an alternation — `(a+)+`, `(\w*)*`, `(a|aa)+` —
+ * can make matching take exponential time on a crafted name: the ReDoS shapes, refused up front.
+ */
+const NESTED_QUANTIFIER = /\((?:[^()\\]|\\.)*(?:[*+|]|\{\d+,?\d*\})(?:[^()\\]|\\.)*\)(?:[*+]|\{\d+,?\d*\})/;
+const BACKREFERENCE = /\\[1-9]|\\k</;
+
 function compileRegexp(filter: string): AlertFilter {
+  if (NESTED_QUANTIFIER.test(filter)) {
+    throw new OpstreamError(ErrorCodes.LimitExceeded, `regexp ${JSON.stringify(filter)} repeats a group that holds a quantifier or an alternation, which can take exponential time; simplify it`);
+  }
+  if (BACKREFERENCE.test(filter)) {
+    throw new OpstreamError(ErrorCodes.LimitExceeded, `regexp ${JSON.stringify(filter)} uses a backreference; alert filters do not allow them`);
+  }
   let exact: RegExp;
   try {
     exact = new RegExp(`^(?:${filter})$`);

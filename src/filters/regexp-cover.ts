@@ -12,15 +12,24 @@ const ANY = Symbol('any');
 /** A branch's literal beginning; `complete` when nothing follows it (the match ends there). */
 type Literal = { atoms: Atom[]; complete: boolean };
 
+/** Past this many exact subjects for one kind, that kind's wildcard is the cheaper filter. */
+const MAX_EXACT_SUBJECTS_PER_KIND = 64;
+
 export function regexpSubjects(source: string): string[] {
   const literals = splitTopLevel(source, '|').flatMap(parseBranch);
   const subjects = new Set<string>();
   for (const kind of ENTITY_KINDS) {
     const prefix = `${ALERT_ROOT}.${kind}.`;
+    const covering = new Set<string>();
     for (const literal of literals) {
       const subject = coverUnder(prefix, literal);
-      if (subject) subjects.add(subject);
+      if (subject) covering.add(subject);
     }
+    if (covering.size > MAX_EXACT_SUBJECTS_PER_KIND) {
+      covering.clear();
+      covering.add(`${prefix}*`);
+    }
+    for (const subject of covering) subjects.add(subject);
   }
   // Multi-filter consumers reject overlapping subjects: a kind's wildcard absorbs its exact ids.
   return [...subjects].filter((subject) => subject.endsWith('.*') || !subjects.has(subject.replace(/[^.]+$/, '*'))).sort();
@@ -62,7 +71,14 @@ function splitTopLevel(source: string, separator: string): string[] {
 const QUANTIFIER = /[*+?{]/;
 const SPECIAL = /[[\]{}()*+?^$|]/;
 
-/** The literal beginnings of one top-level branch; a final `(a|b)` of literals expands to both. */
+/** Expanding groups multiplies beginnings; past this many, a branch keeps its common beginning. */
+const MAX_LITERALS = 256;
+
+/**
+ * The literal beginnings of one top-level branch. A group of literal alternatives expands into
+ * one beginning per alternative — `vdsm.(VM|Storage.Image).x` begins with `vdsm.VM.x` or
+ * `vdsm.Storage.Image.x` — wherever it stands, as long as it is not repeated.
+ */
 function parseBranch(branch: string): Literal[] {
   let source = branch.startsWith('^') ? branch.slice(1) : branch;
   if (source.endsWith('$') && !source.endsWith('\\$')) source = source.slice(0, -1);
@@ -81,9 +97,13 @@ function parseBranch(branch: string): Literal[] {
     } else if (char === '.') {
       atom = ANY;
     } else if (char === '(') {
-      const alternatives = finalLiteralGroup(source.slice(i));
-      if (!alternatives) return [{ atoms, complete: false }];
-      return alternatives.map((alternative) => ({ atoms: [...atoms, ...alternative], complete: true }));
+      const group = literalGroup(source.slice(i));
+      if (!group || QUANTIFIER.test(source[i + group.length] ?? '')) return [{ atoms, complete: false }];
+      const rest = parseBranch(source.slice(i + group.length));
+      const expanded = group.alternatives.flatMap((alternative) =>
+        rest.map((literal) => ({ atoms: [...atoms, ...alternative, ...literal.atoms], complete: literal.complete })),
+      );
+      return expanded.length <= MAX_LITERALS ? expanded : [{ atoms, complete: false }];
     } else if (SPECIAL.test(char)) {
       return [{ atoms, complete: false }];
     } else {
@@ -96,17 +116,18 @@ function parseBranch(branch: string): Literal[] {
   return [{ atoms, complete: true }];
 }
 
-/** `(a|b)` or `(?:a|b)` of plain literals that ends the branch, as its alternatives. */
-function finalLiteralGroup(rest: string): Atom[][] | undefined {
+/** `(a|b)` or `(?:a|b)` of plain literals at the start of `rest`: its alternatives and length. */
+function literalGroup(rest: string): { alternatives: Atom[][]; length: number } | undefined {
   const close = rest.indexOf(')');
-  if (close !== rest.length - 1) return undefined;
+  if (close < 0) return undefined;
   const body = rest.slice(1, close).replace(/^\?:/, '');
   if (body.startsWith('?') || body.includes('(')) return undefined;
   const alternatives: Atom[][] = [];
   for (const alternative of body.split('|')) {
+    if (alternative.includes('^') || alternative.includes('$')) return undefined;
     const [literal] = parseBranch(alternative);
-    if (!literal?.complete || literal.atoms.includes(ANY) || alternative.includes('^') || alternative.includes('$')) return undefined;
+    if (!literal?.complete || literal.atoms.includes(ANY)) return undefined;
     alternatives.push(literal.atoms);
   }
-  return alternatives;
+  return { alternatives, length: close + 1 };
 }

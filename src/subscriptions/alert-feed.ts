@@ -1,7 +1,7 @@
 // A live, ordered stream of the alerts a filter selects, read from JetStream: whatever a feed
-// delivers is already durable, and it starts at a known position so nothing between "subscribed"
-// and "live" is missed.
-import { DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages } from '@nats-io/jetstream';
+// delivers is already durable, and it starts at a known position, so nothing between "subscribed"
+// and "live" is missed and a client that says where it stopped (`after`) gets the rest first.
+import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Alert } from '../domain/alert.ts';
 import type { AlertFilter } from '../filters/alert-filter.ts';
@@ -24,10 +24,14 @@ export type FeedOptions = {
   after?: number;
 };
 
+/**
+ * Opens the feed. `onAlert` is awaited before the next alert is read, so a slow consumer (a
+ * WebSocket with a full buffer) holds its feed back rather than piling alerts up in memory.
+ */
 export async function openAlertFeed(
   nc: NatsConnection,
   options: FeedOptions,
-  onAlert: (alert: FeedAlert) => void,
+  onAlert: (alert: FeedAlert) => void | Promise<void>,
 ): Promise<AlertFeed> {
   const after = options.after ?? (await lastStreamSequence(nc, options.stream));
   const consumer = await jetstream(nc).consumers.get(options.stream, {
@@ -35,21 +39,23 @@ export async function openAlertFeed(
     deliver_policy: DeliverPolicy.StartSequence,
     opt_start_seq: after + 1,
   });
-  const messages: ConsumerMessages = await consumer.consume({
-    callback: (message) => {
-      if (!options.filter.matches(message.subject)) return;
+  const messages = await consumer.consume({ max_messages: 1_000 });
+  const pump = (async () => {
+    for await (const message of messages) {
+      if (!options.filter.matches(message.subject)) continue;
       const parsed = Alert.safeParse(message.json());
       if (!parsed.success) {
         logger.warn('skipping a malformed message in the alert stream', { seq: message.seq, subject: message.subject });
-        return;
+        continue;
       }
-      onAlert({ seq: message.seq, alert: parsed.data });
-    },
-  });
+      await onAlert({ seq: message.seq, alert: parsed.data });
+    }
+  })().catch((error: unknown) => logger.warn('feed stopped', { error: String(error) }));
   return {
     startedAfter: after,
     async stop() {
       await messages.close();
+      await pump;
     },
   };
 }

@@ -1,9 +1,20 @@
 import { z } from 'zod';
+import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
 import { TaskInfo } from '../../domain/task.ts';
 import { compileFilter, FILTER_TYPES } from '../../filters/alert-filter.ts';
 import { compileTaskFilter } from '../../filters/task-filter.ts';
 import { openAlertFeed } from '../../subscriptions/alert-feed.ts';
 import { defineMethod } from '../method.ts';
+import type { Session } from '../session.ts';
+
+/** Subscriptions push notifications, which need a connection to push them on. */
+function requireSession(session: Session | undefined, method: string): Session {
+  if (session) return session;
+  throw new OpstreamError(
+    ErrorCodes.MethodNotFound,
+    `${method} needs a WebSocket connection; on the bus, follow alerts with a durable manager (startManager) or a JetStream consumer on vdsm.>`,
+  );
+}
 
 export const hostMethods = [
   defineMethod({
@@ -24,22 +35,32 @@ export const hostMethods = [
   }),
   defineMethod({
     name: 'Host.subscribe',
-    params: z.strictObject({ filter: z.string(), filterType: z.enum(FILTER_TYPES).default('glob') }),
-    handler: async ({ filter, filterType }, { runtime, session }) => {
+    params: z.strictObject({
+      filter: z.string(),
+      filterType: z.enum(FILTER_TYPES).default('glob'),
+      /** Deliver every matching alert after this stream sequence first, then go live. */
+      since: z.number().int().min(0).optional(),
+    }),
+    handler: async ({ filter, filterType, since }, { runtime, session }) => {
+      const connection = requireSession(session, 'Host.subscribe');
       const compiled = compileFilter(filter, filterType);
-      const { subscriptionId } = await session.subscribe(() =>
-        openAlertFeed(runtime.nc, { stream: runtime.alertLog.stream, filter: compiled }, ({ seq, alert }) =>
-          session.notify('alert', { alertName: alert.alertName, operationInfo: alert.operationInfo, seq }),
+      const latest = await runtime.alertLog.streamLastSequence();
+      if (since !== undefined && since > latest) {
+        throw new OpstreamError(ErrorCodes.InvalidParams, `Host.subscribe: since ${since} is past the stream's last sequence ${latest}`);
+      }
+      const { subscriptionId, feed } = await connection.subscribe(() =>
+        openAlertFeed(runtime.nc, { stream: runtime.alertLog.stream, filter: compiled, after: since ?? latest }, ({ seq, alert }) =>
+          connection.notify('alert', { alertName: alert.alertName, operationInfo: alert.operationInfo, seq }),
         ),
       );
-      return { subscriptionId };
+      return { subscriptionId, seq: feed.startedAfter };
     },
   }),
   defineMethod({
     name: 'Host.unsubscribe',
     params: z.strictObject({ subscriptionId: z.string() }),
     handler: async ({ subscriptionId }, { session }) => {
-      await session.unsubscribe(subscriptionId);
+      await requireSession(session, 'Host.unsubscribe').unsubscribe(subscriptionId);
       return {};
     },
   }),

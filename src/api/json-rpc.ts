@@ -1,0 +1,80 @@
+// JSON-RPC 2.0 framing shared by every transport (WebSocket, NATS request/reply): json-rpc-2.0
+// does the protocol; this adds size limits and parse/request errors that say what was wrong.
+import {
+  createJSONRPCErrorResponse,
+  JSONRPCServer,
+  type JSONRPCErrorResponse,
+  type JSONRPCID,
+  type JSONRPCRequest,
+  type JSONRPCResponse,
+} from 'json-rpc-2.0';
+import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
+import type { Dispatcher } from './dispatcher.ts';
+import { MAX_REQUEST_BYTES } from './limits.ts';
+import type { ApiContext } from './method.ts';
+
+export type Reply = JSONRPCResponse | JSONRPCResponse[] | undefined;
+
+/** Answers one frame of text (a request, a notification or a batch) for a connection's context. */
+export type RpcEndpoint = (text: string | null, context: ApiContext) => Promise<Reply>;
+
+export function createRpcEndpoint(dispatcher: Dispatcher): RpcEndpoint {
+  const rpc = new JSONRPCServer<ApiContext>({ errorListener: () => undefined });
+  for (const name of dispatcher.methodNames) {
+    rpc.addMethod(name, (params, context) => dispatcher.invoke(name, params, context));
+  }
+  rpc.handleMethodNotFound = async (request) => errorResponse(request.id ?? null, dispatcher.methodNotFound(request.method));
+  rpc.mapErrorToJSONRPCErrorResponse = (id, error: unknown) =>
+    errorResponse(id, error instanceof OpstreamError ? error : new OpstreamError(ErrorCodes.InternalError, String(error)));
+
+  const answerOne = async (item: unknown, context: ApiContext): Promise<JSONRPCResponse | undefined> => {
+    const problem = requestProblem(item);
+    if (problem) return failure(idOf(item), ErrorCodes.InvalidRequest, `Invalid Request: ${problem}`);
+    return (await rpc.receive(item as JSONRPCRequest, context)) ?? undefined;
+  };
+
+  return async (text, context) => {
+    if (text === null) return failure(null, ErrorCodes.InvalidRequest, 'binary frames are not JSON-RPC; send text');
+    const size = Buffer.byteLength(text);
+    if (size > MAX_REQUEST_BYTES) {
+      return failure(null, ErrorCodes.PayloadTooLarge, `request is ${size} bytes; the limit is ${MAX_REQUEST_BYTES}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      return failure(null, ErrorCodes.ParseError, `Parse error: ${(error as Error).message}`);
+    }
+    if (!Array.isArray(parsed)) return answerOne(parsed, context);
+    if (parsed.length === 0) return failure(null, ErrorCodes.InvalidRequest, 'Invalid Request: empty batch');
+    const replies = await Promise.all(parsed.map((item: unknown) => answerOne(item, context)));
+    const present = replies.filter((reply): reply is JSONRPCResponse => reply !== undefined);
+    return present.length ? present : undefined;
+  };
+}
+
+function errorResponse(id: JSONRPCID, { code, message, data }: OpstreamError): JSONRPCErrorResponse {
+  return createJSONRPCErrorResponse(id, code, message, data);
+}
+
+/** Why `item` is not a JSON-RPC 2.0 request, or undefined when it is one. */
+function requestProblem(item: unknown): string | undefined {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'a request must be a JSON object';
+  const request = item as Record<string, unknown>;
+  if (request['jsonrpc'] !== '2.0') return '"jsonrpc" must be "2.0"';
+  if (typeof request['method'] !== 'string' || request['method'] === '') return '"method" must be a non-empty string';
+  const id = request['id'];
+  if (id !== undefined && id !== null && typeof id !== 'string' && typeof id !== 'number') return '"id" must be a string, a number or null';
+  const params = request['params'];
+  if (params !== undefined && (typeof params !== 'object' || params === null)) return '"params" must be an object or an array';
+  return undefined;
+}
+
+function idOf(item: unknown): JSONRPCID {
+  const id = (item as { id?: unknown } | null)?.id;
+  return typeof id === 'string' || typeof id === 'number' ? id : null;
+}
+
+function failure(id: JSONRPCID, code: number, message: string): JSONRPCResponse {
+  return createJSONRPCErrorResponse(id, code, message);
+}

@@ -1,0 +1,19 @@
+import type { AlertNotification } from '../domain/alert.ts';
+import type { FilterType } from '../filters/alert-filter.ts';
+
+/** How a client reaches an agent: WebSocket JSON-RPC, or request/reply on the NATS bus. */
+export interface Transport {
+  /** Every alert any subscription delivers goes here. */
+  onAlert: (alert: AlertNotification) => void;
+  /** Connection changes; after `reconnected`, subscriptions that did not survive are redone. */
+  onStatus: (status: 'disconnected' | 'reconnected') => void;
+  /** Whether subscriptions die with the connection (WebSocket) or survive it (NATS). */
+  readonly resubscribesAfterReconnect: boolean;
+  readonly connected: boolean;
+  /** Throws RpcError for an API error, DisconnectedError when the agent cannot be reached. */
+  call<Result>(method: string, params: Record<string, unknown>): Promise<Result>;
+  /** Delivers matching alerts after `since` (default: from now); `seq` is where it starts after. */
+  subscribe(filter: string, filterType: FilterType, since: number | undefined): Promise<{ id: string; seq: number }>;
+  unsubscribe(id: string): Promise<void>;
+  close(): Promise<void>;
+}
