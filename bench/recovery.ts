@@ -14,7 +14,7 @@ export type RecoveryBenchOptions = { entities: number; alertsPerEntity: number }
 const quiet = createLogger('bench');
 
 export async function benchRecovery({ entities, alertsPerEntity }: RecoveryBenchOptions): Promise<Figure[]> {
-  const { seedStream } = await import('./seed-stream.ts');
+  const { seedStream } = await import('../test/helpers/seed-stream.ts');
   const server = await NatsTestServer.start();
   const nc = await connectNats(server.url, 'bench-recovery');
   try {

@@ -4,6 +4,8 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { startServerProcess, type ServerProcess } from '../../src/nats/server-process.ts';
 
 type Ports = { nats: string[]; monitoring?: string[] };
@@ -34,6 +36,7 @@ export class NatsTestServer {
   async restart(): Promise<void> {
     await this.process.stop();
     this.process = await launch(this.dir, this.port);
+    await this.#jetStreamReady();
   }
 
   /** SIGKILL, as a crash would; `restart` brings it back on the same store. */
@@ -44,6 +47,27 @@ export class NatsTestServer {
   /** Starts again after `kill` on the same port and store. */
   async revive(): Promise<void> {
     this.process = await launch(this.dir, this.port);
+    await this.#jetStreamReady();
+  }
+
+  /** A restarted server says it is ready before JetStream has reloaded its streams. */
+  async #jetStreamReady(timeoutMs = 15_000): Promise<void> {
+    const nc = await connect({ servers: this.url, reconnect: false });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        try {
+          await jsm.getAccountInfo();
+          return;
+        } catch (error) {
+          if (Date.now() > deadline) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      }
+    } finally {
+      await nc.close();
+    }
   }
 
   async stop(): Promise<void> {

@@ -1,14 +1,14 @@
-// Fills the alert stream with realistic VM histories fast: one VM's history is computed through
+// Fills the alert stream with realistic VM histories fast (benchmarks and manager tests): one VM's history is computed through
 // the real machine and alert builder, then published for every VM with its own name and task ids.
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { initialTransition } from 'xstate';
-import { buildAlert } from '../actors/alert-builder.ts';
-import { EIO_ERROR } from '../actors/drivers/simulated-driver.ts';
-import { nextSnapshot } from '../actors/pure-transition.ts';
-import { MACHINES } from '../machines/index.ts';
-import type { VmEvent } from '../machines/vm.ts';
-import { EntityKinds } from '../src/domain/subjects.ts';
+import { buildAlert } from '../../actors/alert-builder.ts';
+import { EIO_ERROR } from '../../actors/drivers/simulated-driver.ts';
+import { nextSnapshot } from '../../actors/pure-transition.ts';
+import { MACHINES } from '../../machines/index.ts';
+import type { VmEvent } from '../../machines/vm.ts';
+import { EntityKinds } from '../../src/domain/subjects.ts';
 
 const PLACEHOLDER = 'SEEDVM';
 
@@ -48,7 +48,8 @@ export async function seedStream(
   nc: NatsConnection,
   entities: number,
   alertsPerEntity: number,
-  progress: (done: number, total: number) => void,
+  progress: (done: number, total: number) => void = () => undefined,
+  prefix = 'bench',
 ): Promise<number> {
   const template = templateHistory(alertsPerEntity);
   const js = jetstream(nc);
@@ -56,7 +57,7 @@ export async function seedStream(
   const inflight = new Set<Promise<unknown>>();
   let done = 0;
   for (let e = 0; e < entities; e += 1) {
-    const id = `bench-${e}`;
+    const id = `${prefix}-${e}`;
     for (const body of template) {
       const publish: Promise<unknown> = js.publish(`vdsm.VM.${id}`, body.replaceAll(PLACEHOLDER, id)).then(() => {
         inflight.delete(publish);
