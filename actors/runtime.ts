@@ -7,6 +7,7 @@ import { MACHINES, type MachineDefinition } from '../machines/index.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { redact } from '../src/domain/redaction.ts';
 import { alertSubject } from '../src/domain/subjects.ts';
+import type { OperationInfo } from '../src/domain/operation-info.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { AlertLog } from './alert-log.ts';
@@ -30,6 +31,9 @@ export type RuntimeOptions = {
 };
 
 export type CallResult = { taskId: string; seq: number };
+
+/** A task in progress, with where its entity stands. */
+export type RunningOperation = { task: TaskInfo; alertName: string; status: string; operationInfo: OperationInfo; seq: number };
 
 const definitions = MACHINES as Partial<Record<string, MachineDefinition>>;
 const keyOf = (ref: EntityRef) => `${ref.kind}.${ref.id}`;
@@ -128,14 +132,16 @@ export class Runtime {
    * operation at a time, and its state — folded from the stream — holds it, so the running tasks
    * are read off the entities rather than kept in a second structure that could drift.
    */
-  runningTasks(): Array<{ task: TaskInfo; alertName: string }> {
-    const tasks: Array<{ task: TaskInfo; alertName: string }> = [];
+  runningTasks(): RunningOperation[] {
+    const running: RunningOperation[] = [];
     for (const actor of this.#actors.values()) {
       if (actor.divergence) continue;
       const { task } = actor.snapshot.context as { task: TaskInfo | null };
-      if (task) tasks.push({ task, alertName: actor.subject });
+      if (!task) continue;
+      const { status, operationInfo } = actor.view();
+      running.push({ task, alertName: actor.subject, status, operationInfo, seq: actor.lastSeq });
     }
-    return tasks;
+    return running;
   }
 
   get entityCount(): number {

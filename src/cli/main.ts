@@ -1,9 +1,13 @@
 // `opstream <command>`: the project's command line.
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
+import { DEFAULT_API_URL } from './agent-access.ts';
+import { call } from './call.ts';
 import { replay } from './replay.ts';
 import { publishedSchemas } from './schema.ts';
 import { start } from './start.ts';
+import { tasks } from './tasks.ts';
+import { watch } from './watch.ts';
 
 const port = (value: string): number => {
   const parsed = Number(value);
@@ -47,6 +51,41 @@ program
     process.exitCode = await replay(alertName, options);
   });
 
+/** Options every client command takes: where the agent is. */
+const reachAgent = (command: Command) =>
+  command
+    .option('--url <url>', `the agent's WebSocket endpoint (env OPSTREAM_URL)`, process.env['OPSTREAM_URL'] ?? DEFAULT_API_URL)
+    .option('--nats-url <url>', 'go over the NATS bus instead of WebSocket');
+
+reachAgent(
+  program
+    .command('watch')
+    .description('live progress of the operations on matching entities; exits when they end (1 if any failed)')
+    .argument('<filter>', 'glob (vdsm.VM.*) or, with --regexp, a regexp (vdsm.VM.(a|b))')
+    .option('--regexp', 'the filter is a regexp', false)
+    .option('--follow', 'keep watching after the operations end', false),
+).action(async (filter: string, options) => {
+  process.exitCode = await watch(filter, options);
+});
+
+reachAgent(
+  program
+    .command('tasks')
+    .description('list running tasks')
+    .argument('[filter]', 'glob or regexp over task ids (or method names with --on methodName)', '*')
+    .option('--regexp', 'the filter is a regexp', false)
+    .option('--on <field>', 'match the filter against "id" or "methodName"', 'id')
+    .option('--json', 'machine-readable output', false),
+).action(tasks);
+
+reachAgent(
+  program
+    .command('call')
+    .description('call an API method by hand: opstream call VM.pause vmId=best_vm')
+    .argument('<method>', 'e.g. VM.create, VM.getInfo, Host.getRunningTasks')
+    .argument('[params...]', 'key=value pairs; values that parse as JSON are taken as JSON'),
+).action(call);
+
 program
   .command('schema')
   .description('print the JSON Schema of OperationInfo (with the operationDescription enum), alerts and TaskInfo')
@@ -55,7 +94,8 @@ program
 try {
   await program.parseAsync();
 } catch (error) {
-  // Errors users cause (bad file, unknown entity) get one line, not a stack trace.
-  console.error(`opstream: ${(error as Error).message}`);
+  // Errors users cause (bad file, unknown entity, refused call) get one line, not a stack trace.
+  const code = (error as { code?: unknown }).code;
+  console.error(`opstream: ${typeof code === 'number' ? `error ${code}: ` : ''}${(error as Error).message}`);
   process.exitCode = 2;
 }

@@ -34,6 +34,16 @@ export const hostMethods = [
     },
   }),
   defineMethod({
+    name: 'Host.getRunningOperations',
+    params: z.strictObject({ filter: z.string().default('vdsm.>'), filterType: z.enum(FILTER_TYPES).default('glob') }),
+    // What `opstream watch` starts from: each entity the filter matches that is mid-operation,
+    // with its task, OperationInfo and the sequence of its last alert.
+    handler: async ({ filter, filterType }, { runtime }) => {
+      const compiled = compileFilter(filter, filterType);
+      return runtime.runningTasks().filter(({ alertName }) => compiled.matches(alertName));
+    },
+  }),
+  defineMethod({
     name: 'Host.subscribe',
     params: z.strictObject({
       filter: z.string(),
