@@ -13,7 +13,7 @@ let agent: Agent;
 
 beforeAll(async () => {
   server = await NatsTestServer.start();
-  agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, sim: { stepMs: 80 } });
+  agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, sim: { stepMs: 250 } });
 });
 afterAll(async () => {
   await agent?.stop();
@@ -72,7 +72,7 @@ describe('opstream tasks', () => {
   it('lists running tasks with redacted kwargs', async () => {
     const vmId = uniqueId('tasks');
     const { taskId } = await agent.runtime.call({ kind: 'VM', id: vmId }, 'VM.create', { vmId, token: 'abc' }, (task) => ({ type: 'CREATE', task, params: {} }));
-    // Both at once, while the create (8 ticks of 80 ms) still runs.
+    // Both at once, while the create (8 ticks of 250 ms) still runs.
     const [listed, table] = await Promise.all([cli('tasks', '--json'), cli('tasks', 'VM.create', '--on', 'methodName')]);
     const tasks = JSON.parse(listed.stdout) as Array<{ id: string; kwargs: Record<string, unknown> }>;
     expect(tasks.find((task) => task.id === taskId)?.kwargs).toEqual({ vmId, token: '<redacted>' });
