@@ -7,7 +7,7 @@ export function rate(name: string, count: number, seconds: number): Figure {
 export function report(title: string, figures: Figure[]): void {
   console.log(`\n${title}`);
   for (const { name, value, unit, detail } of figures) {
-    const shown = unit === '×' || unit === 's' ? value.toFixed(2) : Math.round(value).toLocaleString('en-US');
+    const shown = ['×', 's', 'ms', 'msgs'].includes(unit) ? value.toFixed(2) : Math.round(value).toLocaleString('en-US');
     console.log(`  ${name.padEnd(58)} ${shown.padStart(10)} ${unit}${detail ? `   (${detail})` : ''}`);
   }
 }

@@ -1,11 +1,23 @@
 // `npm run bench`: every benchmark, each against its own nats-server, figures and ratios printed.
-// BENCH_ENTITIES and BENCH_ALERTS_PER_ENTITY scale the recovery benchmark (default 10,000 × 100).
+// BENCH_ENTITIES and BENCH_ALERTS_PER_ENTITY scale the recovery benchmark (default 10,000 × 100);
+// BENCH_ONLY=write,recovery,clients runs a subset.
+import { benchCatchUp, benchFanOut, benchWireMessages } from './clients.ts';
 import { benchRecovery } from './recovery.ts';
 import { report } from './report.ts';
 import { benchTransitions } from './transitions.ts';
 
 const entities = Number(process.env['BENCH_ENTITIES'] ?? 10_000);
 const alertsPerEntity = Number(process.env['BENCH_ALERTS_PER_ENTITY'] ?? 100);
+const only = new Set((process.env['BENCH_ONLY'] ?? 'write,recovery,clients').split(','));
 
-report('write path: VMs created and paused/continued, simulated driver with 0 ms ticks', await benchTransitions({ vms: 300, pauseCycles: 5 }));
-report(`recovery: ${entities.toLocaleString('en-US')} entities, ${(entities * alertsPerEntity).toLocaleString('en-US')} alerts`, await benchRecovery({ entities, alertsPerEntity }));
+if (only.has('write')) {
+  report('write path: VMs created and paused/continued, simulated driver with 0 ms ticks', await benchTransitions({ vms: 300, pauseCycles: 5 }));
+}
+if (only.has('recovery')) {
+  report(`recovery: ${entities.toLocaleString('en-US')} entities, ${(entities * alertsPerEntity).toLocaleString('en-US')} alerts`, await benchRecovery({ entities, alertsPerEntity }));
+}
+if (only.has('clients')) {
+  report('fan-out: append → WebSocket delivery under ~300 calls/s of steady load', await benchFanOut([1, 10, 100], 3, 300));
+  report('catch-up after a 100,000-alert outage', await benchCatchUp(100_000));
+  report('wire messages: 50 VMs, one create each at a random time in a 12 s window', await benchWireMessages(50, 12));
+}

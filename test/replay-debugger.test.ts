@@ -117,7 +117,7 @@ describe('opstream replay (the command)', () => {
   it('says in one line what was wrong', async () => {
     const unknown = await cli('vdsm.VM.nobody_here');
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr.trim()).toMatch(/^opstream: vdsm\.VM\.nobody_here has no history in stream VDSM$/);
+    expect(unknown.stderr.trim()).toMatch(/^opstream: error 100: vdsm\.VM\.nobody_here has no history in stream VDSM$/);
     const notAName = await cli('VM.best_vm');
     expect(notAName.stderr.trim()).toMatch(/is not an alert name/);
   });

@@ -12,6 +12,7 @@ import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
 import { createLogger } from '../log.ts';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
 import { connectNats } from '../nats/connection.ts';
+import { consumerFilter } from '../subscriptions/alert-feed.ts';
 
 const logger = createLogger('manager');
 
@@ -58,9 +59,10 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   const ownsConnection = typeof options.nats === 'string';
   const nc = typeof options.nats === 'string' ? await connectNats(options.nats, `opstream-manager-${name.data}`) : options.nats;
   const stream = options.stream ?? DEFAULT_STREAM;
+  const subjects = consumerFilter(filter.subjects);
   await ensureDurable(nc, stream, {
     durable_name: name.data,
-    filter_subjects: filter.subjects,
+    ...(typeof subjects === 'string' ? { filter_subject: subjects } : { filter_subjects: subjects }),
     ack_policy: AckPolicy.Explicit,
     max_ack_pending: 1,
     ack_wait: (options.ackWaitMs ?? 5_000) * 1_000_000,
@@ -68,7 +70,9 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   });
 
   const consumer = await jetstream(nc).consumers.get(stream, name.data);
-  const messages = await consumer.consume({ max_messages: 1 });
+  // The server holds back all but one unacknowledged alert anyway; a larger pull keeps a request
+  // open so the next one arrives as soon as the last is acknowledged, without a new pull.
+  const messages = await consumer.consume({ max_messages: 100 });
   let lastHandled = 0;
   const loop = (async () => {
     for await (const message of messages) {
@@ -108,8 +112,9 @@ async function ensureDurable(nc: NatsConnection, stream: string, config: Partial
     await jsm.consumers.add(stream, config);
     return;
   }
-  const current = existing.config.filter_subjects ?? (existing.config.filter_subject ? [existing.config.filter_subject] : []);
-  if (JSON.stringify([...current].sort()) !== JSON.stringify([...(config.filter_subjects ?? [])].sort())) {
-    await jsm.consumers.update(stream, config.durable_name, { filter_subjects: config.filter_subjects });
+  const subjectsOf = (c: Partial<ConsumerConfig>) => [...(c.filter_subjects ?? (c.filter_subject ? [c.filter_subject] : []))].sort();
+  if (JSON.stringify(subjectsOf(existing.config)) !== JSON.stringify(subjectsOf(config))) {
+    const filter = config.filter_subject ? { filter_subject: config.filter_subject, filter_subjects: [] } : { filter_subject: '', filter_subjects: config.filter_subjects };
+    await jsm.consumers.update(stream, config.durable_name, filter);
   }
 }

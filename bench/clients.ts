@@ -1,0 +1,205 @@
+// Client-side figures: fan-out latency from append to delivery, catch-up after an outage, and
+// wire messages per tracked operation against polling getInfo every second.
+import WebSocket from 'ws';
+import type { EntityActor } from '../actors/entity-actor.ts';
+import { EIO_ERROR } from '../actors/drivers/simulated-driver.ts';
+import { startAgent, type Agent } from '../src/agent.ts';
+import { EntityKinds } from '../src/domain/subjects.ts';
+import { connect, startManager, type OpstreamClient } from '../src/index.ts';
+import { connectNats } from '../src/nats/connection.ts';
+import { NatsTestServer } from '../test/helpers/nats-server.ts';
+import { seedStream } from '../test/helpers/seed-stream.ts';
+import { rate, type Figure } from './report.ts';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function withAgent<T>(sim: { stepMs?: number }, use: (agent: Agent, server: NatsTestServer) => Promise<T>): Promise<T> {
+  const server = await NatsTestServer.start();
+  const agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, sim, snapshotEvery: 0 });
+  try {
+    return await use(agent, server);
+  } finally {
+    await agent.stop();
+    await server.stop();
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+/**
+ * N WebSocket subscribers to `vdsm.VM.fan-*` while the runtime appends at a steady rate; latency is
+ * from JetStream's ack of the append to the notification reaching the client (one process, one
+ * clock — the agent, the load and the clients share the machine's 2 cores).
+ */
+export async function benchFanOut(subscriberCounts: number[], seconds: number, perSecond: number): Promise<Figure[]> {
+  return withAgent({ stepMs: 5 }, async (agent) => {
+    const vms = Array.from({ length: 40 }, (_, i) => `fan-${i}`);
+    const actors: EntityActor[] = [];
+    const appendedAt = new Map<number, number>();
+    for (const vmId of vms) {
+      await agent.runtime.call({ kind: EntityKinds.VM, id: vmId }, 'VM.create', { vmId }, (task) => ({ type: 'CREATE', task, params: {} }));
+      const actor = await agent.runtime.existing({ kind: EntityKinds.VM, id: vmId });
+      actor.onTransition(({ seq }) => appendedAt.set(seq, performance.now()));
+      actors.push(actor);
+    }
+    while (actors.some((actor) => actor.view().status !== 'Up')) await sleep(10);
+
+    const figures: Figure[] = [];
+    for (const count of subscriberCounts) {
+      const latencies: number[] = [];
+      const clients: WebSocket[] = [];
+      for (let i = 0; i < count; i += 1) {
+        const socket = await openSocket(agent.api.url);
+        socket.on('message', (data) => {
+          const message = JSON.parse(data.toString()) as { method?: string; params?: { seq: number } };
+          const at = message.method === 'alert' && message.params ? appendedAt.get(message.params.seq) : undefined;
+          if (at !== undefined) latencies.push(performance.now() - at);
+        });
+        await request(socket, 'Host.subscribe', { filter: 'vdsm.VM.fan-*' });
+        clients.push(socket);
+      }
+      await steadyLoad(agent, actors, seconds, perSecond);
+      await sleep(300);
+      for (const socket of clients) socket.close();
+      latencies.sort((a, b) => a - b);
+      figures.push({ name: `fan-out latency p50 / p99, ${count} subscriber${count === 1 ? '' : 's'}`, value: percentile(latencies, 50), unit: 'ms', detail: `p99 ${percentile(latencies, 99).toFixed(2)} ms over ${latencies.length} deliveries` });
+    }
+    return figures;
+  });
+}
+
+/** Faults and continues on the VMs at a fixed rate of calls (each call leads to 1–3 alerts). */
+async function steadyLoad(agent: Agent, actors: EntityActor[], seconds: number, perSecond: number): Promise<void> {
+  const started = performance.now();
+  let sent = 0;
+  while (performance.now() - started < seconds * 1000) {
+    const due = Math.floor(((performance.now() - started) / 1000) * perSecond);
+    for (; sent < due; sent += 1) {
+      const actor = actors[sent % actors.length] as EntityActor;
+      const status = actor.view().status;
+      const ref = actor.ref;
+      if (status === 'Up') void agent.runtime.deliver(ref, { type: 'IO_ERROR', error: EIO_ERROR }).catch(() => undefined);
+      else if (status === 'Paused') void agent.runtime.call(ref, 'VM.cont', { vmId: ref.id }, (task) => ({ type: 'CONT', task })).catch(() => undefined);
+    }
+    await sleep(2);
+  }
+}
+
+/** 100,000 alerts appended while a client was away: how fast each kind of client catches up. */
+export async function benchCatchUp(alerts: number): Promise<Figure[]> {
+  return withAgent({}, async (agent, server) => {
+    const seeder = await connectNats(server.url, 'bench-seeder');
+    const before = await agent.runtime.alertLog.streamLastSequence();
+    const entities = Math.ceil(alerts / 100);
+    await seedStream(seeder, entities, 100, undefined, 'catch');
+    await seeder.drain();
+    const total = entities * 100;
+
+    const client = await connect(agent.api.url);
+    const started = performance.now();
+    await client.subscribe('vdsm.VM.catch-*', 'glob', before);
+    let received = 0;
+    while (received < total) {
+      await client.waitForEvent('vdsm.VM.catch-*', 30_000);
+      received += 1;
+    }
+    const wsSeconds = (performance.now() - started) / 1000;
+    await client.close();
+
+    let handled = 0;
+    const managerStarted = performance.now();
+    const manager = await startManager({ nats: server.url, durableName: 'bench-catch-up', filter: 'vdsm.VM.catch-*', onAlert: () => void (handled += 1) });
+    while (handled < total) await sleep(20);
+    const managerSeconds = (performance.now() - managerStarted) / 1000;
+    await manager.stop();
+    return [
+      rate('catch-up over WebSocket (Host.subscribe since), alerts/s', total, wsSeconds),
+      rate('catch-up by a durable manager (one alert in flight), alerts/s', total, managerSeconds),
+    ];
+  });
+}
+
+/**
+ * One window in which each of `vms` VMs runs one create (demo timings, ~2.4 s) at a random time.
+ * A subscriber to vdsm.VM.wire-* and a poller calling VM.getInfo on every VM each second (it must:
+ * it cannot know when an operation starts) both track all of them; their frames are counted.
+ */
+export async function benchWireMessages(vms: number, windowSeconds: number): Promise<Figure[]> {
+  return withAgent({}, async (agent) => {
+    const ids = Array.from({ length: vms }, (_, i) => `wire-${i}`);
+    const subscriber = await openSocket(agent.api.url);
+    let subscriberFrames = 0;
+    subscriber.on('message', () => (subscriberFrames += 1));
+    subscriberFrames += 1; // the subscribe request it sends
+    await request(subscriber, 'Host.subscribe', { filter: 'vdsm.VM.wire-*' });
+
+    const poller = await openSocket(agent.api.url);
+    let pollerFrames = 0;
+    poller.on('message', () => (pollerFrames += 1));
+    let polling = true;
+    const polls = (async () => {
+      while (polling) {
+        const tick = performance.now();
+        await Promise.all(ids.map((vmId) => request(poller, 'VM.getInfo', { vmId }).finally(() => (pollerFrames += 1))));
+        await sleep(Math.max(0, 1000 - (performance.now() - tick)));
+      }
+    })();
+
+    const creator: OpstreamClient = await connect(agent.api.url);
+    await Promise.all(
+      ids.map(async (vmId) => {
+        await sleep(Math.random() * (windowSeconds - 4) * 1000);
+        await creator.vm.create(vmId);
+      }),
+    );
+    await sleep(4_000);
+    polling = false;
+    await polls;
+    await creator.close();
+    subscriber.close();
+    poller.close();
+    const perSubscribed = subscriberFrames / vms;
+    const perPolled = pollerFrames / vms;
+    return [
+      { name: 'wire messages per tracked operation, subscription', value: perSubscribed, unit: 'msgs', detail: `${subscriberFrames} for ${vms} operations` },
+      { name: 'wire messages per tracked operation, polling getInfo every 1 s', value: perPolled, unit: 'msgs', detail: `${pollerFrames} for ${vms} operations over ${windowSeconds} s` },
+      { name: 'ratio polling / subscription', value: perPolled / perSubscribed, unit: '×' },
+    ];
+  });
+}
+
+function openSocket(url: string): Promise<WebSocket> {
+  const socket = new WebSocket(url);
+  return new Promise((resolve, reject) => {
+    socket.once('open', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+let nextId = 0;
+const pending = new WeakMap<WebSocket, Map<number, (result: unknown) => void>>();
+
+/** One JSON-RPC request on a raw socket, resolved by its response (notifications pass by). */
+function request(socket: WebSocket, method: string, params: Record<string, unknown>): Promise<unknown> {
+  let waiting = pending.get(socket);
+  if (!waiting) {
+    const table = new Map<number, (result: unknown) => void>();
+    socket.on('message', (data) => {
+      const message = JSON.parse(data.toString()) as { id?: number; result?: unknown };
+      if (message.id === undefined) return;
+      table.get(message.id)?.(message.result);
+      table.delete(message.id);
+    });
+    pending.set(socket, table);
+    waiting = table;
+  }
+  nextId += 1;
+  const id = nextId;
+  const table = waiting;
+  return new Promise((resolve) => {
+    table.set(id, resolve);
+    socket.send(JSON.stringify({ jsonrpc: '2.0', id, method, params }));
+  });
+}
