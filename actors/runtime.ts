@@ -144,6 +144,11 @@ export class Runtime {
     return running;
   }
 
+  /** The loaded entities of one kind (after recover(): all of them), for checks across entities. */
+  entitiesOf(kind: EntityRef['kind']): EntityActor[] {
+    return [...this.#actors.values()].filter((actor) => actor.ref.kind === kind && actor.exists && !actor.divergence);
+  }
+
   get entityCount(): number {
     return this.#actors.size;
   }

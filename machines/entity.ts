@@ -13,6 +13,8 @@ export type EntityContext = {
   task: TaskInfo | null;
   percentage: number;
   lastError: ErrorTuple;
+  /** The entity's own extraData (an image's imageState), merged over its state's static fields. */
+  extraData?: Record<string, unknown>;
 };
 
 /** Events a driver sends back while it does a state's work. */
@@ -59,7 +61,7 @@ export function operationInfoOf(meta: StateMeta, context: EntityContext): Operat
     stage: meta.operation.stage,
     percentage: context.percentage,
     lastError: context.lastError,
-    extraData: meta.operation.extraData,
+    extraData: context.extraData ? { ...meta.operation.extraData, ...context.extraData } : meta.operation.extraData,
   };
 }
 

@@ -1,14 +1,26 @@
 // Every entity kind's machine, with the version recorded in each alert. Bump a version when a
 // change alters what recorded history replays to; replay refuses snapshots of another version.
+import type { AnyStateMachine } from 'xstate';
 import { EntityKinds, type EntityKind } from '../src/domain/subjects.ts';
+import { GLUSTER_VOLUME_MACHINE_VERSION, glusterVolumeMachine } from './gluster-volume.ts';
+import { IMAGE_MACHINE_VERSION, imageMachine } from './image.ts';
+import { STORAGE_CONNECTION_MACHINE_VERSION, storageConnectionMachine } from './storage-connection.ts';
 import { VM_MACHINE_VERSION, vmMachine } from './vm.ts';
 
 export type MachineDefinition = {
   kind: EntityKind;
-  machine: typeof vmMachine;
+  /** The runtime treats every machine alike; the API methods give each its own typed events. */
+  machine: AnyStateMachine;
   version: number;
 };
 
-export const MACHINES = {
+export const MACHINES: Record<EntityKind, MachineDefinition> = {
   [EntityKinds.VM]: { kind: EntityKinds.VM, machine: vmMachine, version: VM_MACHINE_VERSION },
-} as const satisfies Partial<Record<EntityKind, MachineDefinition>>;
+  [EntityKinds.Image]: { kind: EntityKinds.Image, machine: imageMachine, version: IMAGE_MACHINE_VERSION },
+  [EntityKinds.StorageConnection]: {
+    kind: EntityKinds.StorageConnection,
+    machine: storageConnectionMachine,
+    version: STORAGE_CONNECTION_MACHINE_VERSION,
+  },
+  [EntityKinds.GlusterVolume]: { kind: EntityKinds.GlusterVolume, machine: glusterVolumeMachine, version: GLUSTER_VOLUME_MACHINE_VERSION },
+};

@@ -5,13 +5,23 @@ import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
 import { createLogger } from '../log.ts';
 import { isUnreachable } from '../nats/errors.ts';
 import type { ApiContext, MethodSpec } from './method.ts';
+import { glusterVolumeMethods } from './methods/gluster-volume.ts';
 import { hostMethods } from './methods/host.ts';
+import { imageMethods } from './methods/image.ts';
 import { simMethods } from './methods/sim.ts';
+import { storageConnectionMethods } from './methods/storage-connection.ts';
 import { vmMethods } from './methods/vm.ts';
 
 const logger = createLogger('api');
 
-export const API_METHODS: readonly MethodSpec[] = [...vmMethods, ...hostMethods, ...simMethods] as MethodSpec[];
+export const API_METHODS: readonly MethodSpec[] = [
+  ...vmMethods,
+  ...imageMethods,
+  ...storageConnectionMethods,
+  ...glusterVolumeMethods,
+  ...hostMethods,
+  ...simMethods,
+] as MethodSpec[];
 
 export class Dispatcher {
   readonly #methods: Map<string, MethodSpec>;

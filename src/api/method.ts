@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
+import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
 import type { Runtime } from '../../actors/runtime.ts';
 import type { Session } from './session.ts';
 
@@ -8,6 +9,8 @@ export type ApiContext = {
   runtime: Runtime;
   /** Present when the simulated driver runs: it exposes fault injection. */
   sim?: SimulatedDriver;
+  /** The gluster the agent manages, for queries that are not operations (healInfo). */
+  gluster?: SimulatedGluster;
   /** The caller's connection, when the transport has one (WebSocket); request/reply has none. */
   session?: Session;
 };

@@ -4,6 +4,7 @@
 // group, so several can serve the same bus.
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
+import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
 import type { Runtime } from '../../actors/runtime.ts';
 import { createLogger } from '../log.ts';
 import { Dispatcher } from './dispatcher.ts';
@@ -13,7 +14,10 @@ export const API_SUBJECT = 'opstream.api';
 const QUEUE_GROUP = 'opstream-agents';
 const logger = createLogger('api');
 
-export function startNatsApi(nc: NatsConnection, options: { runtime: Runtime; sim?: SimulatedDriver }): { stop(): Promise<void> } {
+export function startNatsApi(
+  nc: NatsConnection,
+  options: { runtime: Runtime; sim?: SimulatedDriver; gluster?: SimulatedGluster },
+): { stop(): Promise<void> } {
   const endpoint = createRpcEndpoint(new Dispatcher());
   const subscription: Subscription = nc.subscribe(API_SUBJECT, {
     queue: QUEUE_GROUP,
@@ -22,7 +26,7 @@ export function startNatsApi(nc: NatsConnection, options: { runtime: Runtime; si
         logger.warn('request/reply subscription error', { error: String(error) });
         return;
       }
-      void endpoint(message.string(), { runtime: options.runtime, sim: options.sim })
+      void endpoint(message.string(), { runtime: options.runtime, sim: options.sim, gluster: options.gluster })
         .then((reply) => {
           if (reply !== undefined) message.respond(JSON.stringify(reply));
         })

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
+import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
 import type { Runtime } from '../../actors/runtime.ts';
 import { createLogger } from '../log.ts';
 import { Dispatcher } from './dispatcher.ts';
@@ -20,6 +21,7 @@ const HIGH_WATER_BYTES = 4 * 1024 * 1024;
 export type ApiServerOptions = {
   runtime: Runtime;
   sim?: SimulatedDriver;
+  gluster?: SimulatedGluster;
   host?: string;
   /** 0 picks a free port. */
   port?: number;
@@ -66,7 +68,7 @@ function serveConnection(socket: WebSocket, endpoint: RpcEndpoint, options: ApiS
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
   });
-  const context: ApiContext = { runtime: options.runtime, sim: options.sim, session };
+  const context: ApiContext = { runtime: options.runtime, sim: options.sim, gluster: options.gluster, session };
   socket.on('message', (data, isBinary) => {
     void endpoint(isBinary ? null : data.toString(), context)
       .then((reply) => {

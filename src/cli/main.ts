@@ -1,5 +1,5 @@
 // `opstream <command>`: the project's command line.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
 import { DEFAULT_API_URL } from './agent-access.ts';
 import { call } from './call.ts';
@@ -34,6 +34,11 @@ program
   .option('--demo', 'play the scripted demo against the agent once it is ready', false)
   .option('--snapshot-every <n>', 'snapshot an entity every n alerts; 0 disables snapshots', count, 50)
   .option('--sim-step-ms <ms>', 'tick length of every simulated work (default: demo timings)', count)
+  .addOption(
+    new Option('--image-driver <driver>', 'images as qcow2 files through qemu-img, or simulated')
+      .choices(['sim', 'qemu'])
+      .default(process.env['OPSTREAM_IMAGE_DRIVER'] ?? 'sim'),
+  )
   .action(start);
 
 program

@@ -1,4 +1,5 @@
 import { ensureNatsServer } from '../../scripts/setup.mjs';
+import { QEMU_IMG_HINT, qemuImgAvailable } from '../../actors/drivers/qemu-image-driver.ts';
 import { startAgent } from '../agent.ts';
 import { runDemo } from './demo.ts';
 import { PROJECT_ROOT } from './paths.ts';
@@ -10,11 +11,16 @@ export type StartOptions = {
   replicas: number;
   snapshotEvery: number;
   simStepMs?: number;
+  imageDriver: 'sim' | 'qemu';
 };
 
 /** Runs the agent until SIGINT/SIGTERM; with `demo`, plays the scripted demo against it first. */
 export async function start(options: StartOptions): Promise<void> {
   if (!options.natsUrl) ensureNatsServer();
+  if (options.imageDriver === 'qemu' && !qemuImgAvailable()) {
+    console.error(`opstream: ${QEMU_IMG_HINT}`);
+    process.exit(2);
+  }
   const agent = await startAgent({
     root: PROJECT_ROOT,
     port: options.port,
@@ -22,6 +28,7 @@ export async function start(options: StartOptions): Promise<void> {
     replicas: options.replicas,
     snapshotEvery: options.snapshotEvery,
     sim: options.simStepMs === undefined ? undefined : { stepMs: options.simStepMs },
+    imageDriver: options.imageDriver,
   });
   const embedded = options.natsUrl ? '' : ' (embedded, store ./data/jetstream)';
   console.log(

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { EntityId, EntityKinds } from '../../domain/subjects.ts';
 import { defineMethod, type ApiContext } from '../method.ts';
 import { boundedKwargs } from '../limits.ts';
+import { entityInfo } from './entity-info.ts';
 
 const VmRef = z.strictObject({ vmId: EntityId });
 const vm = (vmId: string) => ({ kind: EntityKinds.VM, id: vmId });
@@ -48,10 +49,6 @@ export const vmMethods = [
   defineMethod({
     name: 'VM.getInfo',
     params: VmRef,
-    handler: async ({ vmId }, { runtime }) => {
-      const actor = await runtime.existing(vm(vmId));
-      const { status, operationInfo, task } = actor.view();
-      return { vmId, status, operationInfo, task, seq: actor.lastSeq };
-    },
+    handler: async ({ vmId }, { runtime }) => ({ vmId, ...entityInfo(await runtime.existing(vm(vmId))) }),
   }),
 ];

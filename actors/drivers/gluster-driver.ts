@@ -1,0 +1,92 @@
+// Gluster work by asking and polling: the driver tells gluster to start something, then polls
+// its status every `pollMs` and reports what it sees — progress, the end, or the brick it failed on.
+import type { DriverEvent } from '../../machines/entity.ts';
+import type { Driver, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import type { SimulatedGluster } from './simulated-gluster.ts';
+
+/** lastError code of a rebalance that failed on a brick. */
+export const REBALANCE_FAILED = 701;
+
+export class GlusterDriver implements Driver {
+  constructor(
+    private readonly gluster: SimulatedGluster,
+    private readonly options: { pollMs?: number } = {},
+  ) {}
+
+  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+    const name = request.id;
+    const { bricks = [] } = request.context as { bricks?: string[] };
+    switch (request.work) {
+      case 'createVolume':
+        return this.#poll(report, () => (request.resumed && this.#exists(name) ? undefined : this.gluster.create(name, bricks)), () => ({ type: 'WORK_DONE' }));
+      case 'startVolume':
+        return this.#poll(report, () => this.gluster.start(name), () => (this.gluster.isStarted(name) ? { type: 'WORK_DONE' } : undefined));
+      case 'stopVolume':
+        return this.#poll(report, () => this.gluster.stop(name), () => (this.gluster.isStarted(name) ? undefined : { type: 'WORK_DONE' }));
+      case 'rebalance':
+        // Resumed after an agent restart: gluster kept going, so only the polling starts again.
+        return this.#poll(report, () => (request.resumed ? undefined : this.gluster.startRebalance(name)), () => this.#rebalanceEvent(name));
+      case 'stopRebalance':
+        return this.#poll(report, () => this.gluster.stopRebalance(name), () => {
+          const { state } = this.gluster.rebalanceStatus(name);
+          return state === 'in progress' ? undefined : { type: 'WORK_DONE' };
+        });
+      default:
+        return this.#poll(report, () => {
+          throw new Error(`the gluster driver has no work ${request.work}`);
+        }, () => undefined);
+    }
+  }
+
+  #rebalanceEvent(name: string): DriverEvent | undefined {
+    const status = this.gluster.rebalanceStatus(name);
+    switch (status.state) {
+      case 'completed':
+      case 'stopped':
+        return { type: 'WORK_DONE' };
+      case 'failed': {
+        const { brick = 'unknown brick', reason = 'unknown reason' } = status.failure ?? {};
+        return { type: 'WORK_FAILED', error: [REBALANCE_FAILED, `rebalance failed on brick ${brick}: ${reason}`] };
+      }
+      default:
+        return { type: 'WORK_PROGRESS', percentage: status.totalFiles ? Math.floor((100 * status.scannedFiles) / status.totalFiles) : 0 };
+    }
+  }
+
+  #exists(name: string): boolean {
+    try {
+      this.gluster.rebalanceStatus(name);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Runs `begin`, then asks `check` every pollMs until it answers with a WORK_DONE or WORK_FAILED;
+   * WORK_PROGRESS answers are reported and polling goes on.
+   */
+  #poll(report: WorkReporter, begin: () => void, check: () => DriverEvent | undefined): WorkHandle {
+    let timer: NodeJS.Timeout | undefined;
+    const tick = () => {
+      let event: DriverEvent | undefined;
+      try {
+        event = check();
+      } catch (error) {
+        event = { type: 'WORK_FAILED', error: [1, (error as Error).message] };
+      }
+      if (event) void report(event);
+      if (!event || event.type === 'WORK_PROGRESS') timer = setTimeout(tick, this.options.pollMs ?? 250);
+    };
+    timer = setTimeout(() => {
+      try {
+        begin();
+      } catch (error) {
+        void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+        return;
+      }
+      tick();
+    }, 0);
+    return { cancel: () => clearTimeout(timer) };
+  }
+}

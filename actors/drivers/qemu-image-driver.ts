@@ -1,0 +1,128 @@
+// Images as local qcow2 files, worked on by `qemu-img`: create (with a backing file for a layer),
+// copy (`convert -p`), merge (`commit -p`, then the layer goes) and delete. Percentages are the
+// tool's own: it prints "(12.50/100%)" records, which are parsed as they come.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ErrorTuple } from '../../machines/entity.ts';
+import type { Driver, EntityRef, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+
+export type QemuImageDriverOptions = {
+  /** Where image files live. */
+  imageDir: string;
+  qemuImg?: string;
+};
+
+type ImageWorkContext = { size: number | null; baseImageId: string | null; sourceImageId: string | null };
+
+const PROGRESS = /\((\d+(?:\.\d+)?)\/100%\)/g;
+
+/** The one line to print when qemu-img is missing. */
+export const QEMU_IMG_HINT = 'qemu-img not found: install it (Debian: apt-get install qemu-utils) or run with --image-driver sim';
+
+export function qemuImgAvailable(qemuImg = 'qemu-img'): boolean {
+  return spawnSync(qemuImg, ['--version']).status === 0;
+}
+
+export class QemuImageDriver implements Driver {
+  readonly #qemuImg: string;
+  /** Every progress figure the tool prints, before rounding (tests compare alerts with it). */
+  onToolProgress?: (ref: EntityRef, percent: number) => void;
+
+  constructor(private readonly options: QemuImageDriverOptions) {
+    this.#qemuImg = options.qemuImg ?? 'qemu-img';
+    mkdirSync(options.imageDir, { recursive: true });
+  }
+
+  /** The file of an image; ids are base64url-encoded so any valid id is a safe file name. */
+  pathOf(imageId: string): string {
+    return join(this.options.imageDir, `${Buffer.from(imageId).toString('base64url')}.qcow2`);
+  }
+
+  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+    const context = request.context as ImageWorkContext;
+    const path = this.pathOf(request.id);
+    switch (request.work) {
+      case 'createImage': {
+        const args = context.baseImageId
+          ? ['create', '-f', 'qcow2', '-b', this.pathOf(context.baseImageId), '-F', 'qcow2', path, ...(context.size ? [String(context.size)] : [])]
+          : ['create', '-f', 'qcow2', path, String(context.size ?? 0)];
+        return this.#run(request, args, report);
+      }
+      case 'copyImage':
+        return this.#run(request, ['convert', '-p', '-O', 'qcow2', this.pathOf(context.sourceImageId ?? ''), path], report);
+      case 'mergeImage':
+        return this.#run(request, ['commit', '-p', path], report, () => rmSync(path, { force: true }));
+      case 'deleteImage':
+        return immediately(report, () => rmSync(path, { force: true }));
+      default:
+        return immediately(report, () => {
+          throw new Error(`the image driver has no work ${request.work}`);
+        });
+    }
+  }
+
+  #run(request: WorkRequest, args: string[], report: WorkReporter, afterSuccess?: () => void): WorkHandle {
+    const child = spawn(this.#qemuImg, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let lastPercent = -1;
+    let cancelled = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      for (const match of chunk.toString().matchAll(PROGRESS)) {
+        const percent = Number(match[1]);
+        this.onToolProgress?.(request, percent);
+        const rounded = Math.floor(percent);
+        // 100% is the end, which WORK_DONE reports; progress in between once per whole percent.
+        if (rounded > lastPercent && rounded < 100) {
+          lastPercent = rounded;
+          void report({ type: 'WORK_PROGRESS', percentage: rounded });
+        }
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('error', (error) => {
+      const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+      void report({ type: 'WORK_FAILED', error: missing ? [127, QEMU_IMG_HINT] : [1, error.message] });
+    });
+    child.once('exit', (code) => {
+      if (cancelled) return;
+      if (code !== 0) {
+        void report({ type: 'WORK_FAILED', error: toolError(stderr, code) });
+        return;
+      }
+      try {
+        afterSuccess?.();
+        void report({ type: 'WORK_DONE' });
+      } catch (error) {
+        void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+      }
+    });
+    return {
+      cancel: () => {
+        cancelled = true;
+        child.kill('SIGTERM');
+      },
+    };
+  }
+}
+
+/** qemu-img's last stderr line, with an errno-like code where one is recognisable. */
+function toolError(stderr: string, exitCode: number | null): ErrorTuple {
+  const message = stderr.trim().split('\n').pop() ?? `qemu-img exited with ${exitCode}`;
+  if (/No such file or directory/i.test(message)) return [2, message];
+  if (/No space left on device/i.test(message)) return [28, message];
+  if (/Permission denied/i.test(message)) return [13, message];
+  return [1, message];
+}
+
+function immediately(report: WorkReporter, work: () => void): WorkHandle {
+  const timer = setImmediate(() => {
+    try {
+      work();
+      void report({ type: 'WORK_DONE' });
+    } catch (error) {
+      void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+    }
+  });
+  return { cancel: () => clearImmediate(timer) };
+}

@@ -1,0 +1,84 @@
+// Storage connections for real: a TCP connection to the storage server's port (NFS 2049 by
+// default), opened by `connect`, held while Connected — its loss is reported — and closed by
+// `disconnect`. Refused, unreachable and unknown hosts come back as lastError.
+import { connect, type Socket } from 'node:net';
+import type { ErrorTuple } from '../../machines/entity.ts';
+import type { Driver, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+
+type ConnectionParams = { server?: string; port?: number };
+
+const CONNECT_TIMEOUT_MS = 5_000;
+
+export class TcpConnectionDriver implements Driver {
+  readonly #held = new Map<string, Socket>();
+
+  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+    const { server = '', port = 2049 } = ((request.context as { params?: ConnectionParams }).params ?? {}) as ConnectionParams;
+    const target = `${server}:${port}`;
+    switch (request.work) {
+      case 'connect':
+        return this.#open(request.id, server, port, report);
+      case 'holdConnection': {
+        // After an agent restart nothing is held yet: open it again, as `restart` declares.
+        const socket = this.#held.get(request.id);
+        if (!socket) return this.#open(request.id, server, port, report, true);
+        const lost = () => void report({ type: 'WORK_FAILED', error: [605, `connection to ${target} lost`] });
+        socket.once('close', lost);
+        return { cancel: () => socket.off('close', lost) };
+      }
+      case 'disconnect': {
+        const socket = this.#held.get(request.id);
+        this.#held.delete(request.id);
+        socket?.destroy();
+        const timer = setImmediate(() => void report({ type: 'WORK_DONE' }));
+        return { cancel: () => clearImmediate(timer) };
+      }
+      default: {
+        const timer = setImmediate(() => void report({ type: 'WORK_FAILED', error: [1, `no connection work ${request.work}`] }));
+        return { cancel: () => clearImmediate(timer) };
+      }
+    }
+  }
+
+  #open(id: string, server: string, port: number, report: WorkReporter, thenHold = false): WorkHandle {
+    let settled = false;
+    const socket = connect({ host: server, port });
+    socket.setTimeout(CONNECT_TIMEOUT_MS);
+    socket.once('connect', () => {
+      settled = true;
+      socket.setTimeout(0);
+      this.#held.get(id)?.destroy();
+      this.#held.set(id, socket);
+      if (!thenHold) void report({ type: 'WORK_DONE' });
+      else socket.once('close', () => void report({ type: 'WORK_FAILED', error: [605, `connection to ${server}:${port} lost`] }));
+    });
+    socket.once('timeout', () => socket.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      void report({ type: 'WORK_FAILED', error: connectError(error, `${server}:${port}`) });
+    });
+    return {
+      cancel: () => {
+        if (!settled) socket.destroy();
+      },
+    };
+  }
+}
+
+function connectError(error: NodeJS.ErrnoException, target: string): ErrorTuple {
+  switch (error.code) {
+    case 'ECONNREFUSED':
+      return [601, `connection refused by ${target}`];
+    case 'ETIMEDOUT':
+      return [602, `no answer from ${target} within ${CONNECT_TIMEOUT_MS / 1000} s`];
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return [603, `unknown host ${target.split(':')[0]}`];
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return [604, `${target} is unreachable`];
+    default:
+      return [600, `cannot connect to ${target}: ${error.message}`];
+  }
+}

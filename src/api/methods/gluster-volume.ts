@@ -1,0 +1,62 @@
+import { z } from 'zod';
+import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
+import { EntityId, EntityKinds } from '../../domain/subjects.ts';
+import { defineMethod, type ApiContext } from '../method.ts';
+import { contextOf, entityInfo } from './entity-info.ts';
+
+const volume = (volumeName: string) => ({ kind: EntityKinds.GlusterVolume, id: volumeName });
+const VolumeRef = z.strictObject({ volumeName: EntityId });
+const Brick = z.string().regex(/^[^\s:]+:\/\S*$/, { error: 'a brick is host:/path' });
+
+type VolumeEventType = 'START' | 'STOP' | 'REBALANCE_START' | 'REBALANCE_STOP';
+
+/** A verb that only names the volume: its event carries just the task. */
+const volumeCall = (name: string, type: VolumeEventType) =>
+  defineMethod({
+    name,
+    params: VolumeRef,
+    handler: async ({ volumeName }, { runtime }: ApiContext) => {
+      const { taskId } = await runtime.call(volume(volumeName), name, { volumeName }, (task) => ({ type, task }));
+      return { taskId };
+    },
+  });
+
+export const glusterVolumeMethods = [
+  defineMethod({
+    name: 'GlusterVolume.create',
+    params: z.strictObject({ volumeName: EntityId, bricks: z.array(Brick).min(1).max(64) }),
+    handler: async ({ volumeName, bricks }, { runtime }) => {
+      if (new Set(bricks).size !== bricks.length) throw new OpstreamError(ErrorCodes.InvalidParams, 'GlusterVolume.create: bricks must be distinct');
+      const { taskId } = await runtime.call(volume(volumeName), 'GlusterVolume.create', { volumeName, bricks }, (task) => ({
+        type: 'CREATE',
+        task,
+        bricks,
+      }));
+      return { taskId };
+    },
+  }),
+  volumeCall('GlusterVolume.start', 'START'),
+  volumeCall('GlusterVolume.stop', 'STOP'),
+  volumeCall('GlusterVolume.rebalanceStart', 'REBALANCE_START'),
+  volumeCall('GlusterVolume.rebalanceStop', 'REBALANCE_STOP'),
+  defineMethod({
+    name: 'GlusterVolume.healInfo',
+    params: VolumeRef,
+    // A question to gluster, not an operation: answered now, nothing is stored.
+    handler: async ({ volumeName }, { runtime, gluster }) => {
+      const actor = await runtime.existing(volume(volumeName));
+      if (!gluster) throw new OpstreamError(ErrorCodes.Unavailable, 'no gluster is managed by this agent');
+      const { status } = actor.view();
+      if (status !== 'Started') throw new OpstreamError(ErrorCodes.InvalidTransition, `volume ${volumeName} is ${status}; heal info needs it Started`);
+      return { volumeName, bricks: gluster.healInfo(volumeName) };
+    },
+  }),
+  defineMethod({
+    name: 'GlusterVolume.getInfo',
+    params: VolumeRef,
+    handler: async ({ volumeName }, { runtime }) => {
+      const actor = await runtime.existing(volume(volumeName));
+      return { volumeName, ...entityInfo(actor), bricks: contextOf<string[]>(actor, 'bricks') };
+    },
+  }),
+];

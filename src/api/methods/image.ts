@@ -1,0 +1,115 @@
+import { z } from 'zod';
+import type { EntityActor } from '../../../actors/entity-actor.ts';
+import type { Runtime } from '../../../actors/runtime.ts';
+import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
+import { EntityId, EntityKinds } from '../../domain/subjects.ts';
+import { defineMethod } from '../method.ts';
+import { contextOf, entityInfo } from './entity-info.ts';
+
+const image = (imageId: string) => ({ kind: EntityKinds.Image, id: imageId });
+const ImageRef = z.strictObject({ imageId: EntityId });
+/** Sizes in bytes, up to 64 TiB: a typo of a few orders of magnitude is caught here. */
+const Size = z.number().int().positive().max(2 ** 46);
+
+/** An image that exists and is OK (not Locked by an operation, not Illegal). */
+async function usableImage(runtime: Runtime, imageId: string, role: string): Promise<EntityActor> {
+  const actor = await runtime.entity(image(imageId));
+  if (!actor.exists || actor.view().status === 'Absent') {
+    throw new OpstreamError(ErrorCodes.NoSuchEntity, `${role} image ${imageId} does not exist`);
+  }
+  const { status } = actor.view();
+  if (status !== 'OK') throw new OpstreamError(ErrorCodes.InvalidTransition, `${role} image ${imageId} is ${status}, not OK`);
+  return actor;
+}
+
+/** Why deleting or merging `imageId` would pull data from under another image, if it would. */
+function dependents(runtime: Runtime, imageId: string): string | undefined {
+  for (const actor of runtime.entitiesOf(EntityKinds.Image)) {
+    const { status } = actor.view();
+    if (status === 'Absent') continue;
+    if (contextOf<string | null>(actor, 'sourceImageId') === imageId) return `image ${imageId} is the source of a copy in progress to ${actor.ref.id}`;
+    if (contextOf<string | null>(actor, 'baseImageId') === imageId) return `image ${imageId} is the base of ${actor.ref.id}; merge or delete that layer first`;
+  }
+  return undefined;
+}
+
+export const imageMethods = [
+  defineMethod({
+    name: 'Image.create',
+    params: z.strictObject({ imageId: EntityId, size: Size.optional(), baseImageId: EntityId.optional() }),
+    handler: async ({ imageId, size, baseImageId }, { runtime }) => {
+      let virtualSize = size ?? null;
+      if (baseImageId !== undefined) {
+        if (baseImageId === imageId) throw new OpstreamError(ErrorCodes.InvalidParams, `image ${imageId} cannot be its own base`);
+        const base = await usableImage(runtime, baseImageId, 'base');
+        virtualSize ??= contextOf<number | null>(base, 'size');
+      } else if (size === undefined) {
+        throw new OpstreamError(ErrorCodes.InvalidParams, 'Image.create: size (bytes) is required for an image without a base');
+      }
+      const kwargs = { imageId, size, baseImageId };
+      const { taskId } = await runtime.call(image(imageId), 'Image.create', kwargs, (task) => ({
+        type: 'CREATE',
+        task,
+        size: virtualSize,
+        baseImageId: baseImageId ?? null,
+      }));
+      return { taskId };
+    },
+  }),
+  defineMethod({
+    name: 'Image.copy',
+    params: z.strictObject({ imageId: EntityId, dstImageId: EntityId }),
+    // The copy is the destination's operation: it comes into being from the source's data.
+    handler: async ({ imageId, dstImageId }, { runtime }) => {
+      if (dstImageId === imageId) throw new OpstreamError(ErrorCodes.InvalidParams, `cannot copy image ${imageId} onto itself`);
+      const source = await usableImage(runtime, imageId, 'source');
+      const destination = await runtime.entity(image(dstImageId));
+      if (destination.exists && destination.view().status !== 'Absent') {
+        throw new OpstreamError(ErrorCodes.InvalidTransition, `destination image ${dstImageId} already exists (${destination.view().status}); delete it first or choose another id`);
+      }
+      const { taskId } = await runtime.call(image(dstImageId), 'Image.copy', { imageId, dstImageId }, (task) => ({
+        type: 'COPY_FROM',
+        task,
+        sourceImageId: imageId,
+        size: contextOf<number | null>(source, 'size'),
+      }));
+      return { taskId };
+    },
+  }),
+  defineMethod({
+    name: 'Image.merge',
+    params: ImageRef,
+    handler: async ({ imageId }, { runtime }) => {
+      const layer = await usableImage(runtime, imageId, 'the');
+      const base = contextOf<string | null>(layer, 'baseImageId');
+      if (!base) throw new OpstreamError(ErrorCodes.InvalidTransition, `image ${imageId} has no base to merge into`);
+      const blocked = dependents(runtime, imageId);
+      if (blocked) throw new OpstreamError(ErrorCodes.InvalidTransition, blocked);
+      const { taskId } = await runtime.call(image(imageId), 'Image.merge', { imageId }, (task) => ({ type: 'MERGE', task }));
+      return { taskId };
+    },
+  }),
+  defineMethod({
+    name: 'Image.delete',
+    params: ImageRef,
+    handler: async ({ imageId }, { runtime }) => {
+      const blocked = dependents(runtime, imageId);
+      if (blocked) throw new OpstreamError(ErrorCodes.InvalidTransition, blocked);
+      const { taskId } = await runtime.call(image(imageId), 'Image.delete', { imageId }, (task) => ({ type: 'DELETE', task }));
+      return { taskId };
+    },
+  }),
+  defineMethod({
+    name: 'Image.getInfo',
+    params: ImageRef,
+    handler: async ({ imageId }, { runtime }) => {
+      const actor = await runtime.existing(image(imageId));
+      return {
+        imageId,
+        ...entityInfo(actor),
+        size: contextOf<number | null>(actor, 'size'),
+        baseImageId: contextOf<string | null>(actor, 'baseImageId'),
+      };
+    },
+  }),
+];

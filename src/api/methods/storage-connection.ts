@@ -1,0 +1,50 @@
+import { z } from 'zod';
+import { EntityId, EntityKinds } from '../../domain/subjects.ts';
+import { boundedKwargs } from '../limits.ts';
+import { defineMethod } from '../method.ts';
+import { contextOf, entityInfo } from './entity-info.ts';
+
+const connection = (connectionId: string) => ({ kind: EntityKinds.StorageConnection, id: connectionId });
+const ConnectionRef = z.strictObject({ connectionId: EntityId });
+
+export const storageConnectionMethods = [
+  defineMethod({
+    name: 'StorageConnection.connect',
+    // Beside the server, anything the storage type needs (path, user, password, ...) — secrets
+    // among it are redacted before it is stored, so a restarted agent reconnects without them.
+    params: z
+      .looseObject({
+        connectionId: EntityId,
+        type: z.enum(['nfs', 'iscsi', 'glusterfs', 'posixfs']).default('nfs'),
+        server: z.string().min(1).max(255),
+        port: z.number().int().min(1).max(65_535).optional(),
+      })
+      .superRefine(boundedKwargs),
+    handler: async (params, { runtime }) => {
+      const { taskId } = await runtime.call(connection(params.connectionId), 'StorageConnection.connect', params, (task) => {
+        const { connectionId: _id, ...redacted } = task.kwargs;
+        return { type: 'CONNECT', task, params: redacted };
+      });
+      return { taskId };
+    },
+  }),
+  defineMethod({
+    name: 'StorageConnection.disconnect',
+    params: ConnectionRef,
+    handler: async ({ connectionId }, { runtime }) => {
+      const { taskId } = await runtime.call(connection(connectionId), 'StorageConnection.disconnect', { connectionId }, (task) => ({
+        type: 'DISCONNECT',
+        task,
+      }));
+      return { taskId };
+    },
+  }),
+  defineMethod({
+    name: 'StorageConnection.getInfo',
+    params: ConnectionRef,
+    handler: async ({ connectionId }, { runtime }) => {
+      const actor = await runtime.existing(connection(connectionId));
+      return { connectionId, ...entityInfo(actor), params: contextOf<Record<string, unknown>>(actor, 'params') };
+    },
+  }),
+];
