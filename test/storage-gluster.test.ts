@@ -166,3 +166,26 @@ describe('GlusterVolume', () => {
     await watch.stop();
   });
 });
+
+describe('the same guarantees as VMs', () => {
+  it('replays every image, connection and volume history, and rebuilds them after a restart', async () => {
+    const volume = await startedVolume(['h8:/bricks/d1']);
+    const imageId = uniqueId('persisted');
+    const watch = await watchEntity(agent.nc, `vdsm.Storage.Image.${imageId}`);
+    await host.call('Image.create', { imageId, size: 1 << 20 });
+    await watch.until('OK');
+    await watch.stop();
+
+    const { checkStreamInvariants } = await import('./helpers/stream-invariants.ts');
+    const { entities } = await checkStreamInvariants(agent.nc, new Map());
+    expect(entities).toBeGreaterThan(5);
+
+    const before = await host.call('GlusterVolume.getInfo', { volumeName: volume });
+    await host.close();
+    await agent.stop();
+    agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, sim: { stepMs: 5 }, gluster: { tickMs: 20, pollMs: 15 } });
+    host = await connect(agent.api.url);
+    expect(await host.call('GlusterVolume.getInfo', { volumeName: volume })).toEqual(before);
+    expect(await host.call('Image.getInfo', { imageId })).toMatchObject({ status: 'OK', size: 1 << 20 });
+  });
+});
