@@ -1,23 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent, type Agent } from '../src/agent.ts';
-import { connect, ErrorCodes, RpcError, TimeoutError, type OpstreamClient, type ReceivedOperationInfo } from '../src/index.ts';
+import { ErrorCodes, RpcError, TimeoutError, type OpstreamClient, type ReceivedOperationInfo } from '../src/index.ts';
 import { uniqueId } from './helpers/agent.ts';
-import { NatsTestServer } from './helpers/nats-server.ts';
+import { startStack, type TestStack } from './helpers/stack.ts';
 
-let server: NatsTestServer;
-let agent: Agent;
+let stack: TestStack;
 let host: OpstreamClient;
 
 beforeAll(async () => {
-  server = await NatsTestServer.start();
-  agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, sim: { stepMs: 5 } });
-  host = await connect(agent.api.url);
+  stack = await startStack();
+  host = stack.host;
 });
-afterAll(async () => {
-  await host?.close();
-  await agent?.stop();
-  await server?.stop();
-});
+afterAll(() => stack?.stop());
 
 async function createAndWaitUp(vmId: string): Promise<void> {
   await host.subscribe(`vdsm.VM.${vmId}`);

@@ -1,27 +1,22 @@
 // Images with the simulated driver: every operation, its failures, and the checks across images.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAgent, type Agent } from '../src/agent.ts';
+import type { Agent } from '../src/agent.ts';
 import { ErrorCodes } from '../src/domain/errors.ts';
 import { EntityKinds } from '../src/domain/subjects.ts';
-import { connect, type OpstreamClient } from '../src/index.ts';
+import type { OpstreamClient } from '../src/index.ts';
 import { uniqueId } from './helpers/agent.ts';
 import { watchEntity } from './helpers/entity-alerts.ts';
-import { NatsTestServer } from './helpers/nats-server.ts';
+import { startStack, type TestStack } from './helpers/stack.ts';
 
-let server: NatsTestServer;
+let stack: TestStack;
 let agent: Agent;
 let host: OpstreamClient;
 
 beforeAll(async () => {
-  server = await NatsTestServer.start();
-  agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, sim: { stepMs: 5 } });
-  host = await connect(agent.api.url);
+  stack = await startStack();
+  ({ agent, host } = stack);
 });
-afterAll(async () => {
-  await host?.close();
-  await agent?.stop();
-  await server?.stop();
-});
+afterAll(() => stack?.stop());
 
 type ImageInfo = { status: string; operationInfo: { operationDescription: string; lastError: [number, string]; extraData: Record<string, unknown> }; size: number | null; baseImageId: string | null };
 const info = (imageId: string) => host.call<ImageInfo>('Image.getInfo', { imageId });

@@ -1,25 +1,16 @@
 import { z } from 'zod';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
 import { EntityId, EntityKinds } from '../../domain/subjects.ts';
-import { defineMethod, type ApiContext } from '../method.ts';
+import { defineMethod } from '../method.ts';
+import { entityCall } from './entity-call.ts';
 import { contextOf, entityInfo } from './entity-info.ts';
 
 const volume = (volumeName: string) => ({ kind: EntityKinds.GlusterVolume, id: volumeName });
 const VolumeRef = z.strictObject({ volumeName: EntityId });
 const Brick = z.string().regex(/^[^\s:]+:\/\S*$/, { error: 'a brick is host:/path' });
 
-type VolumeEventType = 'START' | 'STOP' | 'REBALANCE_START' | 'REBALANCE_STOP';
-
-/** A verb that only names the volume: its event carries just the task. */
-const volumeCall = (name: string, type: VolumeEventType) =>
-  defineMethod({
-    name,
-    params: VolumeRef,
-    handler: async ({ volumeName }, { runtime }: ApiContext) => {
-      const { taskId } = await runtime.call(volume(volumeName), name, { volumeName }, (task) => ({ type, task }));
-      return { taskId };
-    },
-  });
+const volumeCall = (name: string, type: 'START' | 'STOP' | 'REBALANCE_START' | 'REBALANCE_STOP') =>
+  entityCall(name, EntityKinds.GlusterVolume, 'volumeName', type);
 
 export const glusterVolumeMethods = [
   defineMethod({

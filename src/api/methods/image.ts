@@ -4,6 +4,7 @@ import type { Runtime } from '../../../actors/runtime.ts';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
 import { EntityId, EntityKinds } from '../../domain/subjects.ts';
 import { defineMethod } from '../method.ts';
+import { entityCall } from './entity-call.ts';
 import { contextOf, entityInfo } from './entity-info.ts';
 
 const image = (imageId: string) => ({ kind: EntityKinds.Image, id: imageId });
@@ -32,6 +33,8 @@ function dependents(runtime: Runtime, imageId: string): string | undefined {
   }
   return undefined;
 }
+
+const deleteImage = entityCall('Image.delete', EntityKinds.Image, 'imageId', 'DELETE');
 
 export const imageMethods = [
   defineMethod({
@@ -92,11 +95,10 @@ export const imageMethods = [
   defineMethod({
     name: 'Image.delete',
     params: ImageRef,
-    handler: async ({ imageId }, { runtime }) => {
-      const blocked = dependents(runtime, imageId);
+    handler: async (params, context) => {
+      const blocked = dependents(context.runtime, params.imageId);
       if (blocked) throw new OpstreamError(ErrorCodes.InvalidTransition, blocked);
-      const { taskId } = await runtime.call(image(imageId), 'Image.delete', { imageId }, (task) => ({ type: 'DELETE', task }));
-      return { taskId };
+      return deleteImage.handler(params, context);
     },
   }),
   defineMethod({

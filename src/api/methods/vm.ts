@@ -1,22 +1,13 @@
 import { z } from 'zod';
 import { EntityId, EntityKinds } from '../../domain/subjects.ts';
-import { defineMethod, type ApiContext } from '../method.ts';
+import { defineMethod } from '../method.ts';
+import { entityCall } from './entity-call.ts';
 import { boundedKwargs } from '../limits.ts';
 import { entityInfo } from './entity-info.ts';
 
 const VmRef = z.strictObject({ vmId: EntityId });
 const vm = (vmId: string) => ({ kind: EntityKinds.VM, id: vmId });
 
-/** A call that only names the VM: its event carries just the task. */
-const simpleCall = (name: string, type: 'PAUSE' | 'CONT' | 'DESTROY') =>
-  defineMethod({
-    name,
-    params: VmRef,
-    handler: async ({ vmId }, { runtime }: ApiContext) => {
-      const { taskId } = await runtime.call(vm(vmId), name, { vmId }, (task) => ({ type, task }));
-      return { taskId };
-    },
-  });
 
 export const vmMethods = [
   defineMethod({
@@ -31,9 +22,9 @@ export const vmMethods = [
       return { taskId };
     },
   }),
-  simpleCall('VM.pause', 'PAUSE'),
-  simpleCall('VM.cont', 'CONT'),
-  simpleCall('VM.destroy', 'DESTROY'),
+  entityCall('VM.pause', EntityKinds.VM, 'vmId', 'PAUSE'),
+  entityCall('VM.cont', EntityKinds.VM, 'vmId', 'CONT'),
+  entityCall('VM.destroy', EntityKinds.VM, 'vmId', 'DESTROY'),
   defineMethod({
     name: 'VM.migrate',
     params: z.strictObject({ vmId: EntityId, dstHost: z.string().min(1).max(255) }),
