@@ -177,5 +177,3 @@ export const imageMachine = setup({
     },
   },
 });
-
-export type ImageMachine = typeof imageMachine;

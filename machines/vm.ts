@@ -242,5 +242,3 @@ export const vmMachine = setup({
     },
   },
 });
-
-export type VmMachine = typeof vmMachine;

@@ -11,10 +11,6 @@ export class Session {
   /** `notify` resolves when the connection can take more (backpressure for feeds). */
   constructor(readonly notify: (method: string, params: Record<string, unknown>) => Promise<void>) {}
 
-  get subscriptionCount(): number {
-    return this.#feeds.size;
-  }
-
   /** Opens a feed under a new subscription id, refusing past the per-connection bound. */
   async subscribe(open: () => Promise<AlertFeed>): Promise<{ subscriptionId: string; feed: AlertFeed }> {
     if (this.#feeds.size >= MAX_SUBSCRIPTIONS_PER_SESSION) {

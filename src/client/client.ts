@@ -51,6 +51,11 @@ export type OpstreamClient = {
   /** Resolves once connected again, with every subscription resumed where it stopped. */
   waitForReconnect(timeoutMs?: number): Promise<void>;
   readonly connected: boolean;
+  /**
+   * Alerts that arrived while 10,000 others waited untaken, so the oldest were dropped. When it
+   * grows, what a waiter missed is still in getInfo — the seed's double check.
+   */
+  readonly droppedAlerts: number;
   close(): Promise<void>;
 };
 
@@ -103,6 +108,10 @@ class Client implements OpstreamClient {
 
   get connected(): boolean {
     return this.transport.connected;
+  }
+
+  get droppedAlerts(): number {
+    return this.#inbox.dropped;
   }
 
   call<Result = unknown>(method: string, params: Record<string, unknown> = {}): Promise<Result> {

@@ -17,7 +17,6 @@ export const ErrorCodes = {
   LimitExceeded: 106,
   PayloadTooLarge: 107,
   EntityDiverged: 108,
-  NoSuchTask: 109,
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
