@@ -102,6 +102,26 @@ describe('bad input gets a clear JSON-RPC error and the server keeps serving', (
   });
 });
 
+describe('bounds on one connection', () => {
+  it('refuses a 65th subscription with a clear error, and serves again after an unsubscribe', async () => {
+    const bounded = await openRawSocket(agent.api.url);
+    let id = 0;
+    const subscribe = async (filter: string) => {
+      id += 1;
+      return (await bounded.send(JSON.stringify({ jsonrpc: '2.0', id, method: 'Host.subscribe', params: { filter } }))) as RawReply;
+    };
+    const first = await subscribe('vdsm.VM.limit-0');
+    for (let i = 1; i < 64; i += 1) expect((await subscribe(`vdsm.VM.limit-${i}`)).error).toBeUndefined();
+    const refused = await subscribe('vdsm.VM.limit-64');
+    expect(refused.error).toMatchObject({ code: ErrorCodes.LimitExceeded, message: expect.stringContaining('64 subscriptions') });
+    const { subscriptionId } = first.result as { subscriptionId: string };
+    id += 1;
+    await bounded.send(JSON.stringify({ jsonrpc: '2.0', id, method: 'Host.unsubscribe', params: { subscriptionId } }));
+    expect((await subscribe('vdsm.VM.limit-64')).error).toBeUndefined();
+    bounded.close();
+  });
+});
+
 describe('Host.getRunningTasks', () => {
   it('lists running tasks, filtered by id or by method name, glob or regexp', async () => {
     const vmId = uniqueId('running');
