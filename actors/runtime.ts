@@ -62,7 +62,7 @@ export class Runtime {
     return runtime;
   }
 
-  /** True once recover() has rebuilt every entity (or when nothing asked for recovery). */
+  /** True once recover() has rebuilt every entity; the API refuses calls until then. */
   get recovered(): boolean {
     return this.#recovered;
   }

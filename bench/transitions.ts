@@ -8,7 +8,7 @@ import { EntityKinds } from '../src/domain/subjects.ts';
 import { ensureAlertStream } from '../src/nats/alert-stream.ts';
 import { connectNats } from '../src/nats/connection.ts';
 import { NatsTestServer } from '../test/helpers/nats-server.ts';
-import { rate, report, type Figure } from './report.ts';
+import { rate, type Figure } from './report.ts';
 
 export type TransitionsBenchOptions = { vms: number; pauseCycles: number };
 

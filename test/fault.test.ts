@@ -2,9 +2,10 @@
 // kill -9 nats-server under load, then check the whole stream.
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent } from '../src/agent.ts';
-import { connect, type OpstreamClient } from '../src/index.ts';
+import { connect, DisconnectedError, type OpstreamClient } from '../src/index.ts';
 import { connectNats } from '../src/nats/connection.ts';
 import { spawnAgent } from './helpers/agent-process.ts';
+import { seedStream } from './helpers/seed-stream.ts';
 import { NatsTestServer } from './helpers/nats-server.ts';
 import { checkStreamInvariants, seededRandom, type Acknowledged } from './helpers/stream-invariants.ts';
 
@@ -138,6 +139,49 @@ describe('kill -9 the agent in the middle of a create, a pause and a migration',
     await nc.drain();
   });
 });
+
+describe('a client across a crash of the agent it talks to', () => {
+  it('resubscribes once the restarted agent has recovered and sees the resumed operation end', async () => {
+    server = await NatsTestServer.start();
+    const port = await freePort();
+    let agent = await spawnAgent(server.url, ['--port', String(port), '--sim-step-ms', '100']);
+    const host = await connect(agent.url);
+    const vmId = 'survivor';
+    await host.subscribe(`vdsm.VM.${vmId}`);
+    await host.vm.create(vmId);
+    const first = await host.waitForEvent(`vdsm.VM.${vmId}`, 5_000);
+    await agent.kill();
+    // History for the new agent to rebuild: its API is up (answering Unavailable) a while before
+    // it is ready, and the client's reconnect lands in that window.
+    const seeder = await connectNats(server.url, 'seeder');
+    await seedStream(seeder, 500, 100, undefined, 'history');
+    await seeder.drain();
+    agent = await spawnAgent(server.url, ['--port', String(port), '--sim-step-ms', '5', '--snapshot-every', '0']);
+    const seen = [first.seq];
+    for (;;) {
+      try {
+        const event = await host.waitForEvent(`vdsm.VM.${vmId}`, 10_000);
+        seen.push(event.seq);
+        if (event.operationInfo.extraData['state'] === 'up') break;
+      } catch (error) {
+        if (!(error instanceof DisconnectedError)) throw error;
+        await host.waitForReconnect();
+      }
+    }
+    expect(seen).toEqual([...new Set(seen)].sort((a, b) => a - b));
+    await host.close();
+    await agent.stop();
+  });
+});
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
 
 async function untilStatus(host: OpstreamClient, vmId: string, status: string): Promise<void> {
   while ((await host.vm.getInfo(vmId)).status !== status) await new Promise((resolve) => setTimeout(resolve, 20));

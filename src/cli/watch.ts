@@ -61,13 +61,12 @@ export async function watch(filter: string, options: WatchOptions): Promise<numb
   return failures > 0 ? 1 : 0;
 }
 
+/** Off a terminal every alert is one line, the last one of an operation included. */
 class Lines implements ProgressView {
   show(alertName: string, info: ReceivedOperationInfo, seq: number): void {
     console.log(formatAlertLine(alertName, seq, info, false));
   }
-  end(alertName: string, info: ReceivedOperationInfo, seq: number): void {
-    console.log(formatAlertLine(alertName, seq, info, false));
-  }
+  end = this.show;
   stop(): void {}
 }
 

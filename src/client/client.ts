@@ -186,12 +186,27 @@ class Client implements OpstreamClient {
   async #resume(): Promise<void> {
     if (this.transport.resubscribesAfterReconnect) {
       for (const subscription of this.#subscriptions.values()) {
-        const { filter, filterType } = subscription.filter;
-        const resumed = this.transport.subscribe(filter, filterType, subscription.lastSeq);
-        subscription.id = resumed.then(({ id }) => id);
-        await resumed.catch(() => undefined);
+        if (!(await this.#resubscribe(subscription))) return; // dropped again: the next reconnect resumes
       }
     }
     this.#markReconnected();
+  }
+
+  /**
+   * An agent that restarted answers Unavailable until it has rebuilt its entities: keep asking,
+   * or the subscription would silently stay dead. False when the connection dropped meanwhile.
+   */
+  async #resubscribe(subscription: Subscription): Promise<boolean> {
+    const { filter, filterType } = subscription.filter;
+    for (let attempt = 0; this.transport.connected; attempt += 1) {
+      try {
+        const { id } = await this.transport.subscribe(filter, filterType, subscription.lastSeq);
+        subscription.id = Promise.resolve(id);
+        return true;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** Math.min(attempt, 4))));
+      }
+    }
+    return false;
   }
 }
