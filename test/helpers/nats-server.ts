@@ -91,16 +91,25 @@ async function launch(dir: string, port: number): Promise<ServerProcess> {
   return startServerProcess(['-c', config], { logFile: join(dir, 'server.log') });
 }
 
-/** The client port from the ports file, which the server writes just after it says it is ready. */
+/**
+ * The client port from the ports file, which the server writes just after it says it is ready —
+ * and not atomically: the file can exist and still be empty or half written for a moment.
+ */
 async function readPort(dir: string, pid: number): Promise<number> {
   const deadline = Date.now() + 5_000;
-  let file: string | undefined;
-  while (!(file = readdirSync(dir).find((name) => name.endsWith(`_${pid}.ports`)))) {
-    if (Date.now() > deadline) throw new Error(`nats-server ${pid} wrote no ports file in ${dir}`);
+  for (;;) {
+    const file = readdirSync(dir).find((name) => name.endsWith(`_${pid}.ports`));
+    const url = file ? parsePorts(readFileSync(join(dir, file), 'utf8'))?.nats[0] : undefined;
+    if (url) return Number(new URL(url).port);
+    if (Date.now() > deadline) throw new Error(`nats-server ${pid} wrote no readable ports file in ${dir}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  const ports = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Ports;
-  const url = ports.nats[0];
-  if (!url) throw new Error(`ports file ${file} lists no client port`);
-  return Number(new URL(url).port);
+}
+
+function parsePorts(text: string): Ports | undefined {
+  try {
+    return JSON.parse(text) as Ports;
+  } catch {
+    return undefined;
+  }
 }
