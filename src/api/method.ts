@@ -15,8 +15,15 @@ export type ApiContext = {
   session?: Session;
 };
 
+/**
+ * What a method does to the agent: `read` methods only look (a viewer may call them), `write`
+ * methods change entities or the agent (an operator's).
+ */
+export type MethodAccess = 'read' | 'write';
+
 export type MethodSpec<Schema extends z.ZodType = z.ZodType, Result = unknown> = {
   name: string;
+  access: MethodAccess;
   /** Named params; anything they reject is an InvalidParams error naming the field. */
   params: Schema;
   handler(params: z.infer<Schema>, context: ApiContext): Promise<Result>;

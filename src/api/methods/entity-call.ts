@@ -11,6 +11,7 @@ export function entityCall<IdField extends string>(name: string, kind: EntityKin
   const params = z.strictObject({ [idField]: EntityId }) as unknown as z.ZodType<Record<IdField, string>>;
   return defineMethod({
     name,
+    access: 'write',
     params,
     handler: async (given: Record<IdField, string>, { runtime }: ApiContext) => {
       const id = given[idField];

@@ -15,6 +15,7 @@ const volumeCall = (name: string, type: 'START' | 'STOP' | 'REBALANCE_START' | '
 export const glusterVolumeMethods = [
   defineMethod({
     name: 'GlusterVolume.create',
+    access: 'write',
     params: z.strictObject({ volumeName: EntityId, bricks: z.array(Brick).min(1).max(64) }),
     handler: async ({ volumeName, bricks }, { runtime }) => {
       if (new Set(bricks).size !== bricks.length) throw new OpstreamError(ErrorCodes.InvalidParams, 'GlusterVolume.create: bricks must be distinct');
@@ -32,6 +33,7 @@ export const glusterVolumeMethods = [
   volumeCall('GlusterVolume.rebalanceStop', 'REBALANCE_STOP'),
   defineMethod({
     name: 'GlusterVolume.healInfo',
+    access: 'read',
     params: VolumeRef,
     // A question to gluster, not an operation: answered now, nothing is stored.
     handler: async ({ volumeName }, { runtime, gluster }) => {
@@ -44,6 +46,7 @@ export const glusterVolumeMethods = [
   }),
   defineMethod({
     name: 'GlusterVolume.getInfo',
+    access: 'read',
     params: VolumeRef,
     handler: async ({ volumeName }, { runtime }) => {
       const actor = await runtime.existing(volume(volumeName));

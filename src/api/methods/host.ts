@@ -19,6 +19,7 @@ function requireSession(session: Session | undefined, method: string): Session {
 export const hostMethods = [
   defineMethod({
     name: 'Host.getRunningTasks',
+    access: 'read',
     params: z.strictObject({
       filter: z.string().default('*'),
       filterType: z.enum(FILTER_TYPES).default('glob'),
@@ -35,6 +36,7 @@ export const hostMethods = [
   }),
   defineMethod({
     name: 'Host.getRunningOperations',
+    access: 'read',
     params: z.strictObject({ filter: z.string().default('vdsm.>'), filterType: z.enum(FILTER_TYPES).default('glob') }),
     // What `opstream watch` starts from: each entity the filter matches that is mid-operation,
     // with its task, OperationInfo and the sequence of its last alert.
@@ -45,6 +47,7 @@ export const hostMethods = [
   }),
   defineMethod({
     name: 'Host.subscribe',
+    access: 'read',
     params: z.strictObject({
       filter: z.string(),
       filterType: z.enum(FILTER_TYPES).default('glob'),
@@ -68,6 +71,7 @@ export const hostMethods = [
   }),
   defineMethod({
     name: 'Host.unsubscribe',
+    access: 'read',
     params: z.strictObject({ subscriptionId: z.string() }),
     handler: async ({ subscriptionId }, { session }) => {
       await requireSession(session, 'Host.unsubscribe').unsubscribe(subscriptionId);

@@ -39,6 +39,7 @@ const deleteImage = entityCall('Image.delete', EntityKinds.Image, 'imageId', 'DE
 export const imageMethods = [
   defineMethod({
     name: 'Image.create',
+    access: 'write',
     params: z.strictObject({ imageId: EntityId, size: Size.optional(), baseImageId: EntityId.optional() }),
     handler: async ({ imageId, size, baseImageId }, { runtime }) => {
       let virtualSize = size ?? null;
@@ -61,6 +62,7 @@ export const imageMethods = [
   }),
   defineMethod({
     name: 'Image.copy',
+    access: 'write',
     params: z.strictObject({ imageId: EntityId, dstImageId: EntityId }),
     // The copy is the destination's operation: it comes into being from the source's data.
     handler: async ({ imageId, dstImageId }, { runtime }) => {
@@ -81,6 +83,7 @@ export const imageMethods = [
   }),
   defineMethod({
     name: 'Image.merge',
+    access: 'write',
     params: ImageRef,
     handler: async ({ imageId }, { runtime }) => {
       const layer = await usableImage(runtime, imageId, 'the');
@@ -94,6 +97,7 @@ export const imageMethods = [
   }),
   defineMethod({
     name: 'Image.delete',
+    access: 'write',
     params: ImageRef,
     handler: async (params, context) => {
       const blocked = dependents(context.runtime, params.imageId);
@@ -103,6 +107,7 @@ export const imageMethods = [
   }),
   defineMethod({
     name: 'Image.getInfo',
+    access: 'read',
     params: ImageRef,
     handler: async ({ imageId }, { runtime }) => {
       const actor = await runtime.existing(image(imageId));

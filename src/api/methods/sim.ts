@@ -7,6 +7,7 @@ import { defineMethod } from '../method.ts';
 export const simMethods = [
   defineMethod({
     name: 'Sim.injectFault',
+    access: 'write',
     params: z.strictObject({ vmId: EntityId, fault: z.enum(SIM_FAULTS) }),
     handler: async ({ vmId, fault }, { sim, runtime }) => {
       if (!sim) throw new OpstreamError(ErrorCodes.MethodNotFound, 'Sim.injectFault needs the simulated driver');

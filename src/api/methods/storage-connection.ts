@@ -10,6 +10,7 @@ const ConnectionRef = z.strictObject({ connectionId: EntityId });
 export const storageConnectionMethods = [
   defineMethod({
     name: 'StorageConnection.connect',
+    access: 'write',
     // Beside the server, anything the storage type needs (path, user, password, ...) — secrets
     // among it are redacted before it is stored, so a restarted agent reconnects without them.
     params: z
@@ -30,6 +31,7 @@ export const storageConnectionMethods = [
   }),
   defineMethod({
     name: 'StorageConnection.disconnect',
+    access: 'write',
     params: ConnectionRef,
     handler: async ({ connectionId }, { runtime }) => {
       const { taskId } = await runtime.call(connection(connectionId), 'StorageConnection.disconnect', { connectionId }, (task) => ({
@@ -41,6 +43,7 @@ export const storageConnectionMethods = [
   }),
   defineMethod({
     name: 'StorageConnection.getInfo',
+    access: 'read',
     params: ConnectionRef,
     handler: async ({ connectionId }, { runtime }) => {
       const actor = await runtime.existing(connection(connectionId));

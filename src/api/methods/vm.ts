@@ -12,6 +12,7 @@ const vm = (vmId: string) => ({ kind: EntityKinds.VM, id: vmId });
 export const vmMethods = [
   defineMethod({
     name: 'VM.create',
+    access: 'write',
     // Everything beside vmId is the VM's definition (memory, cpus, disks, ...), kept as kwargs.
     params: z.looseObject({ vmId: EntityId }).superRefine(boundedKwargs),
     handler: async (params, { runtime }) => {
@@ -27,6 +28,7 @@ export const vmMethods = [
   entityCall('VM.destroy', EntityKinds.VM, 'vmId', 'DESTROY'),
   defineMethod({
     name: 'VM.migrate',
+    access: 'write',
     params: z.strictObject({ vmId: EntityId, dstHost: z.string().min(1).max(255) }),
     handler: async ({ vmId, dstHost }, { runtime }) => {
       const { taskId } = await runtime.call(vm(vmId), 'VM.migrate', { vmId, dstHost }, (task) => ({
@@ -39,6 +41,7 @@ export const vmMethods = [
   }),
   defineMethod({
     name: 'VM.getInfo',
+    access: 'read',
     params: VmRef,
     handler: async ({ vmId }, { runtime }) => ({ vmId, ...entityInfo(await runtime.existing(vm(vmId))) }),
   }),
