@@ -2,15 +2,24 @@ import type { z } from 'zod';
 import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
 import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
 import type { Runtime } from '../../actors/runtime.ts';
+import type { StorageAllowList } from './storage-allow-list.ts';
+import type { Role } from './roles.ts';
 import type { Session } from './session.ts';
 
-/** What every method can reach. */
-export type ApiContext = {
+/** The agent's parts the API reaches, the same for every connection and transport. */
+export type AgentServices = {
   runtime: Runtime;
   /** Present when the simulated driver runs: it exposes fault injection. */
   sim?: SimulatedDriver;
   /** The gluster the agent manages, for queries that are not operations (healInfo). */
   gluster?: SimulatedGluster;
+  /** The storage servers StorageConnection.connect may reach. */
+  storageAllow: StorageAllowList;
+};
+
+/** What every method can reach: the agent, and who is calling. */
+export type ApiContext = AgentServices & {
+  role: Role;
   /** The caller's connection, when the transport has one (WebSocket); request/reply has none. */
   session?: Session;
 };

@@ -5,7 +5,7 @@ import type { AlertNotification } from '../domain/alert.ts';
 import type { ReceivedOperationInfo } from '../domain/operation-info.ts';
 import type { TaskInfo } from '../domain/task.ts';
 import { compileFilter, type AlertFilter, type FilterType } from '../filters/alert-filter.ts';
-import { connectNats } from '../nats/connection.ts';
+import { connectNats, type NatsAccess } from '../nats/connection.ts';
 import { DisconnectedError } from './errors.ts';
 import { AlertInbox } from './inbox.ts';
 import { NatsTransport } from './nats-transport.ts';
@@ -80,11 +80,17 @@ export async function connect(url: string, options: WebSocketOptions = {}): Prom
  * const host = await connectBus('nats://127.0.0.1:4222');
  * const running = await host.getRunningTasks('*');
  */
-export async function connectBus(natsUrlOrConnection: string | NatsConnection, options: { stream?: string } = {}): Promise<OpstreamClient> {
+export async function connectBus(natsUrlOrConnection: string | NatsConnection, options: BusOptions = {}): Promise<OpstreamClient> {
   const owns = typeof natsUrlOrConnection === 'string';
-  const nc = owns ? await connectNats(natsUrlOrConnection, 'opstream-client') : natsUrlOrConnection;
+  const nc = owns ? await connectNats(natsUrlOrConnection, 'opstream-client', options) : natsUrlOrConnection;
   return new Client(new NatsTransport(nc, { ...options, ownsConnection: owns }));
 }
+
+export type BusOptions = NatsAccess & {
+  stream?: string;
+  /** `viewer` identities may only call read methods, on the read subject (default `operator`). */
+  role?: 'operator' | 'viewer';
+};
 
 type Subscription = { filter: AlertFilter; id: Promise<string>; lastSeq: number };
 

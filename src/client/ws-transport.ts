@@ -4,6 +4,7 @@ import { JSONRPCClient, JSONRPCErrorException, JSONRPCServer, JSONRPCServerAndCl
 import WebSocket from 'ws';
 import { AlertNotification } from '../domain/alert.ts';
 import type { FilterType } from '../filters/alert-filter.ts';
+import { ErrorCodes } from '../domain/errors.ts';
 import { DisconnectedError, RpcError } from './errors.ts';
 import type { Transport } from './transport.ts';
 
@@ -12,6 +13,8 @@ export type WebSocketOptions = {
   reconnect?: boolean;
   /** How long a call may wait for its answer. */
   callTimeoutMs?: number;
+  /** The bearer token the agent gave this client's role (data/credentials/operator.token or viewer.token). */
+  token?: string;
 };
 
 /** json-rpc-2.0 reports its own request timeout with code 0, which no agent sends. */
@@ -35,7 +38,7 @@ export class WebSocketTransport implements Transport {
   }
 
   static async open(url: string, options: WebSocketOptions = {}): Promise<WebSocketTransport> {
-    return new WebSocketTransport(url, await openSocket(url), options);
+    return new WebSocketTransport(url, await openSocket(url, options.token), options);
   }
 
   get connected(): boolean {
@@ -110,7 +113,7 @@ export class WebSocketTransport implements Transport {
     for (let attempt = 0; !this.#closing; attempt += 1) {
       await sleep(Math.min(2_000, 50 * 2 ** Math.min(attempt, 6)));
       try {
-        const socket = await openSocket(this.url);
+        const socket = await openSocket(this.url, this.options.token);
         if (this.#closing) {
           socket.close();
           return;
@@ -126,10 +129,16 @@ export class WebSocketTransport implements Transport {
   }
 }
 
-function openSocket(url: string): Promise<WebSocket> {
-  const socket = new WebSocket(url);
+function openSocket(url: string, token: string | undefined): Promise<WebSocket> {
+  const socket = new WebSocket(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   return new Promise((resolve, reject) => {
     socket.once('open', () => resolve(socket));
+    // A refused upgrade (401 no or wrong token, 403 origin) is final: say so rather than "cannot connect".
+    socket.once('unexpected-response', (_request, response) => {
+      socket.terminate();
+      const why = response.statusCode === 401 ? 'the agent wants a valid bearer token (token option)' : `the agent refused the connection (HTTP ${response.statusCode})`;
+      reject(new RpcError(ErrorCodes.Forbidden, `${url}: ${why}`));
+    });
     socket.once('error', (error) => reject(new DisconnectedError(`cannot connect to ${url}: ${error.message}`, { cause: error })));
   });
 }
