@@ -91,7 +91,7 @@ export class AlertLog {
   /** Checks one stored message: sealed by an agent, JSON, an alert, and stored under its own name. */
   decode(seq: number, subject: string, data: Uint8Array, seal: string | undefined): HistoryRecord {
     const quarantined = (reason: string): QuarantinedRecord => ({ seq, subject, reason });
-    if (this.seal && !this.seal.verify(subject, data, seal)) {
+    if (this.seal && !this.seal.verify(subject, data, seal, seq)) {
       return quarantined(seal ? 'its seal does not match: not written by an agent of this installation, or altered' : 'it carries no seal: not written by an agent');
     }
     let json: unknown;

@@ -19,7 +19,8 @@ import { DEFAULT_STREAM, ensureAlertStream } from './nats/alert-stream.ts';
 import { connectNats, type NatsAccess } from './nats/connection.ts';
 import type { ApiTokens } from './api/roles.ts';
 import { storageAllowList } from './api/storage-allow-list.ts';
-import { ensureCredentials, type Credentials } from './security/credentials.ts';
+import { ensureCredentials, unsealedThrough, type Credentials } from './security/credentials.ts';
+import { lastStreamSequence } from './subscriptions/alert-feed.ts';
 import { historySeal } from './security/history-seal.ts';
 import { startEmbeddedServer } from './nats/embedded-server.ts';
 import type { ServerProcess } from './nats/server-process.ts';
@@ -94,7 +95,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     [EntityKinds.GlusterVolume]: new GlusterDriver(gluster, { pollMs: options.gluster?.pollMs }),
   });
   const snapshotEvery = options.snapshotEvery ?? 50;
-  const seal = historySeal(credentials.historyKey);
+  // An upgrade from before sealing: what the stream already holds is this installation's history.
+  const adopted = unsealedThrough(credentials, await lastStreamSequence(nc, stream));
+  if (adopted > 0) logger.warn('trusting unsealed records written before this installation had a history key', { unsealedThrough: adopted });
+  const seal = historySeal(credentials.historyKey, { unsealedThrough: adopted });
   const snapshots = snapshotEvery > 0 ? await SnapshotStore.open(nc, logger, { replicas: options.replicas, seal }) : undefined;
   const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery, seal });
   const services = { runtime, sim, gluster, storageAllow: storageAllowList(options.storageAllow ?? []) };

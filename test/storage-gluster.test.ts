@@ -91,6 +91,20 @@ describe('StorageConnection', () => {
     await watch.stop();
   });
 
+  it('sees a server that half-closes the connection — even at once — as lost', async () => {
+    // The server ends its side right after accepting, keeping its read side open (a half-close).
+    const halfClosing = createServer({ allowHalfOpen: true }, (socket) => socket.end());
+    await new Promise<void>((resolve) => halfClosing.listen(0, '127.0.0.1', resolve));
+    const port = (halfClosing.address() as AddressInfo).port;
+    const id = uniqueId('halfclosed');
+    const watch = await watchEntity(agent.nc, `vdsm.Storage.Connection.${id}`);
+    await host.call('StorageConnection.connect', { connectionId: id, server: '127.0.0.1', port });
+    const lost = await watch.until('Disconnected');
+    expect(lost.alert.operationInfo.lastError).toEqual([605, `connection to 127.0.0.1:${port} lost`]);
+    await watch.stop();
+    halfClosing.close();
+  });
+
   it('refuses bad parameters', async () => {
     await expect(host.call('StorageConnection.connect', { connectionId: 'x' })).rejects.toMatchObject({ code: ErrorCodes.InvalidParams, message: expect.stringContaining('server') });
     await expect(host.call('StorageConnection.connect', { connectionId: 'x', server: 'h', port: 70_000 })).rejects.toMatchObject({ code: ErrorCodes.InvalidParams, message: expect.stringContaining('port') });

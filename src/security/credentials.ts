@@ -22,6 +22,8 @@ export type Credentials = {
   historyKey: Buffer;
   /** True when this call created any of the files (the first start says where they are). */
   created: boolean;
+  /** True when the history key itself is new: records already in a stream predate sealing. */
+  historyKeyCreated: boolean;
 };
 
 const SECRET_MODE = 0o600;
@@ -54,8 +56,9 @@ export function ensureCredentials(dir: string): Credentials {
   const token = () => `${randomBytes(32).toString('base64url')}\n`;
   const operatorToken = ensure('operator.token', token);
   const viewerToken = ensure('viewer.token', token);
+  const historyKeyCreated = !existsSync(join(dir, 'history.key'));
   const historyKey = Buffer.from(ensure('history.key', token), 'base64url');
-  return { dir, nkeyFiles, operatorToken, viewerToken, historyKey, created };
+  return { dir, nkeyFiles, operatorToken, viewerToken, historyKey, created, historyKeyCreated };
 }
 
 /** Reads an nkey seed file (as written above, or handed out to a manager). */
@@ -63,4 +66,21 @@ export function readNkeySeed(path: string): Uint8Array {
   const seed = readFileSync(path, 'utf8').trim();
   if (!/^SU[A-Z2-7]{56}$/.test(seed)) throw new Error(`${path} does not hold a NATS user nkey seed (SU…)`);
   return new TextEncoder().encode(seed);
+}
+
+const ADOPTED_FILE = 'history.adopted';
+
+/**
+ * Records up to this stream sequence were written before the installation had a history key:
+ * they carry no seal and are trusted as history. Written once, when the key is first created
+ * beside a stream that already holds records (an upgrade), never moved afterwards.
+ */
+export function unsealedThrough(credentials: Credentials, streamLastSeq: number): number {
+  const path = join(credentials.dir, ADOPTED_FILE);
+  if (credentials.historyKeyCreated && streamLastSeq > 0 && !existsSync(path)) {
+    writeFileSync(path, `${JSON.stringify({ unsealedThrough: streamLastSeq })}\n`, { mode: SECRET_MODE });
+  }
+  if (!existsSync(path)) return 0;
+  const parsed = JSON.parse(readFileSync(path, 'utf8')) as { unsealedThrough?: unknown };
+  return typeof parsed.unsealedThrough === 'number' ? parsed.unsealedThrough : 0;
 }

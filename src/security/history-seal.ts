@@ -12,17 +12,21 @@ export const SEAL_HEADER = 'Opstream-Seal';
 export type HistorySeal = {
   /** The seal of `body` stored under `subject` (a stream subject or a KV key). */
   seal(subject: string, body: string | Uint8Array): string;
-  /** Whether `seal` is the one this key gives `body` under `subject`. */
-  verify(subject: string, body: string | Uint8Array, seal: string | undefined): boolean;
+  /**
+   * Whether `seal` is the one this key gives `body` under `subject`. A record at a stream
+   * sequence the installation adopted from before it had a key may carry no seal at all.
+   */
+  verify(subject: string, body: string | Uint8Array, seal: string | undefined, seq?: number): boolean;
 };
 
-export function historySeal(key: Buffer): HistorySeal {
+export function historySeal(key: Buffer, options: { unsealedThrough?: number } = {}): HistorySeal {
+  const unsealedThrough = options.unsealedThrough ?? 0;
   if (key.length < 16) throw new Error('the history key must be at least 16 bytes');
   const mac = (subject: string, body: string | Uint8Array) => createHmac('sha256', key).update(subject).update('\n').update(body).digest();
   return {
     seal: (subject, body) => mac(subject, body).toString('base64url'),
-    verify(subject, body, seal) {
-      if (!seal) return false;
+    verify(subject, body, seal, seq) {
+      if (!seal) return seq !== undefined && seq <= unsealedThrough;
       const given = Buffer.from(seal, 'base64url');
       const expected = mac(subject, body);
       return given.length === expected.length && timingSafeEqual(given, expected);

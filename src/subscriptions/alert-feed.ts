@@ -98,7 +98,7 @@ function decoderFor(nc: NatsConnection, stream: string, seal: HistorySeal | unde
   return (seq, subject, data, sealValue) => {
     let result = cache.get(seq);
     if (result === undefined) {
-      result = decodeAlert(subject, data, sealValue, seal);
+      result = decodeAlert(seq, subject, data, sealValue, seal);
       cache.set(seq, result);
       if (cache.size > DECODED_KEPT) cache.delete(cache.keys().next().value as number);
     }
@@ -106,8 +106,8 @@ function decoderFor(nc: NatsConnection, stream: string, seal: HistorySeal | unde
   };
 }
 
-function decodeAlert(subject: string, data: Uint8Array, sealValue: string | undefined, seal: HistorySeal | undefined): Alert | string {
-  if (seal && !seal.verify(subject, data, sealValue)) return 'not sealed by an agent';
+function decodeAlert(seq: number, subject: string, data: Uint8Array, sealValue: string | undefined, seal: HistorySeal | undefined): Alert | string {
+  if (seal && !seal.verify(subject, data, sealValue, seq)) return 'not sealed by an agent';
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder().decode(data));
