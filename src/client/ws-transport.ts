@@ -15,6 +15,8 @@ export type WebSocketOptions = {
   callTimeoutMs?: number;
   /** The bearer token the agent gave this client's role (data/credentials/operator.token or viewer.token). */
   token?: string;
+  /** PEM of the CA that signed a wss:// agent's certificate, when the system does not trust it. */
+  ca?: string;
 };
 
 /** json-rpc-2.0 reports its own request timeout with code 0, which no agent sends. */
@@ -38,7 +40,7 @@ export class WebSocketTransport implements Transport {
   }
 
   static async open(url: string, options: WebSocketOptions = {}): Promise<WebSocketTransport> {
-    return new WebSocketTransport(url, await openSocket(url, options.token), options);
+    return new WebSocketTransport(url, await openSocket(url, options), options);
   }
 
   get connected(): boolean {
@@ -113,7 +115,7 @@ export class WebSocketTransport implements Transport {
     for (let attempt = 0; !this.#closing; attempt += 1) {
       await sleep(Math.min(2_000, 50 * 2 ** Math.min(attempt, 6)));
       try {
-        const socket = await openSocket(this.url, this.options.token);
+        const socket = await openSocket(this.url, this.options);
         if (this.#closing) {
           socket.close();
           return;
@@ -129,8 +131,8 @@ export class WebSocketTransport implements Transport {
   }
 }
 
-function openSocket(url: string, token: string | undefined): Promise<WebSocket> {
-  const socket = new WebSocket(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+function openSocket(url: string, { token, ca }: WebSocketOptions): Promise<WebSocket> {
+  const socket = new WebSocket(url, { ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}), ...(ca ? { ca } : {}) });
   return new Promise((resolve, reject) => {
     socket.once('open', () => resolve(socket));
     // A refused upgrade (401 no or wrong token, 403 origin) is final: say so rather than "cannot connect".
