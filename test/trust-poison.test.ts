@@ -25,6 +25,8 @@ const id = (name: string) => `${name}-${suffix}`;
 const GOOD = [id('good1'), id('good2'), id('good3')];
 const POISON = { nonJson: id('p-nonjson'), notAlert: id('p-notalert'), unsealed: id('p-unsealed'), wrongSeal: id('p-wrongseal') };
 const GHOST = id('ghost');
+/** Poisoned while no agent runs (after its clean-shutdown checkpoint). */
+const COLD = { nonJson: id('c-nonjson'), unsealed: id('c-unsealed'), wrongSeal: id('c-wrongseal') };
 
 let server: NatsTestServer;
 let credentialsDir: string;
@@ -66,8 +68,8 @@ beforeAll(async () => {
   js = jetstream(raw);
   jsm = await jetstreamManager(raw);
 
-  for (const vmId of [...GOOD, ...Object.values(POISON)]) await host.vm.create(vmId);
-  for (const vmId of [...GOOD, ...Object.values(POISON)]) await untilVmStatus(host, vmId, 'Up');
+  for (const vmId of [...GOOD, ...Object.values(POISON), ...Object.values(COLD)]) await host.vm.create(vmId);
+  for (const vmId of [...GOOD, ...Object.values(POISON), ...Object.values(COLD)]) await untilVmStatus(host, vmId, 'Up');
   // A few transitions so snapshots exist (snapshotEvery 3).
   await host.vm.pause(GOOD[1] as string);
   await untilVmStatus(host, GOOD[1] as string, 'Paused');
@@ -151,6 +153,19 @@ describe('a restart over the poisoned stream and forged snapshots', () => {
     // A snapshot for the ghost VM, unsealed.
     await kv.put(snapshotKey({ kind: 'VM', id: GHOST }), forged3);
 
+    // Garbage written while no agent runs, after the checkpoint.
+    const otherKey = historySeal(randomBytes(32));
+    poisonSeq[COLD.nonJson] = await publish(`vdsm.VM.${COLD.nonJson}`, 'not json at all');
+    const cold = await lastBody(`vdsm.VM.${COLD.unsealed}`);
+    const coldForged = JSON.parse(cold.text) as Record<string, unknown>;
+    coldForged['revision'] = (coldForged['revision'] as number) + 1;
+    poisonSeq[COLD.unsealed] = await publish(`vdsm.VM.${COLD.unsealed}`, JSON.stringify(coldForged));
+    const coldWrong = await lastBody(`vdsm.VM.${COLD.wrongSeal}`);
+    const coldWrongBody = JSON.parse(coldWrong.text) as Record<string, unknown>;
+    coldWrongBody['revision'] = (coldWrongBody['revision'] as number) + 1;
+    const coldWrongText = JSON.stringify(coldWrongBody);
+    poisonSeq[COLD.wrongSeal] = await publish(`vdsm.VM.${COLD.wrongSeal}`, coldWrongText, otherKey.seal(`vdsm.VM.${COLD.wrongSeal}`, coldWrongText));
+
     // The stream's last message is deleted (a junk record published last).
     const last = await publish(`vdsm.VM.${POISON.nonJson}`, 'trailing junk');
     expect(await jsm.streams.deleteMessage(DEFAULT_STREAM, last)).toBe(true);
@@ -200,6 +215,16 @@ describe('a restart over the poisoned stream and forged snapshots', () => {
       info: { code: 108, message: expect.stringContaining(`sequence ${seq}`) },
       call: { code: 108, message: expect.stringContaining(`sequence ${seq}`) },
       again: { code: 108 },
+    });
+  });
+
+  it.each(Object.entries(COLD))('the %s entity poisoned while no agent ran answers EntityDiverged naming the sequence', async (_kind, vmId) => {
+    const seq = poisonSeq[vmId] as number;
+    const info = await callError(host.vm.getInfo(vmId));
+    const call = await callError(host.vm.pause(vmId));
+    expect({ info, call }).toMatchObject({
+      info: { code: 108, message: expect.stringContaining(`sequence ${seq}`) },
+      call: { code: 108, message: expect.stringContaining(`sequence ${seq}`) },
     });
   });
 
