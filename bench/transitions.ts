@@ -1,6 +1,8 @@
 // Durable transitions/s through the runtime vs raw JetStream publishes/s of the same payloads.
 // Both sides run the same shape of load: one chain of awaited appends per VM, all VMs at once.
+import { randomBytes } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
+import { historySeal } from '../src/security/history-seal.ts';
 import { SimulatedDriver } from '../actors/drivers/simulated-driver.ts';
 import { Runtime } from '../actors/runtime.ts';
 import type { Alert } from '../src/domain/alert.ts';
@@ -18,7 +20,10 @@ export async function benchTransitions({ vms, pauseCycles }: TransitionsBenchOpt
   try {
     const stream = await ensureAlertStream(nc);
     // Ticks of 0 ms: the driver answers at once, so the runtime and JetStream are what is measured.
-    const runtime = await Runtime.start({ nc, stream, driver: new SimulatedDriver({ stepMs: 0 }) });
+    // Sealed and recovered, as an agent's runtime is.
+    const seal = historySeal(randomBytes(32));
+    const runtime = await Runtime.start({ nc, stream, driver: new SimulatedDriver({ stepMs: 0 }), seal });
+    await runtime.recover();
     const ids = Array.from({ length: vms }, (_, i) => `bench-${i}`);
 
     const started = performance.now();

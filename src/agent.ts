@@ -21,6 +21,7 @@ import type { ApiTokens } from './api/roles.ts';
 import { storageAllowList } from './api/storage-allow-list.ts';
 import { ensureCredentials, unsealedThrough, type Credentials } from './security/credentials.ts';
 import { lastStreamSequence } from './subscriptions/alert-feed.ts';
+import { AlertFanout } from './subscriptions/fanout.ts';
 import { historySeal } from './security/history-seal.ts';
 import { startEmbeddedServer } from './nats/embedded-server.ts';
 import type { ServerProcess } from './nats/server-process.ts';
@@ -101,7 +102,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const seal = historySeal(credentials.historyKey, { unsealedThrough: adopted });
   const snapshots = snapshotEvery > 0 ? await SnapshotStore.open(nc, logger, { replicas: options.replicas, seal }) : undefined;
   const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery, seal });
-  const services = { runtime, sim, gluster, storageAllow: storageAllowList(options.storageAllow ?? []) };
+  const fanout = await AlertFanout.start(nc, {
+    stream,
+    seal,
+    onQuarantined: (record) => runtime.quarantine.add({ source: 'stream', ...record }),
+  });
+  const services = { runtime, sim, gluster, storageAllow: storageAllowList(options.storageAllow ?? []), fanout };
   const tokens: ApiTokens = {
     operator: options.tokens?.operator ?? credentials.operatorToken,
     viewer: options.tokens?.viewer ?? credentials.viewerToken,
@@ -130,6 +136,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     async stop() {
       await busApi.stop();
       await api.close();
+      await fanout.stop();
       await runtime.stop();
       await nc.drain();
       await embedded?.stop();

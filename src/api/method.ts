@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
 import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
 import type { Runtime } from '../../actors/runtime.ts';
+import type { AlertFanout } from '../subscriptions/fanout.ts';
 import type { StorageAllowList } from './storage-allow-list.ts';
 import type { Role } from './roles.ts';
 import type { Session } from './session.ts';
@@ -15,6 +16,8 @@ export type AgentServices = {
   gluster?: SimulatedGluster;
   /** The storage servers StorageConnection.connect may reach. */
   storageAllow: StorageAllowList;
+  /** The agent's one read of the alert stream, which subscriptions share. */
+  fanout: AlertFanout;
 };
 
 /** What every method can reach: the agent, and who is calling. */

@@ -47,7 +47,13 @@ export type ApiServerOptions = AgentServices & {
 export type ApiServer = { url: string; port: number; close(): Promise<void> };
 
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
-  const services: AgentServices = { runtime: options.runtime, sim: options.sim, gluster: options.gluster, storageAllow: options.storageAllow };
+  const services: AgentServices = {
+    runtime: options.runtime,
+    sim: options.sim,
+    gluster: options.gluster,
+    storageAllow: options.storageAllow,
+    fanout: options.fanout,
+  };
   const endpoint = createRpcEndpoint(new Dispatcher(apiMethods(services)));
   const onRequest = (request: IncomingMessage, response: ServerResponse) => health(request, response, options);
   const http: Server = options.tls

@@ -106,7 +106,8 @@ function decoderFor(nc: NatsConnection, stream: string, seal: HistorySeal | unde
   };
 }
 
-function decodeAlert(seq: number, subject: string, data: Uint8Array, sealValue: string | undefined, seal: HistorySeal | undefined): Alert | string {
+/** One stored record as an alert, or why it is not one (not sealed, not JSON, not an alert, misfiled). */
+export function decodeAlert(seq: number, subject: string, data: Uint8Array, sealValue: string | undefined, seal: HistorySeal | undefined): Alert | string {
   if (seal && !seal.verify(subject, data, sealValue, seq)) return 'not sealed by an agent';
   let json: unknown;
   try {

@@ -3,7 +3,6 @@ import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
 import { TaskInfo } from '../../domain/task.ts';
 import { compileFilter, FILTER_TYPES } from '../../filters/alert-filter.ts';
 import { compileTaskFilter } from '../../filters/task-filter.ts';
-import { openAlertFeed } from '../../subscriptions/alert-feed.ts';
 import { defineMethod } from '../method.ts';
 import type { Session } from '../session.ts';
 
@@ -54,7 +53,7 @@ export const hostMethods = [
       /** Deliver every matching alert after this stream sequence first, then go live. */
       since: z.number().int().min(0).optional(),
     }),
-    handler: async ({ filter, filterType, since }, { runtime, session }) => {
+    handler: async ({ filter, filterType, since }, { runtime, session, fanout }) => {
       const connection = requireSession(session, 'Host.subscribe');
       const compiled = compileFilter(filter, filterType);
       const latest = await runtime.alertLog.streamLastSequence();
@@ -63,23 +62,17 @@ export const hostMethods = [
       }
       let id: string | undefined;
       const { subscriptionId, feed } = await connection.subscribe(() =>
-        openAlertFeed(
-          runtime.nc,
-          {
-            stream: runtime.alertLog.stream,
-            filter: compiled,
-            after: since ?? latest,
-            seal: runtime.seal,
-            onQuarantined: (record) => runtime.quarantine.add({ source: 'stream', ...record }),
-            // A feed that dies (its consumer deleted, the server gone for good) is the client's
-            // business: it is told, and resubscribes with `since` from its last seq.
-            onEnd: (error) => {
-              if (!id) return;
-              connection.dropped(id);
-              void connection.notify('subscriptionEnded', { subscriptionId: id, reason: String(error) });
-            },
-          },
+        fanout.subscribe(
+          compiled,
+          since ?? latest,
           ({ seq, alert }) => connection.notify('alert', { alertName: alert.alertName, operationInfo: alert.operationInfo, seq }),
+          // Ended without being asked (too far behind, the agent stopping): the client is told and
+          // resubscribes with `since` from the last seq it saw.
+          (reason) => {
+            if (!id) return;
+            connection.dropped(id);
+            void connection.notify('subscriptionEnded', { subscriptionId: id, reason });
+          },
         ),
       );
       id = subscriptionId;

@@ -1,0 +1,240 @@
+// One read of the alert stream per agent, fanned out in memory to every subscription. A hundred
+// subscribers cost the server one consumer, not a hundred, and each record is checked and parsed
+// once. What a subscriber receives is still only what JetStream has stored: the shared read is an
+// ordinary consumer of the stream, so persist-before-visible holds.
+//
+// A subscription that starts in the past (`since`) first catches up through a consumer of its own
+// over exactly the records before the shared read's position, while what arrives live waits in
+// its queue; then it joins the shared read with nothing missed and nothing twice. A subscriber
+// that falls too far behind is ended with the sequence to resume from, never buffered without
+// bound and never allowed to hold the others back.
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Alert } from '../domain/alert.ts';
+import type { AlertFilter } from '../filters/alert-filter.ts';
+import { createLogger } from '../log.ts';
+import { SEAL_HEADER, type HistorySeal } from '../security/history-seal.ts';
+import { decodeAlert, type AlertFeed, type FeedAlert } from './alert-feed.ts';
+
+const logger = createLogger('fanout');
+
+/** Alerts one subscriber may have waiting before it is ended (the client resumes with `since`). */
+export const MAX_QUEUED_PER_SUBSCRIBER = 2_000;
+
+export type FanoutOptions = {
+  stream: string;
+  seal?: HistorySeal;
+  onQuarantined?: (record: { seq: number; subject: string; reason: string }) => void;
+};
+
+type Subscriber = {
+  filter: AlertFilter;
+  deliver: (alert: FeedAlert) => void | Promise<void>;
+  end: (reason: string) => void;
+  /** Alerts matched and not yet delivered, in stream order. */
+  queue: FeedAlert[];
+  lastDelivered: number;
+  /** Until its catch-up is done, live alerts only wait in the queue. */
+  live: boolean;
+  draining: boolean;
+  closed: boolean;
+};
+
+export class AlertFanout {
+  readonly #subscribers = new Set<Subscriber>();
+  #position: number;
+  #stopped = false;
+  #close: () => Promise<void> = async () => undefined;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly options: FanoutOptions,
+    startAfter: number,
+  ) {
+    this.#position = startAfter;
+  }
+
+  /** Starts the shared read right after the stream's current end. */
+  static async start(nc: NatsConnection, options: FanoutOptions): Promise<AlertFanout> {
+    const jsm = await jetstreamManager(nc);
+    const last = (await jsm.streams.info(options.stream)).state.last_seq;
+    const fanout = new AlertFanout(nc, options, last);
+    await fanout.#read();
+    return fanout;
+  }
+
+  /** The last stream sequence the shared read has dispatched. */
+  get position(): number {
+    return this.#position;
+  }
+
+  get subscriberCount(): number {
+    return this.#subscribers.size;
+  }
+
+  /**
+   * Delivers every alert the filter matches after `after` (default: from now), in order.
+   * `onEnd` is told why when the subscription ends without being stopped.
+   */
+  async subscribe(
+    filter: AlertFilter,
+    after: number | undefined,
+    deliver: (alert: FeedAlert) => void | Promise<void>,
+    onEnd: (reason: string) => void,
+  ): Promise<AlertFeed> {
+    const position = this.#position;
+    const from = after ?? position;
+    const subscriber: Subscriber = {
+      filter,
+      deliver,
+      end: onEnd,
+      queue: [],
+      lastDelivered: from,
+      live: from >= position,
+      draining: false,
+      closed: false,
+    };
+    this.#subscribers.add(subscriber);
+    if (!subscriber.live) {
+      try {
+        await this.#catchUp(subscriber, from, position);
+      } catch (error) {
+        this.#remove(subscriber);
+        throw error;
+      }
+      subscriber.live = true;
+      this.#drain(subscriber);
+    }
+    return {
+      startedAfter: from,
+      stop: async () => {
+        subscriber.closed = true;
+        this.#remove(subscriber);
+      },
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    for (const subscriber of [...this.#subscribers]) this.#end(subscriber, 'the agent is stopping');
+    await this.#close();
+  }
+
+  async #read(): Promise<void> {
+    const consumer = await jetstream(this.nc).consumers.get(this.options.stream, {
+      filter_subjects: 'vdsm.>',
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: this.#position + 1,
+    });
+    // One consumer per agent can afford short pulls: after a server restart it notices the lost
+    // consumer within seconds (two missed heartbeats) instead of half a minute.
+    const messages = await consumer.consume({ max_messages: 1_000, expires: 5_000 });
+    const pump = (async () => {
+      for await (const message of messages) this.#dispatch(message);
+    })().catch((error: unknown) => {
+      if (this.#stopped) return;
+      logger.error('the shared read of the alert stream stopped; ending every subscription', { error: String(error) });
+      for (const subscriber of [...this.#subscribers]) this.#end(subscriber, `the agent's read of the stream failed (${String(error)})`);
+    });
+    this.#close = async () => {
+      await messages.close();
+      await pump;
+    };
+  }
+
+  #dispatch(message: JsMsg): void {
+    this.#position = message.seq;
+    let decoded: Alert | string | undefined;
+    for (const subscriber of this.#subscribers) {
+      if (!subscriber.filter.matches(message.subject)) continue;
+      decoded ??= this.#decode(message);
+      if (typeof decoded === 'string') return;
+      this.#enqueue(subscriber, { seq: message.seq, alert: decoded });
+    }
+  }
+
+  #decode(message: JsMsg): Alert | string {
+    const decoded = decodeAlert(message.seq, message.subject, message.data, message.headers?.get(SEAL_HEADER) || undefined, this.options.seal);
+    if (typeof decoded === 'string') this.options.onQuarantined?.({ seq: message.seq, subject: message.subject, reason: decoded });
+    return decoded;
+  }
+
+  #enqueue(subscriber: Subscriber, alert: FeedAlert): void {
+    if (subscriber.closed || alert.seq <= subscriber.lastDelivered) return;
+    subscriber.queue.push(alert);
+    if (subscriber.queue.length > MAX_QUEUED_PER_SUBSCRIBER) {
+      this.#end(subscriber, `the subscriber fell ${MAX_QUEUED_PER_SUBSCRIBER} alerts behind; resubscribe with since=${subscriber.lastDelivered}`);
+      return;
+    }
+    if (subscriber.live) this.#drain(subscriber);
+  }
+
+  /** Delivers one at a time: a slow connection's backpressure holds only its own queue. */
+  #drain(subscriber: Subscriber): void {
+    if (subscriber.draining) return;
+    subscriber.draining = true;
+    void (async () => {
+      while (!subscriber.closed && subscriber.queue.length > 0) {
+        const next = subscriber.queue.shift() as FeedAlert;
+        if (next.seq <= subscriber.lastDelivered) continue;
+        await subscriber.deliver(next);
+        subscriber.lastDelivered = next.seq;
+      }
+    })()
+      .catch((error: unknown) => this.#end(subscriber, `delivery failed (${String(error)})`))
+      .finally(() => {
+        subscriber.draining = false;
+        if (!subscriber.closed && subscriber.queue.length > 0) this.#drain(subscriber);
+      });
+  }
+
+  /**
+   * Everything the filter matches in (from, until], through a consumer of the subscriber's own.
+   * Its pending count says how many there are, so an empty range ends at once.
+   */
+  async #catchUp(subscriber: Subscriber, from: number, until: number): Promise<void> {
+    const jsm = await jetstreamManager(this.nc);
+    const subjects = subscriber.filter.subjects;
+    const info = await jsm.consumers.add(this.options.stream, {
+      ...(subjects.length === 1 ? { filter_subject: subjects[0] } : { filter_subjects: subjects }),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: from + 1,
+      ack_policy: AckPolicy.None,
+      mem_storage: true,
+      inactive_threshold: 30_000_000_000,
+    });
+    try {
+      if (info.num_pending === 0) return;
+      const consumer = await jetstream(this.nc).consumers.get(this.options.stream, info.name);
+      const messages = await consumer.consume({ max_messages: 1_000 });
+      let left = info.num_pending;
+      for await (const message of messages) {
+        left -= 1;
+        if (message.seq > until || subscriber.closed) break;
+        if (subscriber.filter.matches(message.subject)) {
+          const decoded = this.#decode(message);
+          if (typeof decoded !== 'string') {
+            await subscriber.deliver({ seq: message.seq, alert: decoded });
+            subscriber.lastDelivered = message.seq;
+          }
+        }
+        if (left === 0 || message.seq === until) break;
+      }
+      await messages.close();
+    } finally {
+      await jsm.consumers.delete(this.options.stream, info.name).catch(() => undefined);
+    }
+  }
+
+  #end(subscriber: Subscriber, reason: string): void {
+    if (subscriber.closed) return;
+    subscriber.closed = true;
+    this.#remove(subscriber);
+    subscriber.end(reason);
+  }
+
+  #remove(subscriber: Subscriber): void {
+    this.#subscribers.delete(subscriber);
+    subscriber.queue.length = 0;
+  }
+}
