@@ -2,8 +2,15 @@
 // snapshot — on every call. The write path and replay call it once per alert, so this reuses one
 // inert scope per machine instead (a profile of the write benchmark showed the throwaway actor as
 // its largest single cost). It is only correct because our machines run no actions but `assign`:
-// their effects are the `work` their states declare, which the runtime starts, never XState.
+// their effects are the `work` their states declare, which the runtime starts, never XState. So an
+// action that would need executing (a custom function, `raise`, `sendTo`, `spawnChild`, …) is not
+// dropped in silence: the transition fails, naming it.
 import { createActor, type AnyActorScope, type AnyStateMachine, type EventFromLogic, type SnapshotFrom } from 'xstate';
+
+/** A machine asked for an effect the runtime does not run: a bug in the machine, caught loudly. */
+export class MachineActionError extends Error {
+  override name = 'MachineActionError';
+}
 
 const scopes = new WeakMap<AnyStateMachine, AnyActorScope>();
 
@@ -12,7 +19,13 @@ function inertScope(machine: AnyStateMachine): AnyActorScope {
   if (!scope) {
     const self = createActor(machine);
     const ignore = () => undefined;
-    scope = { self, id: '', sessionId: '', logger: ignore, defer: ignore, emit: ignore, system: self.system, stopChild: ignore, actionExecutor: ignore };
+    const refuse = (action: { type: string }) => {
+      throw new MachineActionError(
+        `machine ${machine.id} ran the action ${JSON.stringify(action.type)}: machines may only assign; ` +
+          'an effect belongs in a state\'s `work`, which the runtime persists before it starts',
+      );
+    };
+    scope = { self, id: '', sessionId: '', logger: ignore, defer: ignore, emit: ignore, system: self.system, stopChild: ignore, actionExecutor: refuse };
     scopes.set(machine, scope);
   }
   return scope;

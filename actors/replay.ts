@@ -1,12 +1,16 @@
 // Event sourcing's fold: an entity's state is its recorded cause events fed through today's
 // machine, each checked against what was recorded. The first record that does not fit — a state
-// the machine does not reach, a record that is not a sealed alert, a revision missing — is the
-// divergence; the entity's state stops there and the agent will not change it.
+// the machine does not reach, a record that is not a sealed alert, a revision missing, or (for
+// records of today's machine version) anything a client saw that today's machine would show
+// differently — is the divergence; the entity's state stops there and the agent will not change it.
 import { isDeepStrictEqual } from 'node:util';
 import { initialTransition, type AnyMachineSnapshot } from 'xstate';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { RecordedEvent, StateValue } from '../src/domain/alert.ts';
+import { operationInfoOf, stateMeta, type EntityContext } from '../machines/entity.ts';
+import type { Alert } from '../src/domain/alert.ts';
 import { isQuarantined, type HistoryRecord } from './alert-log.ts';
+import { taskChange } from './entity-snapshot.ts';
 import { nextSnapshot } from './pure-transition.ts';
 import type { StoredSnapshot } from './snapshot-store.ts';
 
@@ -66,5 +70,34 @@ export function replayOne(definition: MachineDefinition, state: ReplayState, rec
       recomputed,
     });
   }
+  const visible = visibleDifference(definition, state.snapshot, next, alert);
+  if (visible) {
+    return diverge({
+      reason: `today's machine (${definition.machine.id} v${definition.version}) shows ${visible} where history recorded otherwise; a change to what clients see needs a new machine version`,
+      event: alert.event,
+      recorded: alert.state,
+      recomputed: next.value as StateValue,
+    });
+  }
   return { snapshot: next, lastSeq: record.seq, revision: alert.revision };
+}
+
+/**
+ * What a client saw — status, OperationInfo, the task and its status — compared with what
+ * today's machine shows for the same transition. Only for records of today's machine version:
+ * a new version may show things differently (that is what the version is for), but the same
+ * version must not, or a change to progress scaling or to a lastError would go unnoticed.
+ */
+function visibleDifference(definition: MachineDefinition, before: AnyMachineSnapshot, next: AnyMachineSnapshot, alert: Alert): string | undefined {
+  if (alert.machine.id !== definition.machine.id || alert.machine.version !== definition.version) return undefined;
+  const meta = stateMeta(next);
+  const context = next.context as EntityContext;
+  if (meta.status !== alert.status) return `status ${JSON.stringify(meta.status)}`;
+  const info = operationInfoOf(meta, context);
+  if (!isDeepStrictEqual(info, alert.operationInfo)) return `operationInfo ${JSON.stringify(info)}`;
+  const task = taskChange((before.context as EntityContext).task, context);
+  if (task.task?.id !== alert.task?.id || task.taskStatus !== alert.taskStatus || task.cancelledTaskId !== alert.cancelledTaskId) {
+    return `task ${JSON.stringify(task)}`;
+  }
+  return undefined;
 }

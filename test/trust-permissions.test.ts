@@ -180,6 +180,49 @@ describe('the server refuses what a manager or viewer must not do', () => {
   });
 });
 
+describe('what a viewer can see or undo of others', () => {
+  it('viewer: cannot delete a manager group\'s durable consumer', async () => {
+    const durable = `group-${suffix}`;
+    const manager = await startManager({
+      nats: server.url,
+      access: { nkeyFile: server.credentials.nkeyFiles.manager },
+      durableName: durable,
+      filter: 'vdsm.VM.*',
+      startAt: 'new',
+      onAlert: () => undefined,
+    });
+    const nc = await identity('viewer');
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: 1_000 });
+      const deleted = await jsm.consumers.delete(DEFAULT_STREAM, durable).catch(() => false);
+      const still = await adminJsm.consumers.info(DEFAULT_STREAM, durable).then(() => true, () => false);
+      expect({ deleted, still }).toEqual({ deleted: false, still: true });
+    } finally {
+      await nc.close();
+      await manager.stop().catch(() => undefined);
+    }
+  });
+
+  it('viewer: cannot read the replies a manager gets from the API', async () => {
+    const nc = await identity('viewer');
+    const seen: string[] = [];
+    const snoop = nc.subscribe('_INBOX.>', { callback: (_error, message) => seen.push(message.string()) });
+    await nc.flush();
+    const bus = await connectBus(server.url, { nkeyFile: server.credentials.nkeyFiles.manager });
+    try {
+      const secretish = `snooped-${suffix}`;
+      await bus.vm.create(secretish);
+      await bus.vm.getInfo(secretish);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(seen.filter((text) => text.includes(secretish))).toEqual([]);
+    } finally {
+      snoop.unsubscribe();
+      await bus.close();
+      await nc.close();
+    }
+  });
+});
+
 describe('what a manager may do', () => {
   it('follows alerts through a durable consumer and calls opstream.api', async () => {
     const seen: ManagedAlert[] = [];

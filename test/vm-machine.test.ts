@@ -1,7 +1,7 @@
 // The VM machine on its own: pure transitions, OperationInfo from state meta, JSON round trips.
 import { describe, expect, it } from 'vitest';
-import { initialTransition, transition, type SnapshotFrom } from 'xstate';
-import { nextSnapshot } from '../actors/pure-transition.ts';
+import { initialTransition, raise, setup, transition, type SnapshotFrom } from 'xstate';
+import { MachineActionError, nextSnapshot } from '../actors/pure-transition.ts';
 import { operationInfoOf, stateMeta } from '../machines/entity.ts';
 import { vmMachine, type VmEvent } from '../machines/vm.ts';
 import { isOperationComplete, OperationInfo } from '../src/domain/operation-info.ts';
@@ -140,5 +140,16 @@ describe('nextSnapshot (the runtime\'s reusable-scope transition)', () => {
       expect(ours.value).toEqual(theirs.value);
       expect(ours.context).toEqual(theirs.context);
     }
+  });
+
+  it('fails loudly, naming it, when a machine asks for an action the runtime would not run', () => {
+    const chatty = setup({ actions: { notify: () => undefined } }).createMachine({
+      id: 'chatty',
+      initial: 'a',
+      states: { a: { on: { GO: { target: 'b', actions: 'notify' } } }, b: { entry: raise({ type: 'AGAIN' }) } },
+    });
+    const start = initialTransition(chatty)[0];
+    expect(() => nextSnapshot(chatty, start, { type: 'GO' })).toThrow(MachineActionError);
+    expect(() => nextSnapshot(chatty, start, { type: 'GO' })).toThrow(/"notify"/);
   });
 });
