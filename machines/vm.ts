@@ -133,7 +133,7 @@ export const vmMachine = setup({
         operation: { operationDescription: 'Running', stageDescription: '', ...settled, extraData: { state: 'up' } },
         // The driver watches the running hypervisor (and finds it again after an agent restart);
         // what it notices arrives as fault events.
-        work: 'monitor',
+        work: 'watchRunning',
         onResume: 'continue',
       }),
       on: {
@@ -166,7 +166,7 @@ export const vmMachine = setup({
           ...settled,
           extraData: { state: 'paused' },
         },
-        work: 'monitor',
+        work: 'watchPaused',
         onResume: 'continue',
       }),
       on: {

@@ -4,7 +4,6 @@
 // Written here rather than taken from npm: the only QMP packages there are single-release and
 // unmaintained, and the protocol is small.
 import { createConnection, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export type QmpEvent = {
@@ -49,28 +48,27 @@ export class QmpClient {
    */
   static async connect(path: string, timeoutMs = 5_000): Promise<QmpClient> {
     const socket = createConnection(path);
-    const lines = createInterface({ input: socket });
+    const lines = new LineReader(socket);
     const greeting = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new QmpError('Timeout', `no QMP greeting on ${path} within ${timeoutMs} ms`)), timeoutMs);
       socket.once('error', (error) => {
         clearTimeout(timer);
         reject(new QmpError('Connect', `cannot connect to QMP socket ${path}: ${error.message}`, { cause: error }));
       });
-      lines.once('line', (line) => {
+      lines.onLine = (line) => {
         clearTimeout(timer);
         if (line.includes('"QMP"')) resolve();
         else reject(new QmpError('Protocol', `unexpected QMP greeting on ${path}: ${line.slice(0, 200)}`));
-      });
+      };
     });
     try {
       await greeting;
     } catch (error) {
-      lines.close();
       socket.destroy();
       throw error;
     }
     const client = new QmpClient(socket);
-    lines.on('line', (line) => client.#onLine(line));
+    lines.onLine = (line) => client.#onLine(line);
     await client.execute('qmp_capabilities');
     return client;
   }
@@ -169,5 +167,23 @@ export class QmpClient {
     }
     for (const listener of [...this.#closeListeners]) listener();
     this.#closeListeners.clear();
+  }
+}
+
+/** Splits a socket's bytes into lines; QMP ends every message with a newline. */
+class LineReader {
+  onLine: (line: string) => void = () => undefined;
+  #buffer = '';
+
+  constructor(socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      this.#buffer += chunk;
+      for (let end = this.#buffer.indexOf('\n'); end >= 0; end = this.#buffer.indexOf('\n')) {
+        const line = this.#buffer.slice(0, end).trim();
+        this.#buffer = this.#buffer.slice(end + 1);
+        if (line) this.onLine(line);
+      }
+    });
   }
 }
