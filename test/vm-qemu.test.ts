@@ -11,7 +11,11 @@ import { connect, type OpstreamClient } from '../src/index.ts';
 import { uniqueId } from './helpers/agent.ts';
 import { watchEntity } from './helpers/entity-alerts.ts';
 import { NatsTestServer } from './helpers/nats-server.ts';
-import { killLeftoverQemus } from './helpers/qemu.ts';
+import { killLeftoverQemus, qemusUnder } from './helpers/qemu.ts';
+import { spawnAgent, type AgentProcess } from './helpers/agent-process.ts';
+import { QmpClient } from '../actors/drivers/qmp.ts';
+import { qemuFiles } from '../actors/drivers/qemu-process.ts';
+import { connectNats } from '../src/nats/connection.ts';
 import { requireTool } from './helpers/requirements.ts';
 
 const qemu = requireTool('qemu-system-x86_64', QEMU_SYSTEM_HINT);
@@ -97,4 +101,68 @@ describe.skipIf(!qemu.available)('QEMU VM driver', () => {
     await expect(host.call('VM.create', { vmId: uniqueId('bad'), memoryMiB: 0 })).rejects.toThrow(/memoryMiB/);
     await expect(host.call('VM.create', { vmId: uniqueId('bad'), disks: [{ imageId: 'no-such-image' }] })).rejects.toThrow(/no-such-image does not exist/);
   });
+});
+
+describe.skipIf(!qemu.available)('QEMU VMs survive the agent', () => {
+  it('re-attaches after kill -9 and after a clean stop: a guest paused meanwhile is recorded Paused, no second QEMU starts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'opstream-crash-'));
+    const nc = await connectNats(server.url, 'qemu-restart-test');
+    const args = ['--vm-driver', 'qemu', '--vm-dir', dir, '--host-id', 'crash-a'];
+    let agentProcess: AgentProcess | undefined;
+    let client: OpstreamClient | undefined;
+    const startAgentProcess = async () => {
+      agentProcess = await spawnAgent(server.url, args);
+      client = await connect(agentProcess.url);
+      return client;
+    };
+    const until = async (vmId: string, call: () => Promise<unknown>, status: string) => {
+      const watch = await watchEntity(nc, `vdsm.VM.${vmId}`);
+      await call();
+      const end = await watch.until(status, 0, 30_000);
+      await watch.stop();
+      return end;
+    };
+    try {
+      const [running, paused] = [uniqueId('keeps-running'), uniqueId('keeps-paused')];
+      let api = await startAgentProcess();
+      await until(running, () => api.call('VM.create', { vmId: running, memoryMiB: 64 }), 'Up');
+      await until(paused, () => api.call('VM.create', { vmId: paused, memoryMiB: 64 }), 'Up');
+      await until(paused, () => api.call('VM.pause', { vmId: paused }), 'Paused');
+      const pids = qemusUnder(dir).sort();
+      expect(pids).toHaveLength(2);
+
+      await client?.close();
+      await agentProcess?.kill();
+      // While no agent watches, an operator pauses the running guest on QEMU's own monitor.
+      const monitor = await QmpClient.connect(qemuFiles(dir, running).socket);
+      await monitor.execute('stop');
+      monitor.close();
+
+      const recorded = await until(running, async () => (api = await startAgentProcess()), 'Paused');
+      expect(recorded.alert.event).toMatchObject({ type: 'STOPPED' });
+      expect(recorded.alert.operationInfo.lastError).toEqual([131, 'QEMU paused the guest without the agent asking (status "paused")']);
+      expect((await api.vm.getInfo(paused)).status).toBe('Paused');
+      expect(qemusUnder(dir).sort()).toEqual(pids);
+
+      // The re-attached QEMUs obey the API: a continue is confirmed by QEMU's RESUME.
+      await until(paused, () => api.call('VM.cont', { vmId: paused }), 'Up');
+      await client?.close();
+      await agentProcess?.stop();
+      api = await startAgentProcess();
+      expect((await api.vm.getInfo(paused)).status).toBe('Up');
+      expect((await api.vm.getInfo(running)).status).toBe('Paused');
+      await until(running, () => api.call('VM.cont', { vmId: running }), 'Up');
+      expect(qemusUnder(dir).sort()).toEqual(pids);
+
+      await until(running, () => api.call('VM.destroy', { vmId: running }), 'Down');
+      await until(paused, () => api.call('VM.destroy', { vmId: paused }), 'Down');
+      expect(qemusUnder(dir)).toEqual([]);
+    } finally {
+      await client?.close();
+      await agentProcess?.kill();
+      await nc.close();
+      await killLeftoverQemus(dir);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -39,6 +39,14 @@ program
       .choices(['sim', 'qemu'])
       .default(process.env['OPSTREAM_IMAGE_DRIVER'] ?? 'sim'),
   )
+  .addOption(
+    new Option('--vm-driver <driver>', 'VMs as qemu-system-x86_64 processes over QMP, or simulated')
+      .choices(['sim', 'qemu'])
+      .default(process.env['OPSTREAM_VM_DRIVER'] ?? 'sim'),
+  )
+  .option('--vm-dir <dir>', "where the qemu driver keeps each VM's QMP socket and files (default ./data/vms)")
+  .option('--host-id <id>', "this host's id in the fleet (env OPSTREAM_HOST_ID; default the host name)", process.env['OPSTREAM_HOST_ID'])
+  .option('--migration-max-bandwidth <MiB/s>', 'live migration bandwidth cap (default: QEMU\'s)', count)
   .action(start);
 
 program

@@ -1,5 +1,6 @@
 import { ensureNatsServer } from '../../scripts/setup.mjs';
 import { QEMU_IMG_HINT, qemuImgAvailable } from '../../actors/drivers/qemu-image-driver.ts';
+import { QEMU_SYSTEM_HINT, qemuSystemAvailable } from '../../actors/drivers/qemu-process.ts';
 import { startAgent } from '../agent.ts';
 import { runDemo } from './demo.ts';
 import { PROJECT_ROOT } from './paths.ts';
@@ -12,6 +13,11 @@ export type StartOptions = {
   snapshotEvery: number;
   simStepMs?: number;
   imageDriver: 'sim' | 'qemu';
+  vmDriver: 'sim' | 'qemu';
+  vmDir?: string;
+  hostId?: string;
+  /** MiB per second. */
+  migrationMaxBandwidth?: number;
 };
 
 /** Runs the agent until SIGINT/SIGTERM; with `demo`, plays the scripted demo against it first. */
@@ -19,6 +25,10 @@ export async function start(options: StartOptions): Promise<void> {
   if (!options.natsUrl) ensureNatsServer();
   if (options.imageDriver === 'qemu' && !qemuImgAvailable()) {
     console.error(`opstream: ${QEMU_IMG_HINT}`);
+    process.exit(2);
+  }
+  if (options.vmDriver === 'qemu' && !qemuSystemAvailable()) {
+    console.error(`opstream: ${QEMU_SYSTEM_HINT}`);
     process.exit(2);
   }
   const agent = await startAgent({
@@ -29,6 +39,10 @@ export async function start(options: StartOptions): Promise<void> {
     snapshotEvery: options.snapshotEvery,
     sim: options.simStepMs === undefined ? undefined : { stepMs: options.simStepMs },
     imageDriver: options.imageDriver,
+    vmDriver: options.vmDriver,
+    vmDir: options.vmDir,
+    hostId: options.hostId,
+    qemu: options.migrationMaxBandwidth === undefined ? undefined : { migrationMaxBandwidth: options.migrationMaxBandwidth * 1024 * 1024 },
   });
   const embedded = options.natsUrl ? '' : ' (embedded, store ./data/jetstream)';
   console.log(
@@ -37,6 +51,7 @@ export async function start(options: StartOptions): Promise<void> {
       `  API     ${agent.api.url}  (JSON-RPC 2.0 over WebSocket)`,
       `  health  http://127.0.0.1:${agent.api.port}/healthz`,
       `  NATS    ${agent.natsUrl}${embedded}`,
+      `  host    ${agent.hostId}  (VMs: ${options.vmDriver === 'qemu' ? 'QEMU' : 'simulated'})`,
       '  Ctrl-C stops it',
     ].join('\n'),
   );
