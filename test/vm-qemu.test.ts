@@ -17,6 +17,12 @@ import { QmpClient } from '../actors/drivers/qmp.ts';
 import { qemuFiles } from '../actors/drivers/qemu-process.ts';
 import { connectNats } from '../src/nats/connection.ts';
 import { requireTool } from './helpers/requirements.ts';
+import { startLoopingDiskExport } from './helpers/qemu.ts';
+import type { QemuImageDriver } from '../actors/drivers/qemu-image-driver.ts';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 const qemu = requireTool('qemu-system-x86_64', QEMU_SYSTEM_HINT);
 
@@ -30,7 +36,7 @@ beforeAll(async () => {
   if (!qemu.available) return;
   server = await NatsTestServer.start();
   vmDir = mkdtempSync(join(tmpdir(), 'opstream-vms-'));
-  agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, vmDriver: 'qemu', vmDir, hostId: 'qemu-a' });
+  agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, vmDriver: 'qemu', vmDir, hostId: 'qemu-a', imageDriver: 'qemu', imageDir: join(vmDir, 'images') });
   host = await connect(agent.api.url);
   vms = agent.vms as QemuVmDriver;
 });
@@ -95,6 +101,31 @@ describe.skipIf(!qemu.available)('QEMU VM driver', () => {
     const resumed = await settle(vmId, () => vms.humanMonitor(vmId, 'cont'), 'Up');
     expect(resumed.end.alert.event).toMatchObject({ type: 'RESUMED' });
     await settle(vmId, () => host.call('VM.destroy', { vmId }), 'Down');
+  });
+
+  it('pauses the VM with the seed\'s disk error when its storage goes away under the guest', async () => {
+    const nbd = await startLoopingDiskExport(vmDir);
+    try {
+      const imageId = uniqueId('disk');
+      const watchImage = await watchEntity(agent.nc, `vdsm.Storage.Image.${imageId}`);
+      await host.call('Image.create', { imageId, size: 1024 * 1024 });
+      await watchImage.until('OK', 0, 30_000);
+      await watchImage.stop();
+      // The image's data comes from the NBD export (a guest program that keeps reading its disk).
+      const images = agent.images as QemuImageDriver;
+      await run('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', nbd.uri, '-F', 'raw', images.pathOf(imageId)]);
+
+      const vmId = uniqueId('eio');
+      await settle(vmId, () => host.call('VM.create', { vmId, memoryMiB: 64, disks: [{ imageId }] }), 'Up');
+      await nbd.waitForReads(3);
+      const paused = await settle(vmId, () => nbd.stop(), 'Paused');
+      expect(paused.end.alert.event).toMatchObject({ type: 'IO_ERROR' });
+      expect(paused.end.alert.operationInfo.lastError).toEqual([123, 'Error writing to disks']);
+      expect(await vms.status(vmId)).toMatchObject({ status: 'io-error', running: false });
+      await settle(vmId, () => host.call('VM.destroy', { vmId }), 'Down');
+    } finally {
+      await nbd.stop();
+    }
   });
 
   it('refuses bad VM definitions with a clear error', async () => {
