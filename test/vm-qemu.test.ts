@@ -1,10 +1,12 @@
 // The real VM driver: one qemu-system-x86_64 per VM, driven over QMP. Every transition asserted
 // here is one QEMU confirmed (its STOP/RESUME events, its process gone), not one the agent assumed.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QEMU_SYSTEM_HINT, runningPid } from '../actors/drivers/qemu-process.ts';
+import { processRuns, QEMU_SYSTEM_HINT, runningPid } from '../actors/drivers/qemu-process.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { QemuVmDriver } from '../actors/drivers/qemu-vm-driver.ts';
 import { startAgent, type Agent } from '../src/agent.ts';
 import { connect, type OpstreamClient } from '../src/index.ts';
@@ -196,4 +198,100 @@ describe.skipIf(!qemu.available)('QEMU VMs survive the agent', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe.skipIf(!qemu.available)('QEMU live migration between two agents', () => {
+  let dir: string;
+  let source: Agent;
+  let destination: Agent;
+  let api: OpstreamClient;
+
+  beforeAll(async () => {
+    if (!qemu.available) return;
+    dir = mkdtempSync(join(tmpdir(), 'opstream-mig-'));
+    // Non-zero guest memory, so the transfer is not all zero pages (which QEMU sends as flags).
+    const blob = join(dir, 'memory.bin');
+    writeFileSync(blob, randomBytes(48 * 1024 * 1024));
+    const qemuOptions = { extraArgs: ['-device', `loader,file=${blob},addr=0x1000000`], migrationMaxBandwidth: 32 * 1024 * 1024, migrationPollMs: 100 };
+    const common = { natsUrl: server.url, root: process.cwd(), port: 0, vmDriver: 'qemu' as const, qemu: qemuOptions };
+    source = await startAgent({ ...common, vmDir: join(dir, 'src'), hostId: 'mig-src' });
+    destination = await startAgent({ ...common, vmDir: join(dir, 'dst'), hostId: 'mig-dst' });
+    api = await connect(source.api.url);
+  });
+  afterAll(async () => {
+    await api?.close();
+    await source?.stop();
+    await destination?.stop();
+    if (dir) {
+      await killLeftoverQemus(dir);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('migrates a guest with 48 MiB of data over TCP, reporting rising percentages from query-migrate', async () => {
+    const vmId = uniqueId('mig');
+    const watch = await watchEntity(source.nc, `vdsm.VM.${vmId}`);
+    await api.call('VM.create', { vmId, memoryMiB: 96 });
+    const up = await watch.until('Up', 0, 30_000);
+    await api.call('VM.migrate', { vmId, dstHost: 'mig-dst' });
+    const down = await watch.until('Down', up.seq, 60_000);
+    await watch.stop();
+
+    const copying = watch.alerts().filter((alert) => alert.operationInfo.stageDescription === 'copying memory');
+    const percentages = copying.map((alert) => alert.operationInfo.percentage);
+    expect(new Set(percentages).size).toBeGreaterThanOrEqual(4);
+    expect(percentages).toEqual([...percentages].sort((a, b) => a - b));
+    expect(Math.max(...percentages)).toBeGreaterThan(50);
+    expect(down.alert.operationInfo.lastError).toEqual([0, '']);
+
+    const sourceDriver = source.vms as QemuVmDriver;
+    expect(runningPid(sourceDriver.filesOf(vmId))).toBeUndefined();
+    expect(await destination.vms?.status(vmId)).toMatchObject({ status: 'running', running: true });
+  }, 120_000);
+
+  it('cancelling the copy is QMP migrate_cancel: the guest runs on at the source', async () => {
+    const vmId = uniqueId('migcancel');
+    const watch = await watchEntity(source.nc, `vdsm.VM.${vmId}`);
+    await api.call('VM.create', { vmId, memoryMiB: 96 });
+    await watch.until('Up', 0, 30_000);
+    await watch.stop();
+    // The driver's own cancel, as the runtime calls it when a copy's state is left.
+    const driver = source.vms as QemuVmDriver;
+    const ref = { kind: 'VM' as const, id: vmId };
+    const context = { params: { memoryMiB: 96 }, dstHost: 'mig-dst' };
+    const prepared = await new Promise((resolve) => driver.start({ ...ref, work: 'prepareMigration', context, resumed: false }, async (event) => resolve(event)));
+    expect(prepared).toEqual({ type: 'WORK_DONE' });
+    const dstPid = (await destination.vms?.status(vmId))?.pid ?? -1;
+    const events: string[] = [];
+    let copy: { cancel(): void } | undefined;
+    await new Promise<void>((resolve) => {
+      copy = driver.start({ ...ref, work: 'copyMemory', context, resumed: false }, async (event) => {
+        events.push(event.type);
+        if (event.type === 'WORK_PROGRESS' && event.percentage > 0) resolve();
+      });
+    });
+    copy?.cancel();
+    for (let tries = 0; (await driver.qmp(vmId, 'query-migrate')).status !== 'cancelled' && tries < 100; tries += 1) await sleep(50);
+    expect(await driver.qmp(vmId, 'query-migrate')).toMatchObject({ status: 'cancelled' });
+    expect(await driver.status(vmId)).toMatchObject({ status: 'running', running: true });
+    expect(events).not.toContain('WORK_DONE');
+    // The destination QEMU gives up on its own once the stream is cut.
+    for (let tries = 0; processRuns(dstPid) && tries < 200; tries += 1) await sleep(50);
+    expect(processRuns(dstPid)).toBe(false);
+  }, 120_000);
+});
+
+describe.skipIf(!qemu.available)('QEMU migration failures', () => {
+  it('fails a migration to a host no agent answers for, and the VM runs on', async () => {
+    const vmId = uniqueId('nowhere');
+    await settle(vmId, () => host.call('VM.create', { vmId, memoryMiB: 64 }), 'Up');
+    const watch = await watchEntity(agent.nc, `vdsm.VM.${vmId}`);
+    await host.call('VM.migrate', { vmId, dstHost: 'no-such-host' });
+    const failed = await watch.until('Up', 0, 60_000);
+    await watch.stop();
+    expect(failed.alert.operationInfo.lastError[0]).toBe(132);
+    expect(failed.alert.operationInfo.lastError[1]).toMatch(/host no-such-host did not answer/);
+    expect(await vms.status(vmId)).toMatchObject({ status: 'running' });
+    await settle(vmId, () => host.call('VM.destroy', { vmId }), 'Down');
+  }, 60_000);
 });

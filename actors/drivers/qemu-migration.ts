@@ -105,8 +105,10 @@ export async function migrate(vm: QemuVm, options: CopyOptions): Promise<void> {
       }
       const ram = info.ram;
       if (ram && ram.total > 0) {
-        // Dirty pages sent twice can push transferred past total: 100 is WORK_DONE's to say.
-        const percentage = Math.min(99, Math.floor((100 * ram.transferred) / ram.total));
+        // Done = total − remaining: `transferred` counts bytes on the wire, and a zero page goes
+        // as a flag, so it alone would stall at the share of non-zero memory. Pages dirtied
+        // again raise `remaining`; only a higher figure is reported, and 100 is WORK_DONE's.
+        const percentage = Math.min(99, Math.floor((100 * (ram.total - ram.remaining)) / ram.total));
         if (percentage > reported) {
           reported = percentage;
           options.onProgress(percentage);

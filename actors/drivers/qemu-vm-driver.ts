@@ -83,6 +83,11 @@ export class QemuVmDriver implements Driver {
     return vm ? { ...(await vm.status()), pid: vm.pid } : undefined;
   }
 
+  /** A QMP command on a VM this driver holds (tests and benchmarks read QEMU's own view). */
+  async qmp<T = Record<string, unknown>>(vmId: string, command: string, args?: Record<string, unknown>): Promise<T> {
+    return (await this.#running(vmId)).qmp.execute<T>(command, args);
+  }
+
   /** An HMP command on the VM's monitor, as an operator at QEMU's console would type it. */
   async humanMonitor(vmId: string, commandLine: string): Promise<string> {
     const vm = await this.#running(vmId);
