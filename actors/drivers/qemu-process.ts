@@ -32,8 +32,10 @@ export function qemuSystemAvailable(binary = 'qemu-system-x86_64'): boolean {
   return spawnSync(binary, ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
-/** KVM where /dev/kvm can be opened, TCG (emulation) otherwise. */
+/** KVM where /dev/kvm can be opened, TCG (emulation) otherwise; env OPSTREAM_QEMU_ACCEL forces one. */
 export function defaultAccel(): 'kvm' | 'tcg' {
+  const forced = process.env['OPSTREAM_QEMU_ACCEL'];
+  if (forced === 'kvm' || forced === 'tcg') return forced;
   try {
     accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
     return 'kvm';
