@@ -124,7 +124,13 @@ describe.skipIf(!qemu.available)('QEMU VM driver', () => {
       expect(paused.end.alert.event).toMatchObject({ type: 'IO_ERROR' });
       expect(paused.end.alert.operationInfo.lastError).toEqual([123, 'Error writing to disks']);
       expect(await vms.status(vmId)).toMatchObject({ status: 'io-error', running: false });
+      // The image stays while a VM that may run uses it, and can go once the VM is down.
+      await expect(host.call('Image.delete', { imageId })).rejects.toThrow(`image ${imageId} is a disk of VM ${vmId} (Paused); destroy the VM first`);
       await settle(vmId, () => host.call('VM.destroy', { vmId }), 'Down');
+      const deleting = await watchEntity(agent.nc, `vdsm.Storage.Image.${imageId}`);
+      await host.call('Image.delete', { imageId });
+      await deleting.until('Absent', 0, 30_000);
+      await deleting.stop();
     } finally {
       await nbd.stop();
     }

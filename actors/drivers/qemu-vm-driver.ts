@@ -51,6 +51,7 @@ export class QemuVmDriver implements Driver {
   readonly #vms = new Map<string, QemuVm>();
   readonly #attaching = new Map<string, Promise<QemuVm | undefined>>();
   readonly #migrationUris = new Map<string, string>();
+  readonly #launching = new Map<string, Promise<QemuVm>>();
   readonly #faults = new Map<string, Promise<unknown>>();
   readonly #logger: Logger;
   readonly #accel: 'kvm' | 'tcg';
@@ -129,7 +130,7 @@ export class QemuVmDriver implements Driver {
         return true;
       case 'powerUp': {
         // After an agent restart the QEMU may already be there: never start a second one.
-        const vm = (await this.#attach(vmId)) ?? (await this.#launch(vmId, this.#definition(request.context), { startPaused: true }));
+        const vm = (await this.#attach(vmId)) ?? (await this.#launchOnce(vmId, this.#definition(request.context)));
         progress(50);
         await vm.cont();
         return true;
@@ -177,6 +178,19 @@ export class QemuVmDriver implements Driver {
       return this.options.imagePath(imageId);
     });
     return { memoryMiB: params.memoryMiB ?? 128, cpus: params.cpus ?? 1, disks };
+  }
+
+  /**
+   * Launches a VM's QEMU, remembered until it is up: a destroy that comes while the launch runs
+   * waits for it, so the process cannot come to life after the VM was recorded Down.
+   */
+  #launchOnce(vmId: string, definition: Definition): Promise<QemuVm> {
+    const launching = this.#launch(vmId, definition, { startPaused: true });
+    this.#launching.set(vmId, launching);
+    void launching.catch(() => undefined).finally(() => {
+      if (this.#launching.get(vmId) === launching) this.#launching.delete(vmId);
+    });
+    return launching;
   }
 
   async #launch(vmId: string, definition: Definition, mode: { startPaused: boolean; incoming?: string }): Promise<QemuVm> {
@@ -271,6 +285,7 @@ export class QemuVmDriver implements Driver {
   }
 
   async #destroy(vmId: string): Promise<void> {
+    await this.#launching.get(vmId)?.catch(() => undefined);
     const files = this.filesOf(vmId);
     const vm = await this.#attach(vmId).catch(() => undefined);
     if (vm) {
@@ -306,7 +321,14 @@ export class QemuVmDriver implements Driver {
     const { vmId } = request;
     if (!/^[^.*>\s]{1,128}$/.test(vmId)) throw new Error(`invalid vmId ${JSON.stringify(vmId)}`);
     const existing = await this.#attach(vmId).catch(() => undefined);
-    if (existing) throw new Error(`a QEMU for VM ${vmId} already runs on ${this.options.hostId} (pid ${existing.pid})`);
+    if (existing) {
+      // One still waiting for memory is left from an attempt the source gave up (it restarted).
+      if ((await existing.status()).status !== 'inmigrate') {
+        throw new Error(`a QEMU for VM ${vmId} already runs on ${this.options.hostId} (pid ${existing.pid})`);
+      }
+      await existing.quit();
+      this.#forget(existing);
+    }
     const vm = await this.#launch(vmId, this.#definition({ params: request.definition }), { startPaused: false, incoming: 'defer' });
     try {
       return await listenForMigration(vm, this.options.migrationAddress ?? '127.0.0.1');
