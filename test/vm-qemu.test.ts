@@ -285,6 +285,28 @@ describe.skipIf(!qemu.available)('QEMU live migration between two agents', () =>
     for (let tries = 0; processRuns(dstPid) && tries < 200; tries += 1) await sleep(50);
     expect(processRuns(dstPid)).toBe(false);
   }, 120_000);
+
+  it('a destroy during the copy cancels the migration and ends both QEMUs', async () => {
+    const vmId = uniqueId('migdestroy');
+    const watch = await watchEntity(source.nc, `vdsm.VM.${vmId}`);
+    await api.call('VM.create', { vmId, memoryMiB: 96 });
+    const up = await watch.until('Up', 0, 30_000);
+    const sourcePid = (await source.vms?.status(vmId))?.pid ?? -1;
+    await api.call('VM.migrate', { vmId, dstHost: 'mig-dst' });
+    for (let tries = 0; !watch.alerts().some((alert) => alert.operationInfo.stageDescription === 'copying memory' && alert.operationInfo.percentage > 0); tries += 1) {
+      if (tries > 600) throw new Error('the copy never made progress');
+      await sleep(25);
+    }
+    const dstPid = (await destination.vms?.status(vmId))?.pid ?? -1;
+    await api.call('VM.destroy', { vmId });
+    const down = await watch.until('Down', up.seq, 30_000);
+    await watch.stop();
+    expect(down.alert.operationInfo.lastError).toEqual([0, '']);
+    expect(watch.alerts().map((alert) => alert.status)).toContain('Powering down');
+    expect(processRuns(sourcePid)).toBe(false);
+    for (let tries = 0; processRuns(dstPid) && tries < 200; tries += 1) await sleep(50);
+    expect(processRuns(dstPid)).toBe(false);
+  }, 120_000);
 });
 
 describe.skipIf(!qemu.available)('QEMU migration failures', () => {
