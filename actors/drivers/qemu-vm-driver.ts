@@ -38,12 +38,15 @@ export type QemuVmDriverOptions = {
 
 type Definition = { memoryMiB: number; cpus: number; disks: string[] };
 
+/** A work that failed with the lastError code it should carry. */
 class WorkError extends Error {
+  override name = 'WorkError';
   constructor(
     readonly code: number,
     message: string,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -137,7 +140,11 @@ export class QemuVmDriver implements Driver {
       }
       case 'watchRunning':
       case 'watchPaused':
-        await this.#reconcile(vmId, request.work === 'watchRunning', signal);
+        // A watch has no WORK_* to report: a QEMU it cannot reach is only worth a warning here
+        // (its exit, when it comes, arrives as EXITED).
+        await this.#reconcile(vmId, request.work === 'watchRunning', signal).catch((error: unknown) =>
+          this.#logger.warn('cannot watch the VM\'s QEMU', { vmId, error: String(error) }),
+        );
         return false;
       case 'pause':
         await (await this.#running(vmId)).pause();
