@@ -26,7 +26,10 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-const qemu = requireTool('qemu-system-x86_64', QEMU_SYSTEM_HINT);
+const qemuSystem = requireTool('qemu-system-x86_64', QEMU_SYSTEM_HINT);
+// Disks are qcow2 images (qemu-img), and the disk-error test serves one over NBD (qemu-nbd).
+const qemuUtils = requireTool('qemu-nbd', 'install qemu-utils (Debian: apt-get install qemu-utils)');
+const qemu = { available: qemuSystem.available && qemuUtils.available };
 
 let server: NatsTestServer;
 let agent: Agent;
