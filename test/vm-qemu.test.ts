@@ -146,7 +146,7 @@ describe.skipIf(!qemu.available)('QEMU VM driver', () => {
 });
 
 describe.skipIf(!qemu.available)('QEMU VMs survive the agent', () => {
-  it('re-attaches after kill -9 and after a clean stop: a guest paused meanwhile is recorded Paused, no second QEMU starts', async () => {
+  it('re-attaches after kill -9 and after a clean stop: a guest paused meanwhile is recorded Paused, one gone Down, no second QEMU starts', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'opstream-crash-'));
     const nc = await connectNats(server.url, 'qemu-restart-test');
     const args = ['--vm-driver', 'qemu', '--vm-dir', dir, '--host-id', 'crash-a'];
@@ -165,22 +165,31 @@ describe.skipIf(!qemu.available)('QEMU VMs survive the agent', () => {
       return end;
     };
     try {
-      const [running, paused] = [uniqueId('keeps-running'), uniqueId('keeps-paused')];
+      const [running, paused, lost] = [uniqueId('keeps-running'), uniqueId('keeps-paused'), uniqueId('lost')];
       let api = await startAgentProcess();
+      await until(lost, () => api.call('VM.create', { vmId: lost, memoryMiB: 64 }), 'Up');
+      const lostPid = runningPid(qemuFiles(dir, lost)) ?? -1;
       await until(running, () => api.call('VM.create', { vmId: running, memoryMiB: 64 }), 'Up');
       await until(paused, () => api.call('VM.create', { vmId: paused, memoryMiB: 64 }), 'Up');
       await until(paused, () => api.call('VM.pause', { vmId: paused }), 'Paused');
-      const pids = qemusUnder(dir).sort();
-      expect(pids).toHaveLength(2);
-
       await client?.close();
       await agentProcess?.kill();
-      // While no agent watches, an operator pauses the running guest on QEMU's own monitor.
+      // While no agent watches, one QEMU dies...
+      process.kill(lostPid, 'SIGKILL');
+      while (processRuns(lostPid)) await sleep(20);
+      const pids = qemusUnder(dir).sort();
+      expect(pids).toHaveLength(2);
+      // ...and an operator pauses the running guest on QEMU's own monitor.
       const monitor = await QmpClient.connect(qemuFiles(dir, running).socket);
       await monitor.execute('stop');
       monitor.close();
 
+      const lostWatch = await watchEntity(nc, `vdsm.VM.${lost}`);
       const recorded = await until(running, async () => (api = await startAgentProcess()), 'Paused');
+      const gone = await lostWatch.until('Down', 0, 30_000);
+      await lostWatch.stop();
+      expect(gone.alert.event).toMatchObject({ type: 'EXITED' });
+      expect(gone.alert.operationInfo.lastError).toEqual([130, `QEMU for VM ${lost} is not running: it ended while the agent was not watching`]);
       expect(recorded.alert.event).toMatchObject({ type: 'STOPPED' });
       expect(recorded.alert.operationInfo.lastError).toEqual([131, 'QEMU paused the guest without the agent asking (status "paused")']);
       expect((await api.vm.getInfo(paused)).status).toBe('Paused');
