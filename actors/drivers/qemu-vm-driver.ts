@@ -2,17 +2,15 @@
 // a launch that ends with QEMU's RESUME, a pause with its STOP, a destroy with the process gone;
 // what QEMU does on its own (an I/O error, an exit) comes back as fault events. The processes
 // outlive the agent: a restarted agent finds them again through their QMP sockets.
-import type { ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { DriverEvent } from '../../machines/entity.ts';
 import { EntityKinds } from '../../src/domain/subjects.ts';
 import { createLogger, type Logger } from '../../src/log.ts';
 import type { Driver, EntityEvent, EntityEventSink, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import { QemuHost, type Definition } from './qemu-host.ts';
 import { listenForMigration, migrate, requestIncoming, serveIncoming, type IncomingRequest } from './qemu-migration.ts';
-import { defaultAccel, launchQemu, logTail, qemuFiles, QEMU_SYSTEM_HINT, runningPid, type QemuFiles } from './qemu-process.ts';
-import { killPid, pausedOutside, QemuErrors, QemuVm } from './qemu-vm.ts';
-import { QmpClient } from './qmp.ts';
+import { runningPid, type QemuFiles } from './qemu-process.ts';
+import { pausedOutside, QemuErrors, WorkError } from './qemu-vm.ts';
 import { EIO_ERROR } from './simulated-driver.ts';
 
 export type QemuVmDriverOptions = {
@@ -36,35 +34,18 @@ export type QemuVmDriverOptions = {
   logger?: Logger;
 };
 
-type Definition = { memoryMiB: number; cpus: number; disks: string[] };
-
-/** A work that failed with the lastError code it should carry. */
-class WorkError extends Error {
-  override name = 'WorkError';
-  constructor(
-    readonly code: number,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
-
 export class QemuVmDriver implements Driver {
-  readonly #vms = new Map<string, QemuVm>();
-  readonly #attaching = new Map<string, Promise<QemuVm | undefined>>();
+  readonly #host: QemuHost;
   readonly #migrationUris = new Map<string, string>();
-  readonly #launching = new Map<string, Promise<QemuVm>>();
   readonly #faults = new Map<string, Promise<unknown>>();
   readonly #logger: Logger;
-  readonly #accel: 'kvm' | 'tcg';
   #sink: EntityEventSink | undefined;
   #nc: NatsConnection | undefined;
   #incoming: { stop(): Promise<void> } | undefined;
 
   constructor(private readonly options: QemuVmDriverOptions) {
     this.#logger = options.logger ?? createLogger('qemu');
-    this.#accel = options.accel ?? defaultAccel();
+    this.#host = new QemuHost({ ...options, logger: this.#logger, fault: (vmId, event) => this.#fault(vmId, event) });
   }
 
   connect(sink: EntityEventSink): void {
@@ -78,31 +59,30 @@ export class QemuVmDriver implements Driver {
   }
 
   filesOf(vmId: string): QemuFiles {
-    return qemuFiles(this.options.vmDir, vmId);
+    return this.#host.filesOf(vmId);
   }
 
   /** QEMU's own status of a VM this driver holds (tests, and the destination of a migration). */
   async status(vmId: string): Promise<{ status: string; running: boolean; pid: number } | undefined> {
-    const vm = await this.#attach(vmId);
+    const vm = await this.#host.attach(vmId);
     return vm ? { ...(await vm.status()), pid: vm.pid } : undefined;
   }
 
   /** A QMP command on a VM this driver holds (tests and benchmarks read QEMU's own view). */
   async qmp<T = Record<string, unknown>>(vmId: string, command: string, args?: Record<string, unknown>): Promise<T> {
-    return (await this.#running(vmId)).qmp.execute<T>(command, args);
+    return (await this.#host.running(vmId)).qmp.execute<T>(command, args);
   }
 
   /** An HMP command on the VM's monitor, as an operator at QEMU's console would type it. */
   async humanMonitor(vmId: string, commandLine: string): Promise<string> {
-    const vm = await this.#running(vmId);
+    const vm = await this.#host.running(vmId);
     return vm.qmp.execute<string>('human-monitor-command', { 'command-line': commandLine });
   }
 
   /** Lets go of every QMP connection; the QEMU processes keep running for the next agent. */
   async close(): Promise<void> {
     await this.#incoming?.stop();
-    for (const vm of this.#vms.values()) vm.detach();
-    this.#vms.clear();
+    this.#host.detachAll();
   }
 
   start(request: WorkRequest, report: WorkReporter): WorkHandle {
@@ -127,13 +107,13 @@ export class QemuVmDriver implements Driver {
     switch (request.work) {
       case 'prepare':
         this.#definition(request.context);
-        if (runningPid(this.filesOf(vmId)) !== undefined) {
-          throw new WorkError(QemuErrors.Failed, `a QEMU for VM ${vmId} already runs (pid file ${this.filesOf(vmId).pidFile}); end it before creating the VM again`);
+        if (runningPid(this.#host.filesOf(vmId)) !== undefined) {
+          throw new WorkError(QemuErrors.Failed, `a QEMU for VM ${vmId} already runs (pid file ${this.#host.filesOf(vmId).pidFile}); end it before creating the VM again`);
         }
         return true;
       case 'powerUp': {
         // After an agent restart the QEMU may already be there: never start a second one.
-        const vm = (await this.#attach(vmId)) ?? (await this.#launchOnce(vmId, this.#definition(request.context)));
+        const vm = (await this.#host.attach(vmId)) ?? (await this.#host.launchOnce(vmId, this.#definition(request.context)));
         progress(50);
         await vm.cont();
         return true;
@@ -147,20 +127,20 @@ export class QemuVmDriver implements Driver {
         );
         return false;
       case 'pause':
-        await (await this.#running(vmId)).pause();
+        await (await this.#host.running(vmId)).pause();
         return true;
       case 'resume':
-        await (await this.#running(vmId)).cont();
+        await (await this.#host.running(vmId)).cont();
         return true;
       case 'powerDown':
-        await this.#destroy(vmId);
+        await this.#host.destroy(vmId);
         return true;
       case 'prepareMigration':
         return this.#prepareMigration(request);
       case 'copyMemory': {
         const uri = this.#migrationUris.get(vmId);
         if (!uri) throw new WorkError(QemuErrors.Migration, `no destination prepared for VM ${vmId}'s migration`);
-        const vm = await this.#running(vmId);
+        const vm = await this.#host.running(vmId);
         try {
           await migrate(vm, { uri, maxBandwidth: this.options.migrationMaxBandwidth, pollMs: this.options.migrationPollMs ?? 200, signal, onProgress: progress });
         } catch (error) {
@@ -170,7 +150,7 @@ export class QemuVmDriver implements Driver {
         }
         // The guest runs at the destination now; this QEMU has nothing left to do.
         await vm.quit();
-        this.#forget(vm);
+        this.#host.forget(vm);
         return true;
       }
       default:
@@ -187,91 +167,9 @@ export class QemuVmDriver implements Driver {
     return { memoryMiB: params.memoryMiB ?? 128, cpus: params.cpus ?? 1, disks };
   }
 
-  /**
-   * Launches a VM's QEMU, remembered until it is up: a destroy that comes while the launch runs
-   * waits for it, so the process cannot come to life after the VM was recorded Down.
-   */
-  #launchOnce(vmId: string, definition: Definition): Promise<QemuVm> {
-    const launching = this.#launch(vmId, definition, { startPaused: true });
-    this.#launching.set(vmId, launching);
-    void launching.catch(() => undefined).finally(() => {
-      if (this.#launching.get(vmId) === launching) this.#launching.delete(vmId);
-    });
-    return launching;
-  }
-
-  async #launch(vmId: string, definition: Definition, mode: { startPaused: boolean; incoming?: string }): Promise<QemuVm> {
-    const files = this.filesOf(vmId);
-    rmSync(files.socket, { force: true });
-    rmSync(files.pidFile, { force: true });
-    const child = launchQemu({
-      vmId,
-      files,
-      ...definition,
-      ...mode,
-      accel: this.#accel,
-      binary: this.options.binary ?? 'qemu-system-x86_64',
-      extraArgs: this.options.extraArgs ?? [],
-    });
-    let spawnError: Error | undefined;
-    child.once('error', (error) => (spawnError = error));
-    let qmp: QmpClient;
-    try {
-      qmp = await QmpClient.connectWhenReady(files.socket, { timeoutMs: 20_000, alive: () => !spawnError && child.exitCode === null && child.signalCode === null });
-    } catch (error) {
-      if (child.pid !== undefined) await killPid(child.pid, 0);
-      if ((spawnError as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new WorkError(127, QEMU_SYSTEM_HINT);
-      throw new WorkError(QemuErrors.Failed, `QEMU did not start: ${logTail(files) || (error as Error).message}`);
-    }
-    return this.#adopt(vmId, files, child.pid ?? -1, qmp, child);
-  }
-
-  #adopt(vmId: string, files: QemuFiles, pid: number, qmp: QmpClient, child?: ChildProcess): QemuVm {
-    const vm = new QemuVm(vmId, files, pid, qmp, child, (event) => this.#fault(vmId, event));
-    this.#vms.set(vmId, vm);
-    void vm.gone.then(() => this.#forget(vm));
-    return vm;
-  }
-
-  #forget(vm: QemuVm): void {
-    if (this.#vms.get(vm.vmId) === vm) this.#vms.delete(vm.vmId);
-  }
-
-  /** The QEMU of a VM, attached through its QMP socket if this agent has not held it yet. */
-  #attach(vmId: string): Promise<QemuVm | undefined> {
-    const held = this.#vms.get(vmId);
-    if (held?.attached) return Promise.resolve(held);
-    let attaching = this.#attaching.get(vmId);
-    if (!attaching) {
-      attaching = this.#attachNow(vmId).finally(() => this.#attaching.delete(vmId));
-      this.#attaching.set(vmId, attaching);
-    }
-    return attaching;
-  }
-
-  async #attachNow(vmId: string): Promise<QemuVm | undefined> {
-    const files = this.filesOf(vmId);
-    const pid = runningPid(files);
-    if (pid === undefined) return undefined;
-    const qmp = await QmpClient.connect(files.socket);
-    const { name } = await qmp.execute<{ name?: string }>('query-name');
-    if (name !== vmId) {
-      qmp.close();
-      throw new WorkError(QemuErrors.Failed, `the QEMU at ${files.socket} runs guest ${JSON.stringify(name)}, not ${vmId}`);
-    }
-    this.#logger.info('attached to a running QEMU', { vmId, pid });
-    return this.#adopt(vmId, files, pid, qmp);
-  }
-
-  async #running(vmId: string): Promise<QemuVm> {
-    const vm = await this.#attach(vmId);
-    if (!vm) throw new WorkError(QemuErrors.Exited, `QEMU for VM ${vmId} is not running`);
-    return vm;
-  }
-
   /** Where a settled VM is: compare what QEMU says with the state the stream recorded. */
   async #reconcile(vmId: string, recordedRunning: boolean, signal: AbortSignal): Promise<void> {
-    const vm = await this.#attach(vmId);
+    const vm = await this.#host.attach(vmId);
     if (signal.aborted) return;
     if (!vm) {
       this.#fault(vmId, { type: 'EXITED', error: [QemuErrors.Exited, `QEMU for VM ${vmId} is not running: it ended while the agent was not watching`] });
@@ -291,30 +189,12 @@ export class QemuVmDriver implements Driver {
     }
   }
 
-  async #destroy(vmId: string): Promise<void> {
-    await this.#launching.get(vmId)?.catch(() => undefined);
-    const files = this.filesOf(vmId);
-    const vm = await this.#attach(vmId).catch(() => undefined);
-    if (vm) {
-      await vm.quit();
-      this.#forget(vm);
-    } else {
-      const pid = runningPid(files);
-      if (pid !== undefined) {
-        process.kill(pid, 'SIGTERM');
-        await killPid(pid, 5_000);
-      }
-    }
-    rmSync(files.socket, { force: true });
-    rmSync(files.pidFile, { force: true });
-  }
-
   async #prepareMigration(request: WorkRequest): Promise<boolean> {
     const nc = this.#nc;
     if (!nc) throw new WorkError(QemuErrors.Migration, 'the QEMU driver is not on the bus; cannot migrate');
     const dstHost = String(request.context['dstHost'] ?? '');
     if (dstHost === this.options.hostId) throw new WorkError(QemuErrors.Migration, `VM ${request.id} already runs on ${dstHost}`);
-    await this.#running(request.id);
+    await this.#host.running(request.id);
     const params = (request.context['params'] ?? {}) as Record<string, unknown>;
     const uri = await requestIncoming(nc, dstHost, { vmId: request.id, definition: params, sourceHost: this.options.hostId }).catch((error: Error) => {
       throw new WorkError(QemuErrors.Migration, error.message);
@@ -327,16 +207,16 @@ export class QemuVmDriver implements Driver {
   async #prepareIncoming(request: IncomingRequest): Promise<string> {
     const { vmId } = request;
     if (!/^[^.*>\s]{1,128}$/.test(vmId)) throw new Error(`invalid vmId ${JSON.stringify(vmId)}`);
-    const existing = await this.#attach(vmId).catch(() => undefined);
+    const existing = await this.#host.attach(vmId).catch(() => undefined);
     if (existing) {
       // One still waiting for memory is left from an attempt the source gave up (it restarted).
       if ((await existing.status()).status !== 'inmigrate') {
         throw new Error(`a QEMU for VM ${vmId} already runs on ${this.options.hostId} (pid ${existing.pid})`);
       }
       await existing.quit();
-      this.#forget(existing);
+      this.#host.forget(existing);
     }
-    const vm = await this.#launch(vmId, this.#definition({ params: request.definition }), { startPaused: false, incoming: 'defer' });
+    const vm = await this.#host.launch(vmId, this.#definition({ params: request.definition }), { startPaused: false, incoming: 'defer' });
     try {
       return await listenForMigration(vm, this.options.migrationAddress ?? '127.0.0.1');
     } catch (error) {

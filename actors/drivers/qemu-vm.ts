@@ -22,6 +22,18 @@ export const QemuErrors = {
   Migration: 132,
 } as const;
 
+/** A work that failed with the lastError code it should carry. */
+export class WorkError extends Error {
+  override name = 'WorkError';
+  constructor(
+    readonly code: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
 export type QemuStatus = { status: string; running: boolean };
 
 export class QemuVm {
