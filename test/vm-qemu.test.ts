@@ -298,6 +298,24 @@ describe.skipIf(!qemu.available)('QEMU live migration between two agents', () =>
     expect(processRuns(dstPid)).toBe(false);
   }, 120_000);
 
+  it('a destination QEMU that dies mid-copy fails the migration; the VM runs on at the source', async () => {
+    const vmId = uniqueId('migdies');
+    const watch = await watchEntity(source.nc, `vdsm.VM.${vmId}`);
+    await api.call('VM.create', { vmId, memoryMiB: 96 });
+    const up = await watch.until('Up', 0, 30_000);
+    await api.call('VM.migrate', { vmId, dstHost: 'mig-dst' });
+    await copyProgress(watch);
+    process.kill((await destination.vms?.status(vmId))?.pid ?? -1, 'SIGKILL');
+    const failed = await watch.until('Up', up.seq, 30_000);
+    await watch.stop();
+    expect(failed.alert.operationInfo.lastError[0]).toBe(132);
+    expect(failed.alert.operationInfo.lastError[1]).toMatch(/^migration failed/);
+    // The dead QEMU was the destination's, and the VM is not the destination agent's to record.
+    expect(watch.alerts().map((alert) => (alert.event as { type: string }).type)).not.toContain('EXITED');
+    expect(await source.vms?.status(vmId)).toMatchObject({ status: 'running', running: true });
+    await api.call('VM.destroy', { vmId });
+  }, 120_000);
+
   it('a destroy during the copy cancels the migration and ends both QEMUs', async () => {
     const vmId = uniqueId('migdestroy');
     const watch = await watchEntity(source.nc, `vdsm.VM.${vmId}`);
@@ -305,10 +323,7 @@ describe.skipIf(!qemu.available)('QEMU live migration between two agents', () =>
     const up = await watch.until('Up', 0, 30_000);
     const sourcePid = (await source.vms?.status(vmId))?.pid ?? -1;
     await api.call('VM.migrate', { vmId, dstHost: 'mig-dst' });
-    for (let tries = 0; !watch.alerts().some((alert) => alert.operationInfo.stageDescription === 'copying memory' && alert.operationInfo.percentage > 0); tries += 1) {
-      if (tries > 600) throw new Error('the copy never made progress');
-      await sleep(25);
-    }
+    await copyProgress(watch);
     const dstPid = (await destination.vms?.status(vmId))?.pid ?? -1;
     await api.call('VM.destroy', { vmId });
     const down = await watch.until('Down', up.seq, 30_000);
@@ -318,6 +333,7 @@ describe.skipIf(!qemu.available)('QEMU live migration between two agents', () =>
     expect(processRuns(sourcePid)).toBe(false);
     for (let tries = 0; processRuns(dstPid) && tries < 200; tries += 1) await sleep(50);
     expect(processRuns(dstPid)).toBe(false);
+
   }, 120_000);
 });
 
@@ -335,3 +351,11 @@ describe.skipIf(!qemu.available)('QEMU migration failures', () => {
     await settle(vmId, () => host.call('VM.destroy', { vmId }), 'Down');
   }, 60_000);
 });
+
+/** Waits until a migration's copy has reported progress. */
+async function copyProgress(watch: { alerts(): Array<{ operationInfo: { stageDescription: string; percentage: number } }> }): Promise<void> {
+  for (let tries = 0; !watch.alerts().some((alert) => alert.operationInfo.stageDescription === 'copying memory' && alert.operationInfo.percentage > 0); tries += 1) {
+    if (tries > 600) throw new Error('the copy never made progress');
+    await sleep(25);
+  }
+}

@@ -26,6 +26,11 @@ export class QemuHost {
   readonly #vms = new Map<string, QemuVm>();
   readonly #attaching = new Map<string, Promise<QemuVm | undefined>>();
   readonly #launching = new Map<string, Promise<QemuVm>>();
+  /**
+   * VMs whose QEMU runs here as a migration's destination while another agent owns the entity:
+   * their events are not this agent's to record (the fleet's hand-over moves the entity).
+   */
+  readonly #notOwned = new Set<string>();
 
   constructor(private readonly options: QemuHostOptions) {
     this.accel = options.accel ?? defaultAccel();
@@ -54,7 +59,14 @@ export class QemuHost {
     return launching;
   }
 
+  /** This agent runs the VM's entity now: QEMU's events are its to record. */
+  claim(vmId: string): void {
+    this.#notOwned.delete(vmId);
+  }
+
   async launch(vmId: string, definition: Definition, mode: { startPaused: boolean; incoming?: string }): Promise<QemuVm> {
+    if (mode.incoming) this.#notOwned.add(vmId);
+    else this.claim(vmId);
     const files = this.filesOf(vmId);
     rmSync(files.socket, { force: true });
     rmSync(files.pidFile, { force: true });
@@ -81,7 +93,10 @@ export class QemuHost {
   }
 
   #adopt(vmId: string, files: QemuFiles, pid: number, qmp: QmpClient, child?: ChildProcess): QemuVm {
-    const vm = new QemuVm(vmId, files, pid, qmp, child, (event) => this.options.fault(vmId, event));
+    const vm = new QemuVm(vmId, files, pid, qmp, child, (event) => {
+      if (this.#notOwned.has(vmId)) this.options.logger.info('event of a migration destination QEMU, not recorded here', { vmId, event: event.type });
+      else this.options.fault(vmId, event);
+    });
     this.#vms.set(vmId, vm);
     void vm.gone.then(() => this.forget(vm));
     return vm;

@@ -86,6 +86,8 @@ export class QemuVmDriver implements Driver {
   }
 
   start(request: WorkRequest, report: WorkReporter): WorkHandle {
+    // Work for a VM means this agent's runtime runs its entity: its QEMU's events are ours.
+    this.#host.claim(request.id);
     const controller = new AbortController();
     const { signal } = controller;
     const progress = (percentage: number) => void report({ type: 'WORK_PROGRESS', percentage });
