@@ -21,6 +21,12 @@ const count = (value: string): number => {
   return parsed;
 };
 
+const positive = (value: string): number => {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed <= 0) throw new InvalidArgumentError('must be a whole number above 0');
+  return parsed;
+};
+
 const program = new Command()
   .name('opstream')
   .description('Long-running operations on virtualization hosts, as event-sourced actors on NATS JetStream');
@@ -46,7 +52,7 @@ program
   )
   .option('--vm-dir <dir>', "where the qemu driver keeps each VM's QMP socket and files (default ./data/vms)")
   .option('--host-id <id>', "this host's id in the fleet (env OPSTREAM_HOST_ID; default the host name)", process.env['OPSTREAM_HOST_ID'])
-  .option('--migration-max-bandwidth <MiB/s>', 'live migration bandwidth cap (default: QEMU\'s)', count)
+  .option('--migration-max-bandwidth <MiB/s>', 'live migration bandwidth cap (default: QEMU\'s)', positive)
   .action(start);
 
 program
