@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processRuns, QEMU_SYSTEM_HINT, runningPid } from '../actors/drivers/qemu-process.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { QemuVmDriver } from '../actors/drivers/qemu-vm-driver.ts';
+import { QemuVmDriver } from '../actors/drivers/qemu-vm-driver.ts';
 import { startAgent, type Agent } from '../src/agent.ts';
 import { connect, type OpstreamClient } from '../src/index.ts';
 import { uniqueId } from './helpers/agent.ts';
@@ -137,6 +137,24 @@ describe.skipIf(!qemu.available)('QEMU VM driver', () => {
     } finally {
       await nbd.stop();
     }
+  });
+
+  it('says what went wrong when QEMU is missing, will not start, or refuses a command', async () => {
+    const launch = async (options: Partial<ConstructorParameters<typeof QemuVmDriver>[0]>, vmId: string) => {
+      const driver = new QemuVmDriver({ vmDir, hostId: 'qemu-a', ...options });
+      return new Promise((resolve) => driver.start({ kind: 'VM', id: vmId, work: 'powerUp', context: { params: { memoryMiB: 64 } }, resumed: false }, async (event) => {
+        if (event.type !== 'WORK_PROGRESS') resolve(event);
+      }));
+    };
+    expect(await launch({ binary: '/nonexistent/qemu-system-x86_64' }, uniqueId('nobinary'))).toEqual({ type: 'WORK_FAILED', error: [127, QEMU_SYSTEM_HINT] });
+    expect(await launch({ extraArgs: ['-no-such-option'] }, uniqueId('badargs'))).toEqual({
+      type: 'WORK_FAILED',
+      error: [1, expect.stringMatching(/^QEMU did not start: .*no-such-option/)],
+    });
+    const vmId = uniqueId('cmd');
+    await settle(vmId, () => host.call('VM.create', { vmId, memoryMiB: 64 }), 'Up');
+    await expect(vms.qmp(vmId, 'no-such-command')).rejects.toMatchObject({ name: 'QmpError', errorClass: 'CommandNotFound' });
+    await settle(vmId, () => host.call('VM.destroy', { vmId }), 'Down');
   });
 
   it('refuses bad VM definitions with a clear error', async () => {
