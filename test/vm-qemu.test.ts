@@ -157,6 +157,14 @@ describe.skipIf(!qemu.available)('QEMU VM driver', () => {
     await settle(vmId, () => host.call('VM.destroy', { vmId }), 'Down');
   });
 
+  it('runs a VM whose id is too long for a socket path in a directory named by its hash', async () => {
+    const vmId = `long-${'x'.repeat(110)}`;
+    await settle(vmId, () => host.call('VM.create', { vmId, memoryMiB: 64 }), 'Up');
+    expect(vms.filesOf(vmId).dir).toMatch(/\/h-[0-9a-f]{24}$/);
+    expect(await vms.status(vmId)).toMatchObject({ status: 'running' });
+    await settle(vmId, () => host.call('VM.destroy', { vmId }), 'Down');
+  });
+
   it('refuses bad VM definitions with a clear error', async () => {
     await expect(host.call('VM.create', { vmId: uniqueId('bad'), memoryMiB: 0 })).rejects.toThrow(/memoryMiB/);
     await expect(host.call('VM.create', { vmId: uniqueId('bad'), disks: [{ imageId: 'no-such-image' }] })).rejects.toThrow(/no-such-image does not exist/);

@@ -2,6 +2,7 @@
 // (QMP socket, pid file, log), launching it so it outlives the agent, and telling whether the
 // process a pid file names still runs.
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -46,10 +47,14 @@ export function defaultAccel(): 'kvm' | 'tcg' {
 
 /**
  * Files of one VM. Ids are subject tokens (no '.', no whitespace) but may hold '/', so such an id
- * gets a base64url directory name instead of its own.
+ * gets a base64url directory name instead of its own; one too long for a unix socket path (108
+ * bytes) gets a hash of itself. QEMU's `-name guest=<vmId>` names the VM either way.
  */
 export function qemuFiles(vmDir: string, vmId: string): QemuFiles {
-  const name = /^[A-Za-z0-9_-]+$/.test(vmId) ? vmId : `b64-${Buffer.from(vmId).toString('base64url')}`;
+  let name = /^[A-Za-z0-9_-]+$/.test(vmId) ? vmId : `b64-${Buffer.from(vmId).toString('base64url')}`;
+  if (Buffer.byteLength(join(vmDir, name, 'qmp.sock')) > MAX_SOCKET_PATH) {
+    name = `h-${createHash('sha256').update(vmId).digest('hex').slice(0, 24)}`;
+  }
   const dir = join(vmDir, name);
   return { dir, socket: join(dir, 'qmp.sock'), pidFile: join(dir, 'qemu.pid'), log: join(dir, 'qemu.log') };
 }
