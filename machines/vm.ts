@@ -23,8 +23,17 @@ export type VmCallEvent =
   | { type: 'MIGRATE'; task: TaskInfo; dstHost: string }
   | { type: 'DESTROY'; task: TaskInfo };
 
-/** The guest hit an I/O error and the hypervisor paused it (the seed's "paused on EIO"). */
-export type VmFaultEvent = { type: 'IO_ERROR'; error: ErrorTuple };
+/**
+ * What the hypervisor did on its own. `IO_ERROR`: the guest hit a disk error and was paused (the
+ * seed's "paused on EIO"). `EXITED`: the hypervisor process ended without being asked; `error`
+ * says how. `STOPPED` / `RESUMED`: the guest was paused or let run by someone other than this
+ * agent (noticed from the hypervisor's own events, or on re-attaching after an agent restart).
+ */
+export type VmFaultEvent =
+  | { type: 'IO_ERROR'; error: ErrorTuple }
+  | { type: 'EXITED'; error: ErrorTuple }
+  | { type: 'STOPPED'; error: ErrorTuple }
+  | { type: 'RESUMED' };
 
 export type VmEvent = VmCallEvent | VmFaultEvent | DriverEvent;
 
@@ -63,8 +72,10 @@ export const vmMachine = setup({
   }),
   initial: 'Down',
   // A destroy is accepted in every state but Down; it ends (cancels) whatever was running.
+  // A hypervisor that exits on its own ends whatever was running too, with the reason as lastError.
   on: {
     DESTROY: { target: '.PoweringDown', actions: 'beginTask' },
+    EXITED: { target: '.Down', actions: 'failTask' },
   },
   states: {
     Down: {
@@ -76,6 +87,7 @@ export const vmMachine = setup({
         CREATE: { target: 'WaitForLaunch', actions: ['beginTask', 'beginCreate'] },
         // Overrides the machine-wide DESTROY: a VM that is down has nothing to destroy.
         DESTROY: {},
+        EXITED: {},
       },
     },
     WaitForLaunch: {
@@ -119,11 +131,16 @@ export const vmMachine = setup({
       meta: meta({
         status: 'Up',
         operation: { operationDescription: 'Running', stageDescription: '', ...settled, extraData: { state: 'up' } },
+        // The driver watches the running hypervisor (and finds it again after an agent restart);
+        // what it notices arrives as fault events.
+        work: 'watchRunning',
+        onResume: 'continue',
       }),
       on: {
         PAUSE: { target: 'Pausing', actions: 'beginTask' },
         MIGRATE: { target: 'MigrationSource', actions: ['beginTask', 'beginMigration'] },
         IO_ERROR: { target: 'Paused', actions: 'failTask' },
+        STOPPED: { target: 'Paused', actions: 'failTask' },
       },
     },
     Pausing: {
@@ -149,9 +166,12 @@ export const vmMachine = setup({
           ...settled,
           extraData: { state: 'paused' },
         },
+        work: 'watchPaused',
+        onResume: 'continue',
       }),
       on: {
         CONT: { target: 'Resuming', actions: 'beginTask' },
+        RESUMED: { target: 'Up', actions: 'endTask' },
       },
     },
     Resuming: {

@@ -1,14 +1,16 @@
 // The agent process: its credentials, NATS (embedded unless NATS_URL names one), the alert
 // stream, the runtime with its driver, and the API. Stopping reverses the order so nothing is
 // cut off mid-write.
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { CompositeDriver } from '../actors/drivers/composite-driver.ts';
 import { GlusterDriver } from '../actors/drivers/gluster-driver.ts';
 import { QemuImageDriver } from '../actors/drivers/qemu-image-driver.ts';
+import { QemuVmDriver, type QemuVmDriverOptions } from '../actors/drivers/qemu-vm-driver.ts';
 import { SimulatedGluster, type SimulatedGlusterOptions } from '../actors/drivers/simulated-gluster.ts';
 import { TcpConnectionDriver } from '../actors/drivers/tcp-connection-driver.ts';
-import { EntityKinds } from './domain/subjects.ts';
+import { assertEntityId, EntityKinds } from './domain/subjects.ts';
 import { SimulatedDriver, type SimulatedDriverOptions } from '../actors/drivers/simulated-driver.ts';
 import { Runtime } from '../actors/runtime.ts';
 import { SnapshotStore } from '../actors/snapshot-store.ts';
@@ -57,7 +59,20 @@ export type AgentOptions = {
   allowedOrigins?: readonly string[];
   /** Serve the API over TLS with these PEM files. */
   tls?: { certFile: string; keyFile: string };
+  /** VMs as QEMU processes over QMP (`qemu`), or simulated (`sim`, the default). */
+  vmDriver?: 'sim' | 'qemu';
+  /** Where the qemu driver keeps each VM's QMP socket and files; default `<root>/data/vms`. */
+  vmDir?: string;
+  /** Further qemu VM driver settings (bandwidth cap, accelerator, extra QEMU arguments). */
+  qemu?: Partial<Omit<QemuVmDriverOptions, 'vmDir' | 'hostId' | 'imagePath'>>;
+  /** This host's id on the bus (`opstream.internal.<hostId>.>`); default the host name. */
+  hostId?: string;
 };
+
+/** The host name as a subject token: dots (a domain) become '_'. */
+export function defaultHostId(): string {
+  return hostname().replace(/[.*>\s]/g, '_') || 'localhost';
+}
 
 export type Agent = {
   natsUrl: string;
@@ -68,12 +83,17 @@ export type Agent = {
   gluster: SimulatedGluster;
   /** Present with `imageDriver: 'qemu'`. */
   images?: QemuImageDriver;
+  /** Present with `vmDriver: 'qemu'`. */
+  vms?: QemuVmDriver;
+  hostId: string;
   nc: NatsConnection;
   stop(): Promise<void>;
 };
 
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const credentials = ensureCredentials(options.credentialsDir ?? join(options.root, 'data', 'credentials'));
+  const hostId = options.hostId ?? defaultHostId();
+  assertEntityId(hostId, 'hostId');
   let embedded: ServerProcess | undefined;
   let natsUrl = options.natsUrl;
   let access = options.natsAccess ?? {};
@@ -89,8 +109,17 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const sim = new SimulatedDriver(options.sim);
   const gluster = new SimulatedGluster(options.gluster);
   const images = options.imageDriver === 'qemu' ? new QemuImageDriver({ imageDir: options.imageDir ?? join(options.root, 'data', 'images') }) : undefined;
+  const vms = options.vmDriver === 'qemu'
+    ? new QemuVmDriver({
+      ...options.qemu,
+      vmDir: options.vmDir ?? join(options.root, 'data', 'vms'),
+      hostId,
+      imagePath: images ? (imageId) => images.pathOf(imageId) : undefined,
+    })
+    : undefined;
+  vms?.serve(nc);
   const driver = new CompositeDriver({
-    [EntityKinds.VM]: sim,
+    [EntityKinds.VM]: vms ?? sim,
     [EntityKinds.Image]: images ?? sim,
     [EntityKinds.StorageConnection]: new TcpConnectionDriver(),
     [EntityKinds.GlusterVolume]: new GlusterDriver(gluster, { pollMs: options.gluster?.pollMs }),
@@ -132,12 +161,16 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     sim,
     gluster,
     images,
+    vms,
+    hostId,
     nc,
     async stop() {
       await busApi.stop();
       await api.close();
       await fanout.stop();
       await runtime.stop();
+      // The VMs' QEMUs keep running: the next agent re-attaches to them.
+      await vms?.close();
       await nc.drain();
       await embedded?.stop();
     },

@@ -152,4 +152,35 @@ describe('nextSnapshot (the runtime\'s reusable-scope transition)', () => {
     expect(() => nextSnapshot(chatty, start, { type: 'GO' })).toThrow(MachineActionError);
     expect(() => nextSnapshot(chatty, start, { type: 'GO' })).toThrow(/"notify"/);
   });
+
+  it('takes what the hypervisor did on its own: an exit ends any state in Down, outside stops and resumes settle', () => {
+    const exited: VmEvent = { type: 'EXITED', error: [130, 'QEMU (pid 7) ended without the agent asking: killed by SIGKILL'] };
+    for (const from of [up(), run([create]), run([{ type: 'PAUSE', task: task('VM.pause') }], up())]) {
+      const down = run([exited], from);
+      expect(down.value).toBe('Down');
+      expect(info(down).lastError).toEqual(exited.error);
+      expect(down.context.task).toBeNull();
+    }
+    const down = run([exited], up());
+    expect(down.can(exited)).toBe(false);
+
+    const stopped = run([{ type: 'STOPPED', error: [131, 'paused outside'] }], up());
+    expect(stopped.value).toBe('Paused');
+    expect(info(stopped).lastError).toEqual([131, 'paused outside']);
+    // An outside stop while the agent's own pause runs is that pause: not a second event.
+    expect(run([{ type: 'PAUSE', task: task('VM.pause') }], up()).can({ type: 'STOPPED', error: [131, ''] })).toBe(false);
+    const resumed = run([{ type: 'RESUMED' }], stopped);
+    expect(resumed.value).toBe('Up');
+    expect(info(resumed).lastError).toEqual([0, '']);
+    expect(resumed.can({ type: 'RESUMED' })).toBe(false);
+  });
+
+  it('watches settled VMs: Up and Paused declare a watch that continues after an agent restart', () => {
+    expect(stateMeta(up())).toMatchObject({ work: 'watchRunning', onResume: 'continue' });
+    const paused = run([{ type: 'PAUSE', task: task('VM.pause') }, { type: 'WORK_DONE' }], up());
+    expect(stateMeta(paused)).toMatchObject({ work: 'watchPaused', onResume: 'continue' });
+    expect(stateMeta(run([exitedEvent], up())).work).toBeUndefined();
+  });
 });
+
+const exitedEvent: VmEvent = { type: 'EXITED', error: [130, 'gone'] };

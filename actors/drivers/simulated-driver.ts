@@ -57,6 +57,8 @@ export class SimulatedDriver implements Driver {
   }
 
   start(request: WorkRequest, report: WorkReporter): WorkHandle {
+    // A settled VM's watch is on a real hypervisor; the simulated one has nothing to watch.
+    if (request.work === 'watchRunning' || request.work === 'watchPaused') return { cancel: () => undefined };
     const { steps, stepMs } = this.#timings[request.work] ?? this.#defaultTiming;
     const planned = this.#plannedFailures.get(`${key(request)}:${request.work}`);
     this.#plannedFailures.delete(`${key(request)}:${request.work}`);

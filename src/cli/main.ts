@@ -23,6 +23,11 @@ const count = (value: string): number => {
 
 /** A comma-separated default from the environment, as commander's variadic options hold it. */
 const list = (value: string | undefined): string[] => (value ? value.split(',').map((item) => item.trim()).filter(Boolean) : []);
+const positive = (value: string): number => {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed <= 0) throw new InvalidArgumentError('must be a whole number above 0');
+  return parsed;
+};
 
 const program = new Command()
   .name('opstream')
@@ -49,6 +54,14 @@ program
   .option('--tls-key <file>', 'the PEM private key for --tls-cert')
   .option('--nats-nkey <file>', 'the agent identity for --nats-url (env OPSTREAM_NATS_NKEY)', process.env['OPSTREAM_NATS_NKEY'])
   .option('--nats-ca <file>', 'CA of a TLS NATS server (env OPSTREAM_NATS_CA)', process.env['OPSTREAM_NATS_CA'])
+  .addOption(
+    new Option('--vm-driver <driver>', 'VMs as qemu-system-x86_64 processes over QMP, or simulated')
+      .choices(['sim', 'qemu'])
+      .default(process.env['OPSTREAM_VM_DRIVER'] ?? 'sim'),
+  )
+  .option('--vm-dir <dir>', "where the qemu driver keeps each VM's QMP socket and files (default ./data/vms)")
+  .option('--host-id <id>', "this host's id in the fleet (env OPSTREAM_HOST_ID; default the host name)", process.env['OPSTREAM_HOST_ID'])
+  .option('--migration-max-bandwidth <MiB/s>', 'live migration bandwidth cap (default: QEMU\'s)', positive)
   .action(start);
 
 program

@@ -1,5 +1,6 @@
 import { ensureNatsServer } from '../../scripts/setup.mjs';
 import { QEMU_IMG_HINT, qemuImgAvailable } from '../../actors/drivers/qemu-image-driver.ts';
+import { QEMU_SYSTEM_HINT, qemuSystemAvailable } from '../../actors/drivers/qemu-process.ts';
 import { startAgent } from '../agent.ts';
 import { runDemo } from './demo.ts';
 import { PROJECT_ROOT } from './paths.ts';
@@ -19,6 +20,11 @@ export type StartOptions = {
   tlsKey?: string;
   natsNkey?: string;
   natsCa?: string;
+  vmDriver: 'sim' | 'qemu';
+  vmDir?: string;
+  hostId?: string;
+  /** MiB per second. */
+  migrationMaxBandwidth?: number;
 };
 
 /** However clients behave, a stop signal ends the process within this. */
@@ -29,6 +35,10 @@ export async function start(options: StartOptions): Promise<void> {
   if (!options.natsUrl) ensureNatsServer();
   if (options.imageDriver === 'qemu' && !qemuImgAvailable()) {
     console.error(`opstream: ${QEMU_IMG_HINT}`);
+    process.exit(2);
+  }
+  if (options.vmDriver === 'qemu' && !qemuSystemAvailable()) {
+    console.error(`opstream: ${QEMU_SYSTEM_HINT}`);
     process.exit(2);
   }
   const agent = await startAgent({
@@ -45,6 +55,10 @@ export async function start(options: StartOptions): Promise<void> {
     allowedOrigins: options.allowedOrigin,
     tls: options.tlsCert && options.tlsKey ? { certFile: options.tlsCert, keyFile: options.tlsKey } : undefined,
     natsAccess: { nkeyFile: options.natsNkey, caFile: options.natsCa },
+    vmDriver: options.vmDriver,
+    vmDir: options.vmDir,
+    hostId: options.hostId,
+    qemu: options.migrationMaxBandwidth === undefined ? undefined : { migrationMaxBandwidth: options.migrationMaxBandwidth * 1024 * 1024 },
   });
   const embedded = options.natsUrl ? '' : ' (embedded, store ./data/jetstream)';
   console.log(
@@ -54,6 +68,7 @@ export async function start(options: StartOptions): Promise<void> {
       `  health  http://127.0.0.1:${agent.api.port}/healthz`,
       `  NATS    ${agent.natsUrl}${embedded}`,
       `  access  ${agent.credentials.dir}/  operator.token, viewer.token (API); manager.nk, viewer.nk (bus)`,
+      `  host    ${agent.hostId}  (VMs: ${options.vmDriver === 'qemu' ? 'QEMU' : 'simulated'})`,
       '  Ctrl-C stops it',
     ].join('\n'),
   );

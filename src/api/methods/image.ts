@@ -38,6 +38,13 @@ function dependents(runtime: Runtime, imageId: string): string | undefined {
     if (contextOf<string | null>(actor, 'sourceImageId') === imageId) return `image ${imageId} is the source of a copy in progress to ${actor.ref.id}`;
     if (contextOf<string | null>(actor, 'baseImageId') === imageId) return `image ${imageId} is the base of ${actor.ref.id}; merge or delete that layer first`;
   }
+  // A disk of a VM whose QEMU may run (any state but Down) stays until the VM is destroyed.
+  for (const actor of runtime.entitiesOf(EntityKinds.VM)) {
+    const { status } = actor.view();
+    if (status === 'Down') continue;
+    const disks = contextOf<{ disks?: Array<{ imageId?: string }> }>(actor, 'params')?.disks ?? [];
+    if (disks.some((disk) => disk.imageId === imageId)) return `image ${imageId} is a disk of VM ${actor.ref.id} (${status}); destroy the VM first`;
+  }
   return undefined;
 }
 

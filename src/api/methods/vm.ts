@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import type { Runtime } from '../../../actors/runtime.ts';
+import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
 import { EntityId, EntityKinds } from '../../domain/subjects.ts';
 import { defineMethod } from '../method.ts';
 import { entityCall } from './entity-call.ts';
@@ -8,14 +10,32 @@ import { entityInfo } from './entity-info.ts';
 const VmRef = z.strictObject({ vmId: EntityId });
 const vm = (vmId: string) => ({ kind: EntityKinds.VM, id: vmId });
 
+/** The parts of a VM definition a hypervisor reads; anything else is kept as given. */
+const VmDefinition = z.looseObject({
+  vmId: EntityId,
+  memoryMiB: z.number().int().min(16).max(4 * 1024 * 1024).optional(),
+  cpus: z.number().int().min(1).max(288).optional(),
+  disks: z.array(z.strictObject({ imageId: EntityId })).max(16).optional(),
+});
+
+/** A VM starts only on disks that are Image entities in status OK (not Locked, not Illegal). */
+async function assertDisksUsable(runtime: Runtime, disks: Array<{ imageId: string }>): Promise<void> {
+  for (const { imageId } of disks) {
+    const image = await runtime.entity({ kind: EntityKinds.Image, id: imageId });
+    const status = image.exists ? image.view().status : 'Absent';
+    if (status === 'Absent') throw new OpstreamError(ErrorCodes.NoSuchEntity, `disk image ${imageId} does not exist`);
+    if (status !== 'OK') throw new OpstreamError(ErrorCodes.InvalidTransition, `disk image ${imageId} is ${status}, not OK: a VM cannot start on it`);
+  }
+}
 
 export const vmMethods = [
   defineMethod({
     name: 'VM.create',
     access: 'write',
     // Everything beside vmId is the VM's definition (memory, cpus, disks, ...), kept as kwargs.
-    params: z.looseObject({ vmId: EntityId }).superRefine(boundedKwargs),
+    params: VmDefinition.superRefine(boundedKwargs),
     handler: async (params, { runtime }) => {
+      await assertDisksUsable(runtime, params.disks ?? []);
       const { taskId } = await runtime.call(vm(params.vmId), 'VM.create', params, (task) => {
         const { vmId: _vmId, ...definition } = task.kwargs;
         return { type: 'CREATE', task, params: definition };
@@ -29,7 +49,8 @@ export const vmMethods = [
   defineMethod({
     name: 'VM.migrate',
     access: 'write',
-    params: z.strictObject({ vmId: EntityId, dstHost: z.string().min(1).max(255) }),
+    // The destination host's id is a bus subject token (`opstream.internal.<dstHost>.>`).
+    params: z.strictObject({ vmId: EntityId, dstHost: EntityId }),
     handler: async ({ vmId, dstHost }, { runtime }) => {
       const { taskId } = await runtime.call(vm(vmId), 'VM.migrate', { vmId, dstHost }, (task) => ({
         type: 'MIGRATE',
