@@ -136,7 +136,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     seal,
     onQuarantined: (record) => runtime.quarantine.add({ source: 'stream', ...record }),
   });
-  const services = { runtime, sim, gluster, storageAllow: storageAllowList(options.storageAllow ?? []), fanout };
+  // Sim.injectFault acts on VMs: it exists only where the simulator runs them.
+  const services = { runtime, sim: vms ? undefined : sim, gluster, storageAllow: storageAllowList(options.storageAllow ?? []), fanout };
   const tokens: ApiTokens = {
     operator: options.tokens?.operator ?? credentials.operatorToken,
     viewer: options.tokens?.viewer ?? credentials.viewerToken,

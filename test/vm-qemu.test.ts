@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorCodes } from '../src/domain/errors.ts';
 import { processRuns, QEMU_SYSTEM_HINT, runningPid } from '../actors/drivers/qemu-process.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QemuVmDriver } from '../actors/drivers/qemu-vm-driver.ts';
@@ -168,6 +169,10 @@ describe.skipIf(!qemu.available)('QEMU VM driver', () => {
   it('refuses bad VM definitions with a clear error', async () => {
     await expect(host.call('VM.create', { vmId: uniqueId('bad'), memoryMiB: 0 })).rejects.toThrow(/memoryMiB/);
     await expect(host.call('VM.create', { vmId: uniqueId('bad'), disks: [{ imageId: 'no-such-image' }] })).rejects.toThrow(/no-such-image does not exist/);
+  });
+
+  it('offers no simulator fault injection for VMs QEMU runs', async () => {
+    await expect(host.call('Sim.injectFault', { vmId: uniqueId('real'), fault: 'EIO' })).rejects.toMatchObject({ code: ErrorCodes.MethodNotFound });
   });
 });
 
