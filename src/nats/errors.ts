@@ -1,9 +1,14 @@
-import { JetStreamError } from '@nats-io/jetstream';
+import { JetStreamApiError, JetStreamError } from '@nats-io/jetstream';
 import { errors } from '@nats-io/transport-node';
+
+/** JetStream's own words for "no leader right now": the API answers 503 while a cluster elects. */
+const TEMPORARILY_UNAVAILABLE = 503;
 
 /**
  * Whether a failure means "the server or stream is not reachable now" — the call's outcome is
- * unknown and a retry later may work — rather than a bug or a bad request.
+ * unknown and a retry later may work — rather than a bug or a bad request. A cluster between
+ * stream leaders says so in several ways: nobody answers the JetStream API (nats.js reports that
+ * as "jetstream is not enabled", a class it does not export), or the API answers 503.
  */
 export function isUnreachable(error: unknown): boolean {
   return (
@@ -13,6 +18,8 @@ export function isUnreachable(error: unknown): boolean {
     error instanceof errors.ClosedConnectionError ||
     error instanceof errors.DrainingConnectionError ||
     error instanceof errors.ConnectionError ||
-    error instanceof JetStreamError
+    error instanceof JetStreamError ||
+    (error instanceof JetStreamApiError && error.status === TEMPORARILY_UNAVAILABLE) ||
+    (error instanceof Error && error.name === 'JetStreamNotEnabled')
   );
 }
