@@ -112,6 +112,18 @@ export class EntityActor {
     });
   }
 
+  /**
+   * The stream holds a record of this entity at `seq`. If this actor did not write it (its own
+   * appends are folded in before their turn comes here), it is someone else's: fold it now, so a
+   * forged or foreign record makes the entity diverge at once instead of at the next restart.
+   */
+  observe(seq: number): void {
+    if (seq <= this.#state.lastSeq || this.#stopped) return;
+    void this.#serialize(async () => {
+      if (seq > this.#state.lastSeq && !this.#state.divergence) await this.#catchUp();
+    }).catch((error: unknown) => this.deps.logger.warn('could not fold a record written by someone else', { subject: this.subject, seq, error: String(error) }));
+  }
+
   /** Calls `listener` after each transition this actor persists; returns the unsubscribe. */
   onTransition(listener: (appended: Appended) => void): () => void {
     this.#listeners.add(listener);

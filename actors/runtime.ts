@@ -7,7 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { MACHINES, type MachineDefinition } from '../machines/index.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { redact } from '../src/domain/redaction.ts';
-import { alertSubject } from '../src/domain/subjects.ts';
+import { alertSubject, parseAlertSubject } from '../src/domain/subjects.ts';
 import type { OperationInfo } from '../src/domain/operation-info.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
 import { createLogger, type Logger } from '../src/log.ts';
@@ -49,6 +49,10 @@ export class Runtime {
   readonly #loading = new Map<string, Promise<EntityActor>>();
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly quarantine: Quarantine;
+  /** The highest stream sequence this runtime has inspected live, when it follows the stream. */
+  #observed: number | undefined;
+  /** Records seen live before recovery finished: inspected once every entity is in place. */
+  readonly #earlyObservations: Array<[number, string]> = [];
   #recovered = false;
   #stopped = false;
 
@@ -95,6 +99,7 @@ export class Runtime {
     }
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
+    for (const [seq, subject] of this.#earlyObservations.splice(0)) this.observe(seq, subject);
     this.options.logger.info('recovered entities from the stream', {
       entities: report.entities.length,
       alertsReplayed: report.alertsReplayed,
@@ -188,6 +193,44 @@ export class Runtime {
     return running;
   }
 
+  /**
+   * Told of every record the agent's live read of the stream sees, in order. A record this
+   * runtime did not write is folded into its entity at once (a forgery makes it diverge now, not
+   * at the next restart); one under no entity's subject is quarantined. A clean stop's checkpoint
+   * then claims no more of the stream than was inspected here.
+   */
+  observe(seq: number, subject: string): void {
+    this.#observed = Math.max(this.#observed ?? 0, seq);
+    if (!this.#recovered) {
+      this.#earlyObservations.push([seq, subject]);
+      return;
+    }
+    const ref = parseAlertSubject(subject);
+    if (!ref || !definitions[ref.kind]) {
+      this.quarantine.add({ source: 'stream', seq, subject, reason: 'its subject is no entity’s alert name' });
+      return;
+    }
+    const known = this.#actors.get(keyOf(ref));
+    if (known) {
+      known.observe(seq);
+      return;
+    }
+    // History for an entity this runtime holds nothing of: read it (quarantining what is not history).
+    if (!this.#loading.has(keyOf(ref))) void this.#adopt(ref);
+  }
+
+  async #adopt(ref: EntityRef): Promise<void> {
+    const key = keyOf(ref);
+    const loading = this.#loadFromStream(ref).finally(() => this.#loading.delete(key));
+    this.#loading.set(key, loading);
+    try {
+      const actor = await loading;
+      if (!this.#actors.has(key)) this.#actors.set(key, actor);
+    } catch (error) {
+      this.options.logger.warn('could not read a history written by someone else', { subject: alertSubject(ref.kind, ref.id), error: String(error) });
+    }
+  }
+
   /** The loaded entities of one kind (after recover(): all of them), for checks across entities. */
   entitiesOf(kind: EntityRef['kind']): EntityActor[] {
     return [...this.#actors.values()].filter((actor) => actor.ref.kind === kind && actor.exists && !actor.divergence);
@@ -211,7 +254,10 @@ export class Runtime {
     if (!snapshots) return;
     const saved = await Promise.all(actors.map((actor) => actor.snapshotIfChanged()));
     const complete = this.#recovered && saved.every(Boolean) && actors.every((actor) => !actor.divergence);
-    if (complete) await snapshots.saveCheckpoint(await this.alertLog.streamLastSequence());
+    if (!complete) return;
+    // Followed live, the checkpoint covers what was inspected, not what someone added unseen.
+    const last = await this.alertLog.streamLastSequence();
+    await snapshots.saveCheckpoint(this.#observed === undefined ? last : Math.min(last, this.#observed));
   }
 
   /**
@@ -249,18 +295,28 @@ export class Runtime {
   }
 
   async #load(ref: EntityRef): Promise<EntityActor> {
+    // Once recovered, every entity with history is in #actors (observe() adds what others write):
+    // an unknown id has none, and reading the stream for it would let any caller make the server
+    // build a consumer per id. (Should a record race this, the append guard says so: Conflict.)
+    if (!this.#recovered) return this.#loadFromStream(ref);
+    const actor = this.#actor(ref, initialReplayState(this.#definition(ref), ref.id));
+    this.#actors.set(keyOf(ref), actor);
+    return actor;
+  }
+
+  #definition(ref: EntityRef): MachineDefinition {
     const definition = definitions[ref.kind];
     if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
+    return definition;
+  }
+
+  async #loadFromStream(ref: EntityRef): Promise<EntityActor> {
+    const definition = this.#definition(ref);
     const subject = alertSubject(ref.kind, ref.id);
     let state = initialReplayState(definition, ref.id);
-    // Once recovered, every entity with history is in #actors: an unknown id has none, and
-    // reading the stream for it would let any caller make the server build a consumer per id.
-    // (Should someone else have written it meanwhile, the append guard says so: Conflict.)
-    if (!this.#recovered) {
-      for await (const record of this.alertLog.read(subject)) {
-        if (isQuarantined(record)) this.quarantine.add({ source: 'stream', ...record });
-        state = replayOne(definition, state, record);
-      }
+    for await (const record of this.alertLog.read(subject)) {
+      if (isQuarantined(record)) this.quarantine.add({ source: 'stream', ...record });
+      state = replayOne(definition, state, record);
     }
     if (state.divergence) {
       this.options.logger.error('history diverges from the machine; refusing to own the entity', { subject, divergence: state.divergence });

@@ -135,6 +135,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     stream,
     seal,
     onQuarantined: (record) => runtime.quarantine.add({ source: 'stream', ...record }),
+    onRecord: (seq, subject) => runtime.observe(seq, subject),
   });
   // Sim.injectFault acts on VMs: it exists only where the simulator runs them.
   const services = { runtime, sim: vms ? undefined : sim, gluster, storageAllow: storageAllowList(options.storageAllow ?? []), fanout };

@@ -26,7 +26,7 @@ const GOOD = [id('good1'), id('good2'), id('good3')];
 const POISON = { nonJson: id('p-nonjson'), notAlert: id('p-notalert'), unsealed: id('p-unsealed'), wrongSeal: id('p-wrongseal') };
 const GHOST = id('ghost');
 /** Poisoned while no agent runs (after its clean-shutdown checkpoint). */
-const COLD = { nonJson: id('c-nonjson'), unsealed: id('c-unsealed'), wrongSeal: id('c-wrongseal') };
+const COLD = { nonJson: id('c-nonjson'), unsealed: id('c-unsealed'), wrongSeal: id('c-wrongseal'), replayed: id('c-replayed') };
 
 let server: NatsTestServer;
 let credentialsDir: string;
@@ -165,6 +165,11 @@ describe('a restart over the poisoned stream and forged snapshots', () => {
     coldWrongBody['revision'] = (coldWrongBody['revision'] as number) + 1;
     const coldWrongText = JSON.stringify(coldWrongBody);
     poisonSeq[COLD.wrongSeal] = await publish(`vdsm.VM.${COLD.wrongSeal}`, coldWrongText, otherKey.seal(`vdsm.VM.${COLD.wrongSeal}`, coldWrongText));
+
+    // A genuine, sealed alert of the entity's own, published again: the seal holds, the revision does not.
+    const first = await jsm.direct.getMessage(DEFAULT_STREAM, { seq: 1, next_by_subj: `vdsm.VM.${COLD.replayed}` });
+    expect(first?.header.get(SEAL_HEADER)).toBeTruthy();
+    poisonSeq[COLD.replayed] = await publish(`vdsm.VM.${COLD.replayed}`, first?.data ?? new Uint8Array(), first?.header.get(SEAL_HEADER));
 
     // The stream's last message is deleted (a junk record published last).
     const last = await publish(`vdsm.VM.${POISON.nonJson}`, 'trailing junk');

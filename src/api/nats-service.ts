@@ -5,7 +5,7 @@
 // never captures API traffic. Agents answer in a queue group, so several can serve the same bus.
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { createJSONRPCErrorResponse } from 'json-rpc-2.0';
-import { API_SUBJECT, READ_API_SUBJECT } from '../domain/api-subjects.ts';
+import { API_SUBJECT, isInboxSubject, READ_API_SUBJECT } from '../domain/api-subjects.ts';
 import { ErrorCodes } from '../domain/errors.ts';
 import { createLogger } from '../log.ts';
 import { apiMethods, Dispatcher } from './dispatcher.ts';
@@ -27,6 +27,11 @@ export function startNatsApi(nc: NatsConnection, services: AgentServices): { sto
           logger.warn('request/reply subscription error', { subject, error: String(error) });
           return;
         }
+        // A request that could not be answered is not run either: its effects would be blind.
+        if (message.reply && !isInboxSubject(message.reply)) {
+          logger.warn('ignoring a request whose reply subject is not an inbox', { subject, reply: message.reply.slice(0, 200) });
+          return;
+        }
         void endpoint(message.string(), { ...services, role })
           .then((reply) => respond(nc, message, reply))
           .catch((failure: unknown) => logger.error('failed to answer a bus request', { error: String(failure) }));
@@ -40,9 +45,17 @@ export function startNatsApi(nc: NatsConnection, services: AgentServices): { sto
   };
 }
 
-/** Replies, unless the request was a notification; a reply the bus cannot carry becomes an error. */
+/**
+ * Replies, unless the request was a notification; a reply the bus cannot carry becomes an error.
+ * The reply is published with the agent's rights, so it goes only to an inbox: a caller that names
+ * `$JS.API.STREAM.PURGE.VDSM` or `vdsm.VM.x` as its reply subject gets nothing, not our hands.
+ */
 function respond(nc: NatsConnection, message: Msg, reply: Reply): void {
   if (reply === undefined || !message.reply) return;
+  if (!isInboxSubject(message.reply)) {
+    logger.warn('refusing to answer a request whose reply subject is not an inbox', { reply: message.reply.slice(0, 200) });
+    return;
+  }
   const text = JSON.stringify(reply);
   const limit = nc.info?.max_payload ?? Number.POSITIVE_INFINITY;
   if (Buffer.byteLength(text) <= limit) {

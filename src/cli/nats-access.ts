@@ -8,12 +8,13 @@ import { connect, nkeyAuthenticator } from '@nats-io/transport-node';
 import { ensureCredentials, readNkeySeed } from '../security/credentials.ts';
 import { historySeal, type HistorySeal } from '../security/history-seal.ts';
 import { ensureNatsServer } from '../../scripts/setup.mjs';
+import { INBOX_PREFIXES } from '../domain/api-subjects.ts';
 import { connectNats, natsAccessFromEnv } from '../nats/connection.ts';
 import { EMBEDDED_URL, startEmbeddedServer } from '../nats/embedded-server.ts';
 import { CREDENTIALS_DIR, PROJECT_ROOT } from './paths.ts';
 
 export async function withNats<T>(natsUrl: string | undefined, use: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  if (natsUrl) return useConnection(await connectNats(natsUrl, 'opstream-cli', natsAccessFromEnv()), use);
+  if (natsUrl) return useConnection(await connectNats(natsUrl, 'opstream-cli', { inboxPrefix: INBOX_PREFIXES.viewer, ...natsAccessFromEnv() }), use);
   const viewer = ensureCredentials(CREDENTIALS_DIR).nkeyFiles.viewer;
   const running = await connect({
     servers: EMBEDDED_URL,
@@ -21,12 +22,13 @@ export async function withNats<T>(natsUrl: string | undefined, use: (nc: NatsCon
     reconnect: false,
     noAsyncTraces: true,
     authenticator: nkeyAuthenticator(readNkeySeed(viewer)),
+    inboxPrefix: INBOX_PREFIXES.viewer,
   }).catch(() => undefined);
   if (running) return useConnection(running, use);
   ensureNatsServer();
   const { url, server } = await startEmbeddedServer(PROJECT_ROOT);
   try {
-    return await useConnection(await connectNats(url, 'opstream-cli', { nkeyFile: viewer }), use);
+    return await useConnection(await connectNats(url, 'opstream-cli', { nkeyFile: viewer, inboxPrefix: INBOX_PREFIXES.viewer }), use);
   } finally {
     await server.stop();
   }

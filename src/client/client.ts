@@ -5,6 +5,7 @@ import type { AlertNotification } from '../domain/alert.ts';
 import type { ReceivedOperationInfo } from '../domain/operation-info.ts';
 import type { TaskInfo } from '../domain/task.ts';
 import { compileFilter, type AlertFilter, type FilterType } from '../filters/alert-filter.ts';
+import { INBOX_PREFIXES } from '../domain/api-subjects.ts';
 import { connectNats, type NatsAccess } from '../nats/connection.ts';
 import { DisconnectedError } from './errors.ts';
 import { AlertInbox } from './inbox.ts';
@@ -82,7 +83,8 @@ export async function connect(url: string, options: WebSocketOptions = {}): Prom
  */
 export async function connectBus(natsUrlOrConnection: string | NatsConnection, options: BusOptions = {}): Promise<OpstreamClient> {
   const owns = typeof natsUrlOrConnection === 'string';
-  const nc = owns ? await connectNats(natsUrlOrConnection, 'opstream-client', options) : natsUrlOrConnection;
+  const inboxPrefix = options.inboxPrefix ?? (options.role === 'viewer' ? INBOX_PREFIXES.viewer : INBOX_PREFIXES.manager);
+  const nc = owns ? await connectNats(natsUrlOrConnection, 'opstream-client', { ...options, inboxPrefix }) : natsUrlOrConnection;
   return new Client(new NatsTransport(nc, { ...options, ownsConnection: owns }));
 }
 

@@ -4,3 +4,15 @@
 export const API_SUBJECT = 'opstream.api';
 /** JSON-RPC requests from viewers: read methods only. */
 export const READ_API_SUBJECT = 'opstream.read';
+
+/**
+ * Where each bus identity receives replies. nats.conf lets an identity subscribe only to its own
+ * prefix, so a viewer cannot read a manager's replies; and the agent answers only requests whose
+ * reply subject lies under one of these, so no caller can make the agent publish elsewhere.
+ */
+export const INBOX_PREFIXES = { agent: '_INBOX', manager: '_INBOX_manager', viewer: '_INBOX_viewer' } as const;
+
+/** Whether a request's reply subject is an inbox (and not, say, `$JS.API.STREAM.PURGE.VDSM`). */
+export function isInboxSubject(subject: string): boolean {
+  return Object.values(INBOX_PREFIXES).some((prefix) => subject.startsWith(`${prefix}.`));
+}

@@ -25,10 +25,27 @@ export function isSecretKey(name: string): boolean {
   return words(name).some((word) => !NOT_SECRET.has(word) && SECRET_STEMS.some((stem) => word.includes(stem)));
 }
 
-/** `nfs://user:pw@host/x` → `nfs://user:<redacted>@host/x`; `Bearer abc` → `<redacted>`. */
+/** After a `://`: userinfo with a password, bounded so no value can make the scan slow. */
+const USERINFO_PASSWORD = /([^/\s:@]{0,256}):[^@\s/]{0,256}@/y;
+
+/**
+ * `nfs://user:pw@host/x` → `nfs://user:<redacted>@host/x`; `Bearer abc` → `<redacted>`. Only the
+ * text right after each `://` is examined — a regexp over the whole value restarted at every
+ * letter, and a 16,000-letter kwarg cost the agent half a second.
+ */
 export function redactValue(value: string): string {
   if (/^\s*bearer\s+\S/i.test(value)) return REDACTED;
-  return value.replace(/([a-z][a-z0-9+.-]*:\/\/[^/\s:@]*):[^@\s/]*@/gi, `$1:${REDACTED}@`);
+  let result = '';
+  let copied = 0;
+  for (let at = value.indexOf('://'); at >= 0; at = value.indexOf('://', at + 3)) {
+    USERINFO_PASSWORD.lastIndex = at + 3;
+    const match = USERINFO_PASSWORD.exec(value);
+    if (!match) continue;
+    result += `${value.slice(copied, at + 3)}${match[1]}:${REDACTED}@`;
+    copied = USERINFO_PASSWORD.lastIndex;
+    at = copied - 3;
+  }
+  return copied === 0 ? value : result + value.slice(copied);
 }
 
 /** A deep copy of `value` with secret-named keys' values and secret-looking strings redacted. */

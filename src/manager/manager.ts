@@ -11,6 +11,7 @@ import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
 import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
 import { createLogger } from '../log.ts';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
+import { INBOX_PREFIXES } from '../domain/api-subjects.ts';
 import { connectNats, type NatsAccess } from '../nats/connection.ts';
 import { consumerFilter } from '../subscriptions/alert-feed.ts';
 
@@ -59,7 +60,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   }
   const filter = compileFilter(options.filter, options.filterType ?? 'glob');
   const ownsConnection = typeof options.nats === 'string';
-  const nc = typeof options.nats === 'string' ? await connectNats(options.nats, `opstream-manager-${name.data}`, options.access) : options.nats;
+  const nc = typeof options.nats === 'string' ? await connectNats(options.nats, `opstream-manager-${name.data}`, { inboxPrefix: INBOX_PREFIXES.manager, ...options.access }) : options.nats;
   const stream = options.stream ?? DEFAULT_STREAM;
   const subjects = consumerFilter(filter.subjects);
   await ensureDurable(nc, stream, {

@@ -7,6 +7,8 @@ export type NatsAccess = {
   nkeyFile?: string;
   /** CA certificate that signed the server's TLS certificate (tls:// URLs); env OPSTREAM_NATS_CA. */
   caFile?: string;
+  /** Where replies come back: each identity may only read its own (see INBOX_PREFIXES). */
+  inboxPrefix?: string;
 };
 
 /** NatsAccess from the environment, for commands given only a URL. */
@@ -28,5 +30,6 @@ export async function connectNats(url: string, name: string, access: NatsAccess 
     noAsyncTraces: true,
     ...(access.nkeyFile ? { authenticator: nkeyAuthenticator(readNkeySeed(access.nkeyFile)) } : {}),
     ...(access.caFile ? { tls: { caFile: access.caFile } } : {}),
+    ...(access.inboxPrefix ? { inboxPrefix: access.inboxPrefix } : {}),
   });
 }

@@ -25,6 +25,8 @@ export type FanoutOptions = {
   stream: string;
   seal?: HistorySeal;
   onQuarantined?: (record: { seq: number; subject: string; reason: string }) => void;
+  /** Told of every record read, matched or not, in order (the runtime inspects them all). */
+  onRecord?: (seq: number, subject: string) => void;
 };
 
 type Subscriber = {
@@ -144,6 +146,7 @@ export class AlertFanout {
 
   #dispatch(message: JsMsg): void {
     this.#position = message.seq;
+    this.options.onRecord?.(message.seq, message.subject);
     let decoded: Alert | string | undefined;
     for (const subscriber of this.#subscribers) {
       if (!subscriber.filter.matches(message.subject)) continue;
