@@ -6,12 +6,11 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
 import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
 import type { Runtime } from '../../actors/runtime.ts';
+import { API_QUEUE_GROUP, API_SUBJECT } from '../domain/api-subjects.ts';
 import { createLogger } from '../log.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { createRpcEndpoint } from './json-rpc.ts';
 
-export const API_SUBJECT = 'opstream.api';
-const QUEUE_GROUP = 'opstream-agents';
 const logger = createLogger('api');
 
 export function startNatsApi(
@@ -20,7 +19,7 @@ export function startNatsApi(
 ): { stop(): Promise<void> } {
   const endpoint = createRpcEndpoint(new Dispatcher());
   const subscription: Subscription = nc.subscribe(API_SUBJECT, {
-    queue: QUEUE_GROUP,
+    queue: API_QUEUE_GROUP,
     callback: (error, message) => {
       if (error) {
         logger.warn('request/reply subscription error', { error: String(error) });

@@ -2,7 +2,7 @@
 // if an agent is running it; else the embedded server started just for this command.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connect } from '@nats-io/transport-node';
-import { ensureNatsServer } from '../../scripts/setup.mjs';
+import { ensureNatsServer } from '../nats/server-binary.mjs';
 import { connectNats } from '../nats/connection.ts';
 import { EMBEDDED_URL, startEmbeddedServer } from '../nats/embedded-server.ts';
 import { PROJECT_ROOT } from './paths.ts';

@@ -2,7 +2,7 @@
 // stream through ordered consumers — which survive reconnects on their own.
 import { randomUUID } from 'node:crypto';
 import { errors, type NatsConnection } from '@nats-io/transport-node';
-import { API_SUBJECT } from '../api/nats-service.ts';
+import { API_SUBJECT } from '../domain/api-subjects.ts';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
 import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
 import { openAlertFeed, type AlertFeed } from '../subscriptions/alert-feed.ts';
