@@ -66,11 +66,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const sim = new SimulatedDriver(options.sim);
   const gluster = new SimulatedGluster(options.gluster);
   const images = options.imageDriver === 'qemu' ? new QemuImageDriver({ imageDir: options.imageDir ?? join(options.root, 'data', 'images') }) : undefined;
+  const glusterDriver = new GlusterDriver(gluster, { pollMs: options.gluster?.pollMs });
   const driver = new CompositeDriver({
     [EntityKinds.VM]: sim,
     [EntityKinds.Image]: images ?? sim,
     [EntityKinds.StorageConnection]: new TcpConnectionDriver(),
-    [EntityKinds.GlusterVolume]: new GlusterDriver(gluster, { pollMs: options.gluster?.pollMs }),
+    [EntityKinds.GlusterVolume]: glusterDriver,
   });
   const snapshotEvery = options.snapshotEvery ?? 50;
   const snapshots = snapshotEvery > 0 ? await SnapshotStore.open(nc, logger, { replicas: options.replicas }) : undefined;
@@ -80,12 +81,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const api = await startApiServer({
     runtime,
     sim,
-    gluster,
+    gluster: glusterDriver,
     port: options.port ?? 4040,
     ready: () => runtime.recovered && !nc.isClosed(),
   });
   await runtime.recover();
-  const busApi = startNatsApi(nc, { runtime, sim, gluster });
+  const busApi = startNatsApi(nc, { runtime, sim, gluster: glusterDriver });
   return {
     natsUrl,
     api,

@@ -1,16 +1,15 @@
 import type { z } from 'zod';
-import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
-import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
+import type { FaultInjector, VolumeQueries } from '../../actors/drivers/driver.ts';
 import type { Runtime } from '../../actors/runtime.ts';
 import type { Session } from './session.ts';
 
 /** What every method can reach. */
 export type ApiContext = {
   runtime: Runtime;
-  /** Present when the simulated driver runs: it exposes fault injection. */
-  sim?: SimulatedDriver;
-  /** The gluster the agent manages, for queries that are not operations (healInfo). */
-  gluster?: SimulatedGluster;
+  /** Present when a driver that takes injected faults runs (the simulator). */
+  sim?: FaultInjector;
+  /** The gluster driver, for questions that are not operations (healInfo). */
+  gluster?: VolumeQueries;
   /** The caller's connection, when the transport has one (WebSocket); request/reply has none. */
   session?: Session;
 };

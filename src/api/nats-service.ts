@@ -3,19 +3,18 @@
 // outside `vdsm.>`, so the alert stream never captures API traffic. Agents answer in a queue
 // group, so several can serve the same bus.
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
-import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
 import type { Runtime } from '../../actors/runtime.ts';
 import { API_QUEUE_GROUP, API_SUBJECT } from '../domain/api-subjects.ts';
 import { createLogger } from '../log.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { createRpcEndpoint } from './json-rpc.ts';
+import type { ApiContext } from './method.ts';
 
 const logger = createLogger('api');
 
 export function startNatsApi(
   nc: NatsConnection,
-  options: { runtime: Runtime; sim?: SimulatedDriver; gluster?: SimulatedGluster },
+  options: Pick<ApiContext, 'runtime' | 'sim' | 'gluster'>,
 ): { stop(): Promise<void> } {
   const endpoint = createRpcEndpoint(new Dispatcher());
   const subscription: Subscription = nc.subscribe(API_SUBJECT, {

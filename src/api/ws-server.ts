@@ -3,8 +3,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
-import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
 import type { Runtime } from '../../actors/runtime.ts';
 import { createLogger } from '../log.ts';
 import { Dispatcher } from './dispatcher.ts';
@@ -20,8 +18,8 @@ const HIGH_WATER_BYTES = 4 * 1024 * 1024;
 
 export type ApiServerOptions = {
   runtime: Runtime;
-  sim?: SimulatedDriver;
-  gluster?: SimulatedGluster;
+  sim?: ApiContext['sim'];
+  gluster?: ApiContext['gluster'];
   host?: string;
   /** 0 picks a free port. */
   port?: number;
