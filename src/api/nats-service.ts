@@ -3,7 +3,6 @@
 // outside `vdsm.>`, so the alert stream never captures API traffic. Agents answer in a queue
 // group, so several can serve the same bus.
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { Runtime } from '../../actors/runtime.ts';
 import { API_QUEUE_GROUP, API_SUBJECT } from '../domain/api-subjects.ts';
 import { createLogger } from '../log.ts';
 import { Dispatcher } from './dispatcher.ts';
