@@ -14,6 +14,7 @@ type JsonRpcReply = { result?: unknown; error?: { code: number; message: string;
 export class NatsTransport implements Transport {
   onAlert: Transport['onAlert'] = () => undefined;
   onStatus: Transport['onStatus'] = () => undefined;
+  onMalformed: Transport['onMalformed'] = () => undefined;
   readonly resubscribesAfterReconnect = false;
   readonly #feeds = new Map<string, AlertFeed>();
   #connected = true;
