@@ -49,6 +49,7 @@ export class SubscriptionTable {
       subscription = { key, filter: compileFilter(filter, filterType), id: Promise.resolve(''), lastSeq: since ?? 0, holds: 0, waiters: 0, idleSince: 0 };
       const opened = this.#open(subscription, since);
       subscription.id = opened.then(({ id }) => id);
+      subscription.id.catch(() => undefined); // the failure is thrown below, to this caller
       this.#byKey.set(key, subscription);
       try {
         const { seq } = await opened;
