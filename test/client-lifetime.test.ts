@@ -111,6 +111,24 @@ describe('heartbeat', () => {
   });
 });
 
+describe('retry policy', () => {
+  it('stops reconnecting when maximumAttempts are spent, and says so', async () => {
+    const proxy = await startTcpProxy(stack.agent.api.port);
+    const client = await connect(`ws://127.0.0.1:${proxy.port}/rpc`, { retry: { initialIntervalMs: 10, maximumAttempts: 3 } });
+    try {
+      await proxy.close(); // cuts the connection and refuses new ones
+      while (client.connected) await new Promise((resolve) => setTimeout(resolve, 10));
+      await expect(client.waitForReconnect(10_000)).rejects.toThrow(/gave up reconnecting/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('refuses a bad policy before connecting, naming the field', async () => {
+    await expect(connect(stack.agent.api.url, { retry: { backoffCoefficient: 0 } })).rejects.toThrow(/backoffCoefficient/);
+  });
+});
+
 /** Sequences the client has for `filter` now, taking until a short wait comes back empty. */
 async function collect(client: OpstreamClient, filter: string): Promise<number[]> {
   const seqs: number[] = [];
