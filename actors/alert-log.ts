@@ -1,5 +1,7 @@
 // The entity's subject in the alert stream is its log: appends are guarded so that one writer
-// per entity holds, and reads replay exactly what was acknowledged.
+// per entity holds, and reads replay exactly what was acknowledged. Every record read is checked
+// (sealed by an agent, JSON, an alert, stored under its own name) and one that is not comes back
+// as quarantined rather than as an exception: no record can stop whoever reads the log.
 import {
   DeliverPolicy,
   JetStreamApiCodes,
@@ -8,26 +10,42 @@ import {
   jetstreamManager,
   type JetStreamClient,
   type JetStreamManager,
+  type JsMsg,
 } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { Alert } from '../src/domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { ALERT_ROOT } from '../src/domain/subjects.ts';
+import { SEAL_HEADER, type HistorySeal } from '../src/security/history-seal.ts';
 
 export type StoredAlert = { seq: number; alert: Alert };
 
-/** A message of the alert stream before its body is parsed: recovery skips most bodies. */
-export type RawAlert = { seq: number; subject: string; parse(): Alert };
+/** A record of the stream that cannot be history: why, and where it is. */
+export type QuarantinedRecord = { seq: number; subject: string; reason: string };
+
+export type HistoryRecord = StoredAlert | QuarantinedRecord;
+
+export const isQuarantined = (record: HistoryRecord): record is QuarantinedRecord => 'reason' in record;
+
+/** A message of the alert stream before its body is decoded: recovery skips most bodies. */
+export type RawAlert = { seq: number; subject: string; decode(): HistoryRecord };
 
 export class AlertLog {
   private constructor(
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     readonly stream: string,
+    /** Without it (tests of the runtime alone, readers without the key) seals are neither written nor checked. */
+    private readonly seal: HistorySeal | undefined,
   ) {}
 
-  static async open(nc: NatsConnection, stream: string): Promise<AlertLog> {
-    return new AlertLog(jetstream(nc), await jetstreamManager(nc), stream);
+  static async open(nc: NatsConnection, stream: string, seal?: HistorySeal): Promise<AlertLog> {
+    return new AlertLog(jetstream(nc), await jetstreamManager(nc), stream, seal);
+  }
+
+  /** Whether records are checked for an agent's seal (false: only for being well-formed alerts). */
+  get sealed(): boolean {
+    return this.seal !== undefined;
   }
 
   /**
@@ -36,10 +54,14 @@ export class AlertLog {
    * sequence once JetStream has acknowledged it; throws Conflict when another writer got there first.
    */
   async append(alert: Alert, expectedLastSeq: number, msgId: string): Promise<number> {
+    const body = JSON.stringify(alert);
+    const sealed = this.seal ? headers() : undefined;
+    sealed?.set(SEAL_HEADER, this.seal?.seal(alert.alertName, body) ?? '');
     try {
-      const ack = await this.js.publish(alert.alertName, JSON.stringify(alert), {
+      const ack = await this.js.publish(alert.alertName, body, {
         msgID: msgId,
         expect: { lastSubjectSequence: expectedLastSeq },
+        headers: sealed,
       });
       return ack.seq;
     } catch (error) {
@@ -55,7 +77,7 @@ export class AlertLog {
     }
   }
 
-  /** The stream sequence of the subject's last alert, 0 when it has none. */
+  /** The stream sequence of the subject's last message, 0 when it has none. */
   async lastSequence(subject: string): Promise<number> {
     const message = await this.jsm.streams.getMessage(this.stream, { last_by_subj: subject });
     return message?.seq ?? 0;
@@ -66,46 +88,75 @@ export class AlertLog {
     return (await this.jsm.streams.info(this.stream)).state.last_seq;
   }
 
+  /** Checks one stored message: sealed by an agent, JSON, an alert, and stored under its own name. */
+  decode(seq: number, subject: string, data: Uint8Array, seal: string | undefined): HistoryRecord {
+    const quarantined = (reason: string): QuarantinedRecord => ({ seq, subject, reason });
+    if (this.seal && !this.seal.verify(subject, data, seal, seq)) {
+      return quarantined(seal ? 'its seal does not match: not written by an agent of this installation, or altered' : 'it carries no seal: not written by an agent');
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(new TextDecoder().decode(data));
+    } catch (error) {
+      return quarantined(`not JSON (${(error as Error).message})`);
+    }
+    const parsed = Alert.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      return quarantined(`not an alert (${issue?.path.join('.') || 'body'}: ${issue?.message})`);
+    }
+    if (parsed.data.alertName !== subject) return quarantined(`names ${JSON.stringify(parsed.data.alertName)} but is stored under ${subject}`);
+    return { seq, alert: parsed.data };
+  }
+
   /**
-   * Every alert from `fromSeq` up to what the stream holds when the read starts, in stream order,
-   * in large batches: this is the read recovery and replay benchmarks measure against.
+   * Every record from `fromSeq` to the end of the stream, in stream order, in large batches:
+   * the read recovery and the replay benchmark measure against. It ends when the consumer has
+   * nothing pending, not at a sequence fixed in advance: that message may have been deleted.
    */
   async *readAll(fromSeq = 1): AsyncGenerator<RawAlert> {
-    const last = await this.streamLastSequence();
-    if (last < fromSeq) return;
+    yield* this.#read(`${ALERT_ROOT}.>`, fromSeq, 10_000, (message) => ({
+      seq: message.seq,
+      subject: message.subject,
+      decode: () => this.#decodeMessage(message),
+    }));
+  }
+
+  /** The subject's records from `fromSeq` to its end, in order. */
+  async *read(subject: string, fromSeq = 1): AsyncGenerator<HistoryRecord> {
+    yield* this.#read(subject, fromSeq, 1_000, (message) => this.#decodeMessage(message));
+  }
+
+  /** The subject's alerts, for readers that expect a clean history: a quarantined record throws. */
+  async *alerts(subject: string, fromSeq = 1): AsyncGenerator<StoredAlert> {
+    for await (const record of this.read(subject, fromSeq)) {
+      if (isQuarantined(record)) throw new Error(`${subject} holds a record that is not history at sequence ${record.seq}: ${record.reason}`);
+      yield record;
+    }
+  }
+
+  async *#read<T>(filter: string, fromSeq: number, batch: number, map: (message: JsMsg) => T): AsyncGenerator<T> {
+    // A consumer with nothing to deliver would wait forever; the stream's last sequence cannot
+    // tell (that message may have been deleted), so ask for the first message that is there.
+    const first = await this.jsm.direct.getMessage(this.stream, { seq: fromSeq, next_by_subj: filter });
+    if (!first) return;
     const consumer = await this.js.consumers.get(this.stream, {
-      filter_subjects: `${ALERT_ROOT}.>`,
+      filter_subjects: filter,
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: fromSeq,
     });
-    const messages = await consumer.consume({ max_messages: 10_000 });
+    const messages = await consumer.consume({ max_messages: batch });
     try {
       for await (const message of messages) {
-        yield { seq: message.seq, subject: message.subject, parse: () => Alert.parse(message.json()) };
-        if (message.seq >= last) break;
+        yield map(message);
+        if (message.info.pending === 0) break;
       }
     } finally {
       await messages.close();
     }
   }
 
-  /** The subject's alerts from `fromSeq` up to what the stream holds now, in order. */
-  async *read(subject: string, fromSeq = 1): AsyncGenerator<StoredAlert> {
-    const last = await this.lastSequence(subject);
-    if (last < fromSeq) return;
-    const consumer = await this.js.consumers.get(this.stream, {
-      filter_subjects: subject,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: fromSeq,
-    });
-    const messages = await consumer.consume();
-    try {
-      for await (const message of messages) {
-        yield { seq: message.seq, alert: Alert.parse(message.json()) };
-        if (message.seq >= last) break;
-      }
-    } finally {
-      await messages.close();
-    }
+  #decodeMessage(message: JsMsg): HistoryRecord {
+    return this.decode(message.seq, message.subject, message.data, message.headers?.get(SEAL_HEADER) || undefined);
   }
 }

@@ -13,11 +13,12 @@ import { redact } from '../src/domain/redaction.ts';
 import { alertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
 import { isUnreachable } from '../src/nats/errors.ts';
-import type { AlertLog } from './alert-log.ts';
+import { isQuarantined, type AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef, WorkHandle } from './drivers/driver.ts';
 import { buildAlert } from './alert-builder.ts';
 import { acceptedCalls, stateKey, viewOf, type EntityView } from './entity-snapshot.ts';
 import { nextSnapshot } from './pure-transition.ts';
+import type { Quarantine } from './quarantine.ts';
 import { replayOne, type Divergence, type ReplayState } from './replay.ts';
 import type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
 
@@ -27,6 +28,7 @@ export type EntityActorDeps = {
   driver: Driver;
   now: () => Date;
   logger: Logger;
+  quarantine: Quarantine;
   snapshots?: { store: SnapshotStore; every: number };
 };
 
@@ -46,6 +48,7 @@ export class EntityActor {
   #snapshotRevision: number;
   #work: RunningWork | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  #pending = 0;
   #stopped = false;
   /** An append failed without an answer: it may have landed. Settled by #confirmWithStream. */
   #uncertain = false;
@@ -63,9 +66,14 @@ export class EntityActor {
     this.#snapshotRevision = snapshotRevision;
   }
 
-  /** Whether the entity has any history: one never created has none. */
+  /** Whether the entity has any history: one never created has none (a diverged one has some). */
   get exists(): boolean {
-    return this.#state.revision > 0;
+    return this.#state.revision > 0 || this.#state.divergence !== undefined;
+  }
+
+  /** Nothing queued, nothing running: an actor with no history in this state can be forgotten. */
+  get idle(): boolean {
+    return this.#pending === 0 && this.#work === undefined;
   }
 
   get lastSeq(): number {
@@ -156,7 +164,8 @@ export class EntityActor {
   }
 
   #serialize<T>(job: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(job, job);
+    this.#pending += 1;
+    const run = this.#queue.then(job, job).finally(() => (this.#pending -= 1));
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -166,8 +175,7 @@ export class EntityActor {
     if (!divergence) return;
     throw new OpstreamError(
       ErrorCodes.EntityDiverged,
-      `${this.subject}: history diverges from today's machine at sequence ${divergence.seq} ` +
-        `(recorded ${JSON.stringify(divergence.recorded)}, recomputed ${JSON.stringify(divergence.recomputed ?? 'refused')}); ` +
+      `${this.subject}: history cannot be replayed at sequence ${divergence.seq}: ${divergence.reason}; ` +
         `the agent will not change it — see \`opstream replay ${this.subject} --verify\``,
       { divergence },
     );
@@ -269,8 +277,9 @@ export class EntityActor {
    * agent — the entity's owner — drives whatever state the stream now says, work included.
    */
   async #catchUp(): Promise<void> {
-    for await (const stored of this.deps.log.read(this.subject, this.#state.lastSeq + 1)) {
-      this.#state = replayOne(this.deps.definition, this.#state, stored);
+    for await (const record of this.deps.log.read(this.subject, this.#state.lastSeq + 1)) {
+      if (isQuarantined(record)) this.deps.quarantine.add({ source: 'stream', ...record });
+      this.#state = replayOne(this.deps.definition, this.#state, record);
     }
     if (this.#state.divergence) this.stopWork();
     else this.#reconcileWork(true);

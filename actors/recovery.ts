@@ -1,11 +1,13 @@
 // Rebuilds every entity from the stream at start: trusted snapshots first, then one pass over the
 // alerts after the checkpoint, each recorded cause event fed through today's machine and checked
-// against the recorded state.
+// against the recorded state. No record stops it: one that cannot be history is quarantined and
+// only the entity whose subject holds it is affected (it diverges there).
 import { MACHINES, type MachineDefinition } from '../machines/index.ts';
 import { alertSubject, parseAlertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
-import type { AlertLog } from './alert-log.ts';
+import { isQuarantined, type AlertLog } from './alert-log.ts';
 import type { EntityRef } from './drivers/driver.ts';
+import type { Quarantine } from './quarantine.ts';
 import { initialReplayState, replayOne, restoreReplayState, type ReplayState } from './replay.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
@@ -26,57 +28,85 @@ export type RecoveryReport = {
 
 const definitions = MACHINES as Partial<Record<string, MachineDefinition>>;
 
-export async function recoverEntities(log: AlertLog, snapshots: SnapshotStore | undefined, logger: Logger): Promise<RecoveryReport> {
-  const loaded = snapshots ? await snapshots.loadAll(definitions) : undefined;
+export async function recoverEntities(
+  log: AlertLog,
+  snapshots: SnapshotStore | undefined,
+  quarantine: Quarantine,
+  logger: Logger,
+): Promise<RecoveryReport> {
+  const streamLast = await log.streamLastSequence();
+  const loaded = snapshots ? await snapshots.loadAll(definitions, streamLast) : undefined;
   const states = new Map<string, RecoveredEntity>();
-  const entityFor = (ref: EntityRef): RecoveredEntity | undefined => {
+  const entityFor = (ref: EntityRef, definition: MachineDefinition): RecoveredEntity => {
     const key = `${ref.kind}.${ref.id}`;
     let entity = states.get(key);
-    const definition = definitions[ref.kind];
-    if (!entity && definition) {
+    if (!entity) {
       entity = { ref, definition, state: initialReplayState(definition, ref.id), snapshotRevision: 0 };
       states.set(key, entity);
     }
     return entity;
   };
+  const replaySubject = async (entity: RecoveredEntity): Promise<number> => {
+    let replayed = 0;
+    for await (const record of log.read(alertSubject(entity.ref.kind, entity.ref.id))) {
+      if (isQuarantined(record)) quarantine.add({ source: 'stream', ...record });
+      entity.state = replayOne(entity.definition, entity.state, record);
+      replayed += 1;
+    }
+    return replayed;
+  };
 
   for (const { ref, stored } of loaded?.snapshots ?? []) {
-    const entity = entityFor(ref);
-    if (!entity) continue;
-    entity.state = restoreReplayState(entity.definition, stored);
+    const definition = definitions[ref.kind];
+    if (!definition) continue;
+    const entity = entityFor(ref, definition);
+    entity.state = restoreReplayState(definition, stored);
     entity.snapshotRevision = stored.revision;
   }
   const fromSeq = (loaded?.checkpoint ?? 0) + 1;
   let alertsReplayed = 0;
   // A distrusted snapshot leaves a gap before the checkpoint: read that entity's whole history.
   for (const ref of loaded?.distrusted ?? []) {
-    const entity = entityFor(ref);
-    if (!entity) continue;
-    for await (const stored of log.read(alertSubject(entity.ref.kind, entity.ref.id))) {
-      entity.state = replayOne(entity.definition, entity.state, stored);
-      alertsReplayed += 1;
-    }
+    const definition = definitions[ref.kind];
+    if (definition) alertsReplayed += await replaySubject(entityFor(ref, definition));
   }
 
-  const total = Math.max(0, (await log.streamLastSequence()) - fromSeq + 1);
+  const total = Math.max(0, streamLast - fromSeq + 1);
   let read = 0;
   for await (const raw of log.readAll(fromSeq)) {
     read += 1;
     if (read % 100_000 === 0) logger.info('recovering from the stream', { read, of: total });
     const ref = parseAlertSubject(raw.subject);
-    const entity = ref && entityFor(ref);
-    if (!entity || raw.seq <= entity.state.lastSeq) continue;
-    entity.state = replayOne(entity.definition, entity.state, { seq: raw.seq, alert: raw.parse() });
+    const definition = ref && definitions[ref.kind];
+    if (!ref || !definition) {
+      quarantine.add({ source: 'stream', seq: raw.seq, subject: raw.subject, reason: 'its subject is no entity’s alert name' });
+      continue;
+    }
+    const entity = entityFor(ref, definition);
+    if (raw.seq <= entity.state.lastSeq) continue;
+    const record = raw.decode();
+    if (isQuarantined(record)) quarantine.add({ source: 'stream', ...record });
+    entity.state = replayOne(definition, entity.state, record);
     alertsReplayed += 1;
   }
 
-  const entities = [...states.values()].filter((entity) => entity.state.revision > 0);
+  // A snapshot the tail does not continue (its revisions jump, its state does not fit) was not a
+  // true picture of the stream: replay that entity from its beginning instead of believing it.
+  for (const entity of states.values()) {
+    if (!entity.state.divergence || entity.snapshotRevision === 0) continue;
+    const fromSnapshot = entity.state.divergence;
+    const revision = entity.snapshotRevision;
+    entity.state = initialReplayState(entity.definition, entity.ref.id);
+    entity.snapshotRevision = 0;
+    alertsReplayed += await replaySubject(entity);
+    if (!entity.state.divergence) snapshots?.distrust(entity.ref, revision, `the stream does not continue it: ${fromSnapshot.reason}`);
+  }
+
+  // An entity whose only records were quarantined has no history: it stays diverged, not created.
+  const entities = [...states.values()].filter((entity) => entity.state.revision > 0 || entity.state.divergence);
   for (const { ref, state } of entities) {
     if (state.divergence) {
-      logger.error('history diverges from the machine; refusing to own the entity', {
-        subject: alertSubject(ref.kind, ref.id),
-        divergence: state.divergence,
-      });
+      logger.error('history cannot be replayed; refusing to own the entity', { subject: alertSubject(ref.kind, ref.id), divergence: state.divergence });
     }
   }
   return { entities, alertsReplayed, snapshotsUsed: loaded?.snapshots.length ?? 0, fromSeq };

@@ -1,6 +1,7 @@
 // Hosts one EntityActor per entity on the alert stream: rebuilds them all from the stream at
-// start (recover), loads any other on first use, turns calls into tasks, and routes drivers'
-// spontaneous events (faults) to the right actor.
+// start (recover), creates new ones on first use, turns calls into tasks, and routes drivers'
+// spontaneous events (faults) to the right actor. Only entities with history are kept: a call
+// or a lookup for an id nobody created leaves nothing behind.
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { MACHINES, type MachineDefinition } from '../machines/index.ts';
@@ -14,7 +15,10 @@ import { AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
 import { EntityActor, type Appended, type EntityActorDeps } from './entity-actor.ts';
 import { recoverEntities, type RecoveryReport } from './recovery.ts';
+import { isQuarantined } from './alert-log.ts';
+import { Quarantine, type QuarantineSummary } from './quarantine.ts';
 import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
+import type { HistorySeal } from '../src/security/history-seal.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 export type RuntimeOptions = {
@@ -25,6 +29,8 @@ export type RuntimeOptions = {
   snapshots?: SnapshotStore;
   /** Take an entity's snapshot every this many alerts (and at a clean shutdown). */
   snapshotEvery?: number;
+  /** Seals every record this runtime writes and checks every one it reads (see history-seal.ts). */
+  seal?: HistorySeal;
   /** Stamps alerts; tests pin it. Machines never read a clock. */
   now?: () => Date;
   logger?: Logger;
@@ -41,6 +47,8 @@ const keyOf = (ref: EntityRef) => `${ref.kind}.${ref.id}`;
 export class Runtime {
   readonly #actors = new Map<string, EntityActor>();
   readonly #loading = new Map<string, Promise<EntityActor>>();
+  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly quarantine: Quarantine;
   #recovered = false;
   #stopped = false;
 
@@ -49,10 +57,12 @@ export class Runtime {
     readonly nc: NatsConnection,
     readonly alertLog: AlertLog,
     private readonly options: RuntimeOptions & { now: () => Date; logger: Logger },
-  ) {}
+  ) {
+    this.quarantine = new Quarantine(options.logger);
+  }
 
   static async start(options: RuntimeOptions): Promise<Runtime> {
-    const log = await AlertLog.open(options.nc, options.stream);
+    const log = await AlertLog.open(options.nc, options.stream, options.seal);
     const runtime = new Runtime(options.nc, log, {
       ...options,
       now: options.now ?? (() => new Date()),
@@ -60,6 +70,11 @@ export class Runtime {
     });
     options.driver.connect?.((ref, event) => runtime.deliver(ref, event));
     return runtime;
+  }
+
+  /** The key records are sealed and checked with, for readers of the stream in this agent. */
+  get seal(): HistorySeal | undefined {
+    return this.options.seal;
   }
 
   /** True once recover() has rebuilt every entity; the API refuses calls until then. */
@@ -73,7 +88,8 @@ export class Runtime {
    */
   async recover(): Promise<RecoveryReport> {
     const started = performance.now();
-    const report = await recoverEntities(this.alertLog, this.options.snapshots, this.options.logger);
+    if (this.options.snapshots) this.options.snapshots.quarantine = this.quarantine;
+    const report = await recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger);
     for (const { ref, state, snapshotRevision } of report.entities) {
       this.#actors.set(keyOf(ref), this.#actor(ref, state, snapshotRevision));
     }
@@ -106,8 +122,32 @@ export class Runtime {
   /** An entity that must already exist (getInfo, and calls other than create). */
   async existing(ref: EntityRef): Promise<EntityActor> {
     const actor = await this.entity(ref);
-    if (!actor.exists) throw new OpstreamError(ErrorCodes.NoSuchEntity, `${ref.kind} ${ref.id} does not exist`);
+    if (!actor.exists) {
+      this.#forgetIfEmpty(actor);
+      throw new OpstreamError(ErrorCodes.NoSuchEntity, `${ref.kind} ${ref.id} does not exist`);
+    }
     return actor;
+  }
+
+  /**
+   * Runs `job` alone among the jobs of `key`: checks that span several entities (an image and
+   * the layers on it) and the appends they allow happen in one order, so no interleaving of
+   * calls — a JSON-RPC batch included — can slip between a check and its append.
+   */
+  async exclusive<T>(key: string, job: () => Promise<T>): Promise<T> {
+    const before = this.#locks.get(key) ?? Promise.resolve();
+    const run = before.then(job, job);
+    const settled = run.catch(() => undefined);
+    this.#locks.set(key, settled);
+    void settled.then(() => {
+      if (this.#locks.get(key) === settled) this.#locks.delete(key);
+    });
+    return run;
+  }
+
+  /** What recovery, catch-ups and the stream's readers set aside (health detail shows it). */
+  get quarantined(): QuarantineSummary {
+    return this.quarantine.summary;
   }
 
   /**
@@ -117,8 +157,12 @@ export class Runtime {
   async call(ref: EntityRef, methodName: string, kwargs: Record<string, unknown>, event: (task: TaskInfo) => EntityEvent): Promise<CallResult> {
     const task: TaskInfo = { id: randomUUID(), methodName, kwargs: redact(kwargs) };
     const actor = await this.entity(ref);
-    const { seq } = await actor.request(event(task));
-    return { taskId: task.id, seq };
+    try {
+      const { seq } = await actor.request(event(task));
+      return { taskId: task.id, seq };
+    } finally {
+      this.#forgetIfEmpty(actor);
+    }
   }
 
   /** An event no call caused (a fault the hypervisor noticed), durable when this resolves. */
@@ -189,9 +233,19 @@ export class Runtime {
       driver,
       now,
       logger,
+      quarantine: this.quarantine,
       snapshots: snapshots ? { store: snapshots, every: snapshotEvery ?? 50 } : undefined,
     };
     return new EntityActor(ref, deps, state, snapshotRevision);
+  }
+
+  /** A refused create, a lookup of an unknown id: nothing of it is worth keeping. */
+  #forgetIfEmpty(actor: EntityActor): void {
+    const key = keyOf(actor.ref);
+    if (!actor.exists && actor.idle && this.#actors.get(key) === actor) {
+      this.#actors.delete(key);
+      actor.stop();
+    }
   }
 
   async #load(ref: EntityRef): Promise<EntityActor> {
@@ -199,7 +253,15 @@ export class Runtime {
     if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
     const subject = alertSubject(ref.kind, ref.id);
     let state = initialReplayState(definition, ref.id);
-    for await (const stored of this.alertLog.read(subject)) state = replayOne(definition, state, stored);
+    // Once recovered, every entity with history is in #actors: an unknown id has none, and
+    // reading the stream for it would let any caller make the server build a consumer per id.
+    // (Should someone else have written it meanwhile, the append guard says so: Conflict.)
+    if (!this.#recovered) {
+      for await (const record of this.alertLog.read(subject)) {
+        if (isQuarantined(record)) this.quarantine.add({ source: 'stream', ...record });
+        state = replayOne(definition, state, record);
+      }
+    }
     if (state.divergence) {
       this.options.logger.error('history diverges from the machine; refusing to own the entity', { subject, divergence: state.divergence });
     }

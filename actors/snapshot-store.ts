@@ -1,14 +1,16 @@
 // Persisted XState snapshots in a JetStream KV bucket: recovery starts from an entity's newest
 // valid snapshot and replays only the alerts after the sequence it covers. A snapshot is a cache
-// of the stream, never a source of truth: a corrupt one or one from another machine version is
-// skipped and the stream replayed instead.
+// of the stream, never a source of truth: one that is corrupt, not sealed by an agent, from
+// another machine version, or ahead of the stream is skipped and the stream replayed instead.
 import { Kvm, KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { EntityKind } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
+import type { HistorySeal } from '../src/security/history-seal.ts';
 import type { EntityRef } from './drivers/driver.ts';
+import type { Quarantine } from './quarantine.ts';
 
 export const DEFAULT_SNAPSHOT_BUCKET = 'OPSTREAM_SNAPSHOTS';
 const CHECKPOINT_KEY = 'checkpoint';
@@ -48,25 +50,55 @@ export function refOfSnapshotKey(key: string): EntityRef | undefined {
 }
 
 export class SnapshotStore {
+  /** Where distrusted entries are reported; recovery sets it. */
+  quarantine?: Quarantine;
+
   private constructor(
     private readonly kv: KV,
     private readonly logger: Logger,
+    private readonly seal: HistorySeal | undefined,
   ) {}
 
-  static async open(nc: NatsConnection, logger: Logger, options: { bucket?: string; replicas?: number } = {}): Promise<SnapshotStore> {
+  static async open(
+    nc: NatsConnection,
+    logger: Logger,
+    options: { bucket?: string; replicas?: number; seal?: HistorySeal } = {},
+  ): Promise<SnapshotStore> {
     const kv = await new Kvm(nc).create(options.bucket ?? DEFAULT_SNAPSHOT_BUCKET, {
       history: 3,
       replicas: options.replicas ?? 1,
     });
-    return new SnapshotStore(kv, logger);
+    return new SnapshotStore(kv, logger, options.seal);
   }
 
   async save(ref: EntityRef, snapshot: StoredSnapshot): Promise<void> {
-    await this.kv.put(snapshotKey(ref), JSON.stringify(snapshot));
+    await this.#put(snapshotKey(ref), JSON.stringify(snapshot));
   }
 
   async saveCheckpoint(seq: number): Promise<void> {
-    await this.kv.put(CHECKPOINT_KEY, JSON.stringify({ seq }));
+    await this.#put(CHECKPOINT_KEY, JSON.stringify({ seq }));
+  }
+
+  /** A sealed value is `<seal>\n<json>`: KV entries carry no headers a reader could check. */
+  async #put(key: string, body: string): Promise<void> {
+    await this.kv.put(key, this.seal ? `${this.seal.seal(key, body)}\n${body}` : body);
+  }
+
+  /** The JSON of an entry, or why it cannot be trusted. */
+  #open(entry: KvEntry): { json: unknown } | { problem: string } {
+    let text = entry.string();
+    if (this.seal) {
+      const newline = text.indexOf('\n');
+      const seal = newline > 0 ? text.slice(0, newline) : undefined;
+      const body = newline > 0 ? text.slice(newline + 1) : text;
+      if (!this.seal.verify(entry.key, body, seal)) return { problem: seal ? 'its seal does not match' : 'it carries no seal: not written by an agent' };
+      text = body;
+    }
+    try {
+      return { json: JSON.parse(text) };
+    } catch (error) {
+      return { problem: `not JSON (${(error as Error).message})` };
+    }
   }
 
   /** Forgets the checkpoint: from now on recovery cannot skip any part of the stream. */
@@ -76,22 +108,26 @@ export class SnapshotStore {
 
   /**
    * Every entity's newest trustworthy snapshot for `definitions`' machines, and the checkpoint.
-   * A newest snapshot that does not parse falls back to an older revision of it.
+   * A newest snapshot that cannot be trusted falls back to an older revision of it; nothing may
+   * claim to cover more of the stream than it holds (`streamLastSeq`).
    */
-  async loadAll(definitions: Partial<Record<string, MachineDefinition>>): Promise<LoadedSnapshots> {
+  async loadAll(definitions: Partial<Record<string, MachineDefinition>>, streamLastSeq: number): Promise<LoadedSnapshots> {
     const latest = await this.#latestEntries();
     const snapshots: LoadedSnapshots['snapshots'] = [];
     const distrusted: EntityRef[] = [];
     let checkpoint = 0;
     for (const [key, entry] of latest) {
       if (key === CHECKPOINT_KEY) {
-        checkpoint = this.#parseCheckpoint(entry);
+        checkpoint = this.#parseCheckpoint(entry, streamLastSeq);
         continue;
       }
       const ref = refOfSnapshotKey(key);
       const definition = ref && definitions[ref.kind];
-      if (!ref || !definition) continue;
-      const snapshot = (await this.#newestValid(key, entry)) ?? undefined;
+      if (!ref || !definition) {
+        this.#distrust(entry, 'its key names no entity kind');
+        continue;
+      }
+      const snapshot = await this.#newestValid(entry, streamLastSeq);
       if (!snapshot) {
         distrusted.push(ref);
         continue;
@@ -110,6 +146,20 @@ export class SnapshotStore {
     return { snapshots, distrusted, checkpoint };
   }
 
+  /** Reports a snapshot recovery did not use because the stream disagrees with it. */
+  distrust(ref: EntityRef, revision: number, reason: string): void {
+    this.quarantine?.add({ source: 'snapshot', seq: revision, subject: snapshotKey(ref), reason });
+  }
+
+  #distrust(entry: KvEntry, reason: string): void {
+    this.quarantine?.add({ source: 'snapshot', seq: entry.revision, subject: entry.key, reason });
+  }
+
+  #reject(entry: KvEntry, reason: string): undefined {
+    this.#distrust(entry, reason);
+    return undefined;
+  }
+
   /** The last entry of every key, read in one pass over the bucket. */
   async #latestEntries(): Promise<Map<string, KvEntry>> {
     const latest = new Map<string, KvEntry>();
@@ -124,37 +174,37 @@ export class SnapshotStore {
     return latest;
   }
 
-  async #newestValid(key: string, newest: KvEntry): Promise<StoredSnapshot | undefined> {
-    const parsed = parseSnapshot(newest);
+  async #newestValid(newest: KvEntry, streamLastSeq: number): Promise<StoredSnapshot | undefined> {
+    const parsed = this.#parseSnapshot(newest, streamLastSeq);
     if (parsed) return parsed;
-    this.logger.warn('skipping a corrupt snapshot', { key, revision: newest.revision });
     const history: KvEntry[] = [];
-    for await (const entry of await this.kv.history({ key })) history.push(entry);
+    for await (const entry of await this.kv.history({ key: newest.key })) history.push(entry);
     for (const entry of history.reverse()) {
       if (entry.revision === newest.revision || entry.operation !== 'PUT') continue;
-      const older = parseSnapshot(entry);
+      const older = this.#parseSnapshot(entry, streamLastSeq);
       if (older) return older;
     }
     return undefined;
   }
 
-  #parseCheckpoint(entry: KvEntry): number {
-    const parsed = Checkpoint.safeParse(safeJson(entry));
-    if (parsed.success) return parsed.data.seq;
-    this.logger.warn('ignoring a corrupt checkpoint; recovery reads the whole stream');
-    return 0;
+  #parseSnapshot(entry: KvEntry, streamLastSeq: number): StoredSnapshot | undefined {
+    const opened = this.#open(entry);
+    if ('problem' in opened) return this.#reject(entry, opened.problem);
+    const parsed = StoredSnapshot.safeParse(opened.json);
+    if (!parsed.success) return this.#reject(entry, `not a snapshot (${parsed.error.issues[0]?.message})`);
+    if (parsed.data.seq > streamLastSeq) {
+      return this.#reject(entry, `claims to cover sequence ${parsed.data.seq}; the stream ends at ${streamLastSeq}`);
+    }
+    return parsed.data;
   }
-}
 
-function parseSnapshot(entry: KvEntry): StoredSnapshot | undefined {
-  const parsed = StoredSnapshot.safeParse(safeJson(entry));
-  return parsed.success ? parsed.data : undefined;
-}
-
-function safeJson(entry: KvEntry): unknown {
-  try {
-    return entry.json();
-  } catch {
-    return undefined;
+  #parseCheckpoint(entry: KvEntry, streamLastSeq: number): number {
+    const opened = this.#open(entry);
+    const parsed = 'json' in opened ? Checkpoint.safeParse(opened.json) : undefined;
+    if (!parsed?.success || parsed.data.seq > streamLastSeq) {
+      this.#distrust(entry, 'a checkpoint that is not sealed, not one, or ahead of the stream: recovery reads the whole stream');
+      return 0;
+    }
+    return parsed.data.seq;
   }
 }

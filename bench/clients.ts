@@ -51,7 +51,7 @@ export async function benchFanOut(subscriberCounts: number[], seconds: number, p
       const latencies: number[] = [];
       const clients: WebSocket[] = [];
       for (let i = 0; i < count; i += 1) {
-        const socket = await openSocket(agent.api.url);
+        const socket = await openSocket(agent.api.url, agent.credentials.operatorToken);
         socket.on('message', (data) => {
           const message = JSON.parse(data.toString()) as { method?: string; params?: { seq: number } };
           const at = message.method === 'alert' && message.params ? appendedAt.get(message.params.seq) : undefined;
@@ -97,7 +97,7 @@ export async function benchCatchUp(alerts: number): Promise<Figure[]> {
     await seeder.drain();
     const total = entities * 100;
 
-    const client = await connect(agent.api.url);
+    const client = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     const started = performance.now();
     await client.subscribe('vdsm.VM.catch-*', 'glob', before);
     let received = 0;
@@ -129,13 +129,13 @@ export async function benchCatchUp(alerts: number): Promise<Figure[]> {
 export async function benchWireMessages(vms: number, windowSeconds: number): Promise<Figure[]> {
   return withAgent({}, async (agent) => {
     const ids = Array.from({ length: vms }, (_, i) => `wire-${i}`);
-    const subscriber = await openSocket(agent.api.url);
+    const subscriber = await openSocket(agent.api.url, agent.credentials.operatorToken);
     let subscriberFrames = 0;
     subscriber.on('message', () => (subscriberFrames += 1));
     subscriberFrames += 1; // the subscribe request it sends
     await request(subscriber, 'Host.subscribe', { filter: 'vdsm.VM.wire-*' });
 
-    const poller = await openSocket(agent.api.url);
+    const poller = await openSocket(agent.api.url, agent.credentials.operatorToken);
     let pollerFrames = 0;
     poller.on('message', () => (pollerFrames += 1));
     let polling = true;
@@ -147,7 +147,7 @@ export async function benchWireMessages(vms: number, windowSeconds: number): Pro
       }
     })();
 
-    const creator: OpstreamClient = await connect(agent.api.url);
+    const creator: OpstreamClient = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     await Promise.all(
       ids.map(async (vmId) => {
         await sleep(Math.random() * (windowSeconds - 4) * 1000);
@@ -170,8 +170,8 @@ export async function benchWireMessages(vms: number, windowSeconds: number): Pro
   });
 }
 
-function openSocket(url: string): Promise<WebSocket> {
-  const socket = new WebSocket(url);
+function openSocket(url: string, token: string): Promise<WebSocket> {
+  const socket = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
   return new Promise((resolve, reject) => {
     socket.once('open', () => resolve(socket));
     socket.once('error', reject);

@@ -32,7 +32,7 @@ export async function benchTransitions({ vms, pauseCycles }: TransitionsBenchOpt
     for (const id of ids) {
       const subject = `vdsm.VM.raw-${id}`;
       const payloads: string[] = [];
-      for await (const { alert } of runtime.alertLog.read(`vdsm.VM.${id}`)) {
+      for await (const { alert } of runtime.alertLog.alerts(`vdsm.VM.${id}`)) {
         payloads.push(JSON.stringify({ ...alert, alertName: subject } satisfies Alert));
       }
       perVm.set(subject, payloads);

@@ -1,5 +1,6 @@
-// The agent process: NATS (embedded unless NATS_URL names one), the alert stream, the runtime
-// with its driver, and the API. Stopping reverses the order so nothing is cut off mid-write.
+// The agent process: its credentials, NATS (embedded unless NATS_URL names one), the alert
+// stream, the runtime with its driver, and the API. Stopping reverses the order so nothing is
+// cut off mid-write.
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { CompositeDriver } from '../actors/drivers/composite-driver.ts';
@@ -15,7 +16,12 @@ import { startNatsApi } from './api/nats-service.ts';
 import { startApiServer, type ApiServer } from './api/ws-server.ts';
 import { createLogger } from './log.ts';
 import { DEFAULT_STREAM, ensureAlertStream } from './nats/alert-stream.ts';
-import { connectNats } from './nats/connection.ts';
+import { connectNats, type NatsAccess } from './nats/connection.ts';
+import type { ApiTokens } from './api/roles.ts';
+import { storageAllowList } from './api/storage-allow-list.ts';
+import { ensureCredentials, unsealedThrough, type Credentials } from './security/credentials.ts';
+import { lastStreamSequence } from './subscriptions/alert-feed.ts';
+import { historySeal } from './security/history-seal.ts';
 import { startEmbeddedServer } from './nats/embedded-server.ts';
 import type { ServerProcess } from './nats/server-process.ts';
 
@@ -38,10 +44,23 @@ export type AgentOptions = {
   /** Where the qemu driver keeps image files; default `<root>/data/images`. */
   imageDir?: string;
   gluster?: SimulatedGlusterOptions & { pollMs?: number };
+  /** Where credentials are generated and read; default `<root>/data/credentials`. */
+  credentialsDir?: string;
+  /** API tokens of the agent's own, instead of the generated operator.token / viewer.token. */
+  tokens?: Partial<ApiTokens>;
+  /** How to authenticate to NATS_URL (the embedded server uses the generated agent identity). */
+  natsAccess?: NatsAccess;
+  /** Storage servers StorageConnection.connect may reach: `host` or `host:port`. */
+  storageAllow?: readonly string[];
+  /** Browser origins allowed to use the API besides its own. */
+  allowedOrigins?: readonly string[];
+  /** Serve the API over TLS with these PEM files. */
+  tls?: { certFile: string; keyFile: string };
 };
 
 export type Agent = {
   natsUrl: string;
+  credentials: Credentials;
   api: ApiServer;
   runtime: Runtime;
   sim: SimulatedDriver;
@@ -53,15 +72,18 @@ export type Agent = {
 };
 
 export async function startAgent(options: AgentOptions): Promise<Agent> {
+  const credentials = ensureCredentials(options.credentialsDir ?? join(options.root, 'data', 'credentials'));
   let embedded: ServerProcess | undefined;
   let natsUrl = options.natsUrl;
+  let access = options.natsAccess ?? {};
   if (!natsUrl) {
     const started = await startEmbeddedServer(options.root);
     embedded = started.server;
     natsUrl = started.url;
+    access = { nkeyFile: credentials.nkeyFiles.agent };
     logger.info('embedded nats-server ready', { url: natsUrl, store: 'data/jetstream' });
   }
-  const nc = await connectNats(natsUrl, 'opstream-agent');
+  const nc = await connectNats(natsUrl, 'opstream-agent', access);
   const stream = await ensureAlertStream(nc, { name: options.stream ?? DEFAULT_STREAM, replicas: options.replicas });
   const sim = new SimulatedDriver(options.sim);
   const gluster = new SimulatedGluster(options.gluster);
@@ -74,21 +96,32 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     [EntityKinds.GlusterVolume]: glusterDriver,
   });
   const snapshotEvery = options.snapshotEvery ?? 50;
-  const snapshots = snapshotEvery > 0 ? await SnapshotStore.open(nc, logger, { replicas: options.replicas }) : undefined;
-  const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery });
+  // An upgrade from before sealing: what the stream already holds is this installation's history.
+  const adopted = unsealedThrough(credentials, await lastStreamSequence(nc, stream));
+  if (adopted > 0) logger.warn('trusting unsealed records written before this installation had a history key', { unsealedThrough: adopted });
+  const seal = historySeal(credentials.historyKey, { unsealedThrough: adopted });
+  const snapshots = snapshotEvery > 0 ? await SnapshotStore.open(nc, logger, { replicas: options.replicas, seal }) : undefined;
+  const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery, seal });
+  const services = { runtime, sim, gluster: glusterDriver, storageAllow: storageAllowList(options.storageAllow ?? []) };
+  const tokens: ApiTokens = {
+    operator: options.tokens?.operator ?? credentials.operatorToken,
+    viewer: options.tokens?.viewer ?? credentials.viewerToken,
+  };
   // The API answers from the start — /healthz says 503 and calls say Unavailable until recovery
   // is done — so a long recovery is visible instead of looking like a dead port.
   const api = await startApiServer({
-    runtime,
-    sim,
-    gluster: glusterDriver,
+    ...services,
     port: options.port ?? 4040,
     ready: () => runtime.recovered && !nc.isClosed(),
+    tokens,
+    allowedOrigins: options.allowedOrigins,
+    tls: options.tls,
   });
   await runtime.recover();
-  const busApi = startNatsApi(nc, { runtime, sim, gluster: glusterDriver });
+  const busApi = startNatsApi(nc, services);
   return {
     natsUrl,
+    credentials,
     api,
     runtime,
     sim,

@@ -12,7 +12,7 @@ let socket: RawSocket;
 beforeAll(async () => {
   server = await NatsTestServer.start();
   agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, sim: { stepMs: 5 } });
-  socket = await openRawSocket(agent.api.url);
+  socket = await openRawSocket(agent.api.url, agent.credentials.operatorToken);
 });
 afterAll(async () => {
   socket?.close();
@@ -30,7 +30,11 @@ describe('GET /healthz', () => {
   it('answers 200 when the agent is ready', async () => {
     const response = await fetch(`http://127.0.0.1:${agent.api.port}/healthz`);
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: 'ok' });
+    expect(await response.json()).toEqual({ status: 'ok', quarantined: { count: 0 } });
+  });
+  it('shows what was quarantined only to a caller with a token', async () => {
+    const response = await fetch(`http://127.0.0.1:${agent.api.port}/healthz`, { headers: { authorization: `Bearer ${agent.credentials.viewerToken}` } });
+    expect(await response.json()).toEqual({ status: 'ok', quarantined: { count: 0, recent: [] } });
   });
 });
 
@@ -104,7 +108,7 @@ describe('bad input gets a clear JSON-RPC error and the server keeps serving', (
 
 describe('bounds on one connection', () => {
   it('refuses a 65th subscription with a clear error, and serves again after an unsubscribe', async () => {
-    const bounded = await openRawSocket(agent.api.url);
+    const bounded = await openRawSocket(agent.api.url, agent.credentials.operatorToken);
     let id = 0;
     const subscribe = async (filter: string) => {
       id += 1;
@@ -144,7 +148,7 @@ describe('notifications', () => {
   it('sends the seed\'s alert notification with the stream sequence', async () => {
     const vmId = uniqueId();
     const raw = await import('ws');
-    const watcher = new raw.default(agent.api.url);
+    const watcher = new raw.default(agent.api.url, { headers: { authorization: `Bearer ${agent.credentials.operatorToken}` } });
     await new Promise((resolve) => watcher.once('open', resolve));
     const notifications: Array<{ method: string; params: Record<string, unknown> }> = [];
     const upSeen = new Promise<void>((resolve) =>

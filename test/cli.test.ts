@@ -20,7 +20,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const env = () => ({ ...process.env, OPSTREAM_URL: agent.api.url });
+const env = () => ({ ...process.env, OPSTREAM_URL: agent.api.url, OPSTREAM_TOKEN: agent.credentials.operatorToken });
 const cli = (...args: string[]) =>
   run('node', ['bin/opstream.js', ...args], { env: env() }).then(
     ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),

@@ -62,7 +62,7 @@ describe('kill -9 the agent', () => {
     const workload: Workload = { vms: [], acknowledged: new Map(), random: seededRandom(SEED) };
     for (let round = 0; round < KILL_ROUNDS; round += 1) {
       const agent = await spawnAgent(server.url, ['--sim-step-ms', '25', '--snapshot-every', '7']);
-      const host = await connect(agent.url);
+      const host = await connect(agent.url, { token: agent.token });
       const killAfter = 100 + workload.random() * 400;
       const started = Date.now();
       const load = (async () => {
@@ -74,7 +74,7 @@ describe('kill -9 the agent', () => {
       await host.close();
     }
     const survivor = await spawnAgent(server.url, ['--sim-step-ms', '5']);
-    const host = await connect(survivor.url);
+    const host = await connect(survivor.url, { token: survivor.token });
     await untilNoRunningTasks(host);
     await host.close();
     await survivor.stop();
@@ -93,7 +93,7 @@ describe('kill -9 the agent in the middle of a create, a pause and a migration',
   it('resumes each as its state declares, under the same task id', async () => {
     server = await NatsTestServer.start();
     const slow = await spawnAgent(server.url, ['--sim-step-ms', '150']);
-    let host = await connect(slow.url);
+    let host = await connect(slow.url, { token: slow.token });
     const [creating, pausing, migrating] = ['creating', 'pausing', 'migrating'];
     await host.vm.create(pausing);
     await host.vm.create(migrating);
@@ -109,7 +109,7 @@ describe('kill -9 the agent in the middle of a create, a pause and a migration',
     await slow.kill();
 
     const restarted = await spawnAgent(server.url, ['--sim-step-ms', '5']);
-    host = await connect(restarted.url);
+    host = await connect(restarted.url, { token: restarted.token });
     await untilNoRunningTasks(host);
     const [afterCreate, afterPause, afterMigrate] = await Promise.all([creating, pausing, migrating].map((vmId) => host.vm.getInfo(vmId)));
     expect(afterCreate).toMatchObject({ status: 'Up', task: null });
@@ -130,7 +130,7 @@ describe('kill -9 the agent in the middle of a create, a pause and a migration',
     const log = await AlertLog.open(nc, 'VDSM');
     const endOf = async (vmId: string) => {
       let last;
-      for await (const { alert } of log.read(`vdsm.VM.${vmId}`)) last = alert;
+      for await (const { alert } of log.alerts(`vdsm.VM.${vmId}`)) last = alert;
       return last;
     };
     expect(await endOf(creating)).toMatchObject({ task: { id: create.taskId }, taskStatus: 'finished' });
@@ -145,7 +145,7 @@ describe('a client across a crash of the agent it talks to', () => {
     server = await NatsTestServer.start();
     const port = await freePort();
     let agent = await spawnAgent(server.url, ['--port', String(port), '--sim-step-ms', '100']);
-    const host = await connect(agent.url);
+    const host = await connect(agent.url, { token: agent.token });
     const vmId = 'survivor';
     await host.subscribe(`vdsm.VM.${vmId}`);
     await host.vm.create(vmId);
@@ -198,7 +198,7 @@ describe('kill -9 nats-server under load', () => {
     const nats = await NatsTestServer.start();
     server = nats;
     const agent = await startAgent({ natsUrl: nats.url, root: process.cwd(), port: 0, sim: { stepMs: 20 }, snapshotEvery: 5 });
-    const host = await connect(agent.api.url);
+    const host = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     const workload: Workload = { vms: [], acknowledged: new Map(), random: seededRandom(SEED) };
     let running = true;
     const load = (async () => {

@@ -6,6 +6,7 @@ import { EntityKinds } from '../src/domain/subjects.ts';
 import type { OpstreamClient } from '../src/index.ts';
 import { uniqueId } from './helpers/agent.ts';
 import { watchEntity } from './helpers/entity-alerts.ts';
+import { openRawSocket, type RawReply } from './helpers/raw-socket.ts';
 import { startStack, type TestStack } from './helpers/stack.ts';
 
 let stack: TestStack;
@@ -27,6 +28,26 @@ async function created(imageId: string, params: Record<string, unknown> = { size
   await watch.until('OK');
   await watch.stop();
 }
+
+describe('checks across images, decided in one order', () => {
+  it('never accepts a batch that copies from, layers on and deletes the same source together', async () => {
+    const [source, copy, layer] = [uniqueId('src'), uniqueId('dst'), uniqueId('layer')];
+    await created(source);
+    const socket = await openRawSocket(agent.api.url, agent.credentials.operatorToken);
+    const request = (id: number, method: string, params: Record<string, unknown>) => ({ jsonrpc: '2.0', id, method, params });
+    const replies = (await socket.send(JSON.stringify([
+      request(1, 'Image.copy', { imageId: source, dstImageId: copy }),
+      request(2, 'Image.create', { imageId: layer, baseImageId: source }),
+      request(3, 'Image.delete', { imageId: source }),
+    ]))) as RawReply[];
+    socket.close();
+    const byId = new Map(replies.map((reply) => [reply.id, reply]));
+    // Whatever order they ran in, the delete cannot have been accepted beside a copy or a layer.
+    const accepted = [1, 2, 3].filter((id) => byId.get(id)?.result !== undefined);
+    expect(accepted.includes(3) && (accepted.includes(1) || accepted.includes(2))).toBe(false);
+    expect(byId.get(3)?.error).toMatchObject({ code: ErrorCodes.InvalidTransition });
+  });
+});
 
 describe('Image', () => {
   it('creates a standalone image (optimized) and a snapshot layer on it (degraded)', async () => {

@@ -36,7 +36,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const viaProxy = () => connect(`ws://127.0.0.1:${proxy.port}/rpc`);
+const viaProxy = () => connect(`ws://127.0.0.1:${proxy.port}/rpc`, { token: agent.credentials.operatorToken });
 
 async function untilUp(host: OpstreamClient, vmId: string): Promise<void> {
   while ((await host.vm.getInfo(vmId)).status !== 'Up') await new Promise((resolve) => setTimeout(resolve, 20));
@@ -90,7 +90,7 @@ describe('resuming after a disconnect', () => {
     const first = await host.waitForEvent(`vdsm.VM.${vmId}`, 5_000);
     proxy.cut();
     // While the client is away the create runs to its end.
-    const observer = await connect(agent.api.url);
+    const observer = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     await untilUp(observer, vmId);
     await observer.close();
     await host.waitForReconnect();
@@ -105,9 +105,9 @@ describe('resuming after a disconnect', () => {
   });
 
   it('Host.subscribe with since replays the gap before going live', async () => {
-    const host = await connect(agent.api.url);
+    const host = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     const vmId = uniqueId('since');
-    const observer = await connect(agent.api.url);
+    const observer = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     const start = await observer.subscribe('vdsm.VM.*');
     await observer.close();
     await host.vm.create(vmId);
@@ -124,7 +124,7 @@ describe('resuming after a disconnect', () => {
 
 describe('a server restart under a waiting client', () => {
   it('lets the wait complete', async () => {
-    const host = await connect(agent.api.url);
+    const host = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     const vmId = uniqueId('restart');
     await host.subscribe(`vdsm.VM.${vmId}`);
     await host.vm.create(vmId);
@@ -173,14 +173,14 @@ describe('the API over the NATS bus', () => {
 describe('server-side filtering', () => {
   it('does not send a vdsm.VM.(a|b) subscriber the traffic of other VMs', async () => {
     const [a, b, c] = [uniqueId('fa'), uniqueId('fb'), uniqueId('fc')];
-    const watcher = await connect(agent.api.url);
+    const watcher = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     await watcher.subscribe(`vdsm\\.VM\\.(${a}|${b})`, 'regexp');
     const nc = await connectNats(server.url, 'inspect');
     const consumers = [];
     for await (const consumer of (await jetstreamManager(nc)).consumers.list('VDSM')) consumers.push(consumer);
     expect(consumers.map((consumer) => consumer.config.filter_subjects ?? [consumer.config.filter_subject])).toContainEqual([`vdsm.VM.${a}`, `vdsm.VM.${b}`]);
     await nc.drain();
-    const host = await connect(agent.api.url);
+    const host = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     await Promise.all([a, b, c].map((vmId) => host.vm.create(vmId)));
     await Promise.all([a, b, c].map((vmId) => untilUp(host, vmId)));
     const names = new Set<string>();

@@ -172,6 +172,8 @@ describe('divergence', () => {
     await create(first, id);
     await untilStatus(first, id, 'Up');
     const actor = await first.runtime.existing(vm(id));
+    let revision = 0;
+    for await (const { alert } of first.runtime.alertLog.alerts(`vdsm.VM.${id}`)) revision = alert.revision;
     await first.stop();
 
     // Plant an alert that claims a PAUSE led straight to Down: no VM machine does that.
@@ -183,7 +185,7 @@ describe('divergence', () => {
       state: 'Down',
       event: { type: 'PAUSE', task: { id: 'planted', methodName: 'VM.pause', kwargs: {} } },
       machine: { id: 'vm', version: 1 },
-      revision: 99,
+      revision: revision + 1,
       time: new Date().toISOString(),
     }), { expect: { lastSubjectSequence: actor.lastSeq } })).seq;
     await nc.drain();
@@ -210,7 +212,7 @@ describe('resume after a crash', () => {
     await second.runtime.recover();
     await untilStatus(second, id, 'Up');
     const alerts = [];
-    for await (const { alert } of second.runtime.alertLog.read(`vdsm.VM.${id}`)) alerts.push(alert);
+    for await (const { alert } of second.runtime.alertLog.alerts(`vdsm.VM.${id}`)) alerts.push(alert);
     expect(alerts.at(-1)).toMatchObject({ status: 'Up', task: { id: taskId }, taskStatus: 'finished' });
     await second.stop();
   });
@@ -236,7 +238,7 @@ describe('resume after a crash', () => {
     expect(resumed.view().status).toBe('Up');
     expect(resumed.view().operationInfo.lastError).toEqual([RESUME_FAILED, expect.stringContaining('Migration cannot be resumed')]);
     const alerts = [];
-    for await (const { alert } of third.runtime.alertLog.read(`vdsm.VM.${id}`)) alerts.push(alert);
+    for await (const { alert } of third.runtime.alertLog.alerts(`vdsm.VM.${id}`)) alerts.push(alert);
     expect(alerts.at(-1)).toMatchObject({ task: { id: taskId }, taskStatus: 'failed' });
     await third.stop();
   });

@@ -81,7 +81,7 @@ describe('opstream replay (the command)', () => {
   });
 
   const cli = (...args: string[]) =>
-    run('node', ['bin/opstream.js', 'replay', ...args], { env: { ...process.env, NATS_URL: server.url } }).then(
+    run('node', ['bin/opstream.js', 'replay', ...args], { env: { ...process.env, NATS_URL: server.url, OPSTREAM_HISTORY_KEY: agent.historyKeyFile } }).then(
       ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
       (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
     );

@@ -34,7 +34,7 @@ async function createVm(target: TestAgent, id: string, kwargs: Record<string, un
 
 async function storedAlerts(subject: string): Promise<Alert[]> {
   const alerts: Alert[] = [];
-  for await (const { alert } of agent.runtime.alertLog.read(subject)) alerts.push(alert);
+  for await (const { alert } of agent.runtime.alertLog.alerts(subject)) alerts.push(alert);
   return alerts;
 }
 

@@ -25,8 +25,9 @@ beforeAll(async () => {
     port: 0,
     sim: { stepMs: 5 },
     gluster: { tickMs: 20, filesPerTick: 40, pollMs: 15 },
+    storageAllow: ['127.0.0.1'],
   });
-  host = await connect(agent.api.url);
+  host = await connect(agent.api.url, { token: agent.credentials.operatorToken });
   // Stands for an NFS server: it accepts connections, and a test can drop them.
   storage = createServer((socket) => {
     storageSockets.add(socket);
@@ -90,10 +91,29 @@ describe('StorageConnection', () => {
     await watch.stop();
   });
 
+  it('sees a server that half-closes the connection — even at once — as lost', async () => {
+    // The server ends its side right after accepting, keeping its read side open (a half-close).
+    const halfClosing = createServer({ allowHalfOpen: true }, (socket) => socket.end());
+    await new Promise<void>((resolve) => halfClosing.listen(0, '127.0.0.1', resolve));
+    const port = (halfClosing.address() as AddressInfo).port;
+    const id = uniqueId('halfclosed');
+    const watch = await watchEntity(agent.nc, `vdsm.Storage.Connection.${id}`);
+    await host.call('StorageConnection.connect', { connectionId: id, server: '127.0.0.1', port });
+    const lost = await watch.until('Disconnected');
+    expect(lost.alert.operationInfo.lastError).toEqual([605, `connection to 127.0.0.1:${port} lost`]);
+    await watch.stop();
+    halfClosing.close();
+  });
+
   it('refuses bad parameters', async () => {
     await expect(host.call('StorageConnection.connect', { connectionId: 'x' })).rejects.toMatchObject({ code: ErrorCodes.InvalidParams, message: expect.stringContaining('server') });
     await expect(host.call('StorageConnection.connect', { connectionId: 'x', server: 'h', port: 70_000 })).rejects.toMatchObject({ code: ErrorCodes.InvalidParams, message: expect.stringContaining('port') });
     await expect(host.call('StorageConnection.disconnect', { connectionId: uniqueId('never') })).rejects.toMatchObject({ code: ErrorCodes.NoSuchEntity });
+    // Only servers on the agent's allow-list: the API is no port scanner.
+    await expect(host.call('StorageConnection.connect', { connectionId: uniqueId('scan'), server: '10.1.2.3', port: 22 })).rejects.toMatchObject({
+      code: ErrorCodes.Forbidden,
+      message: expect.stringContaining('--storage-allow 10.1.2.3:22'),
+    });
   });
 });
 
@@ -183,8 +203,8 @@ describe('the same guarantees as VMs', () => {
     const before = await host.call('GlusterVolume.getInfo', { volumeName: volume });
     await host.close();
     await agent.stop();
-    agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, sim: { stepMs: 5 }, gluster: { tickMs: 20, pollMs: 15 } });
-    host = await connect(agent.api.url);
+    agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, sim: { stepMs: 5 }, gluster: { tickMs: 20, pollMs: 15 }, storageAllow: ['127.0.0.1'] });
+    host = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     expect(await host.call('GlusterVolume.getInfo', { volumeName: volume })).toEqual(before);
     expect(await host.call('Image.getInfo', { imageId })).toMatchObject({ status: 'OK', size: 1 << 20 });
   });

@@ -8,6 +8,7 @@ import type { Driver, WorkHandle, WorkReporter, WorkRequest } from './driver.ts'
 type ConnectionParams = { server?: string; port?: number };
 
 const CONNECT_TIMEOUT_MS = 5_000;
+const KEEPALIVE_MS = 10_000;
 
 export class TcpConnectionDriver implements Driver {
   readonly #held = new Map<string, Socket>();
@@ -22,9 +23,7 @@ export class TcpConnectionDriver implements Driver {
         // After an agent restart nothing is held yet: open it again, as `restart` declares.
         const socket = this.#held.get(request.id);
         if (!socket) return this.#open(request.id, server, port, report, true);
-        const lost = () => void report({ type: 'WORK_FAILED', error: [605, `connection to ${target} lost`] });
-        socket.once('close', lost);
-        return { cancel: () => socket.off('close', lost) };
+        return this.#hold(socket, target, report);
       }
       case 'disconnect': {
         const socket = this.#held.get(request.id);
@@ -40,6 +39,31 @@ export class TcpConnectionDriver implements Driver {
     }
   }
 
+  /**
+   * Reports the connection lost when the server closes its side (a half-close is the end of an
+   * NFS session too) or the socket dies — also when that happened before the hold began.
+   */
+  #hold(socket: Socket, target: string, report: WorkReporter): WorkHandle {
+    let reported = false;
+    const lost = () => {
+      if (reported) return;
+      reported = true;
+      void report({ type: 'WORK_FAILED', error: [605, `connection to ${target} lost`] });
+    };
+    if (socket.destroyed || socket.readableEnded) {
+      const timer = setImmediate(lost);
+      return { cancel: () => clearImmediate(timer) };
+    }
+    socket.once('end', lost);
+    socket.once('close', lost);
+    return {
+      cancel: () => {
+        socket.off('end', lost);
+        socket.off('close', lost);
+      },
+    };
+  }
+
   #open(id: string, server: string, port: number, report: WorkReporter, thenHold = false): WorkHandle {
     let settled = false;
     const socket = connect({ host: server, port });
@@ -49,8 +73,10 @@ export class TcpConnectionDriver implements Driver {
       socket.setTimeout(0);
       this.#held.get(id)?.destroy();
       this.#held.set(id, socket);
+      // Dead peers that never send a FIN are found by TCP keepalive instead of never.
+      socket.setKeepAlive(true, KEEPALIVE_MS);
       if (!thenHold) void report({ type: 'WORK_DONE' });
-      else socket.once('close', () => void report({ type: 'WORK_FAILED', error: [605, `connection to ${server}:${port} lost`] }));
+      else this.#hold(socket, `${server}:${port}`, report);
     });
     socket.once('timeout', () => socket.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
     socket.once('error', (error: NodeJS.ErrnoException) => {

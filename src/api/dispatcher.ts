@@ -2,6 +2,7 @@
 // failure into an OpstreamError with a code and a message that names what was wrong.
 import type { z } from 'zod';
 import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
+import { mayCall, roleFor } from './roles.ts';
 import { createLogger } from '../log.ts';
 import { isUnreachable } from '../nats/errors.ts';
 import type { ApiContext, MethodSpec } from './method.ts';
@@ -20,8 +21,12 @@ export const API_METHODS: readonly MethodSpec[] = [
   ...storageConnectionMethods,
   ...glusterVolumeMethods,
   ...hostMethods,
-  ...simMethods,
 ] as MethodSpec[];
+
+/** The methods an agent serves: `Sim.*` only where a simulated driver can act on them. */
+export function apiMethods(services: { sim?: unknown }): readonly MethodSpec[] {
+  return services.sim ? [...API_METHODS, ...(simMethods as MethodSpec[])] : API_METHODS;
+}
 
 export class Dispatcher {
   readonly #methods: Map<string, MethodSpec>;
@@ -45,6 +50,9 @@ export class Dispatcher {
   async invoke(name: string, params: unknown, context: ApiContext): Promise<unknown> {
     const method = this.#methods.get(name);
     if (!method) throw this.methodNotFound(name);
+    if (!mayCall(context.role, method.access)) {
+      throw new OpstreamError(ErrorCodes.Forbidden, `${name} needs the ${roleFor(method.access)} role; this caller is a ${context.role}`);
+    }
     if (params !== undefined && (typeof params !== 'object' || params === null || Array.isArray(params))) {
       throw new OpstreamError(ErrorCodes.InvalidParams, `${name} takes named params (a JSON object), not ${describe(params)}`);
     }

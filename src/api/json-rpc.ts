@@ -10,7 +10,7 @@ import {
 } from 'json-rpc-2.0';
 import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
 import type { Dispatcher } from './dispatcher.ts';
-import { MAX_REQUEST_BYTES } from './limits.ts';
+import { MAX_BATCH_REQUESTS, MAX_PARAMS_DEPTH, MAX_REQUEST_BYTES, nestingDepth } from './limits.ts';
 import type { ApiContext } from './method.ts';
 
 export type Reply = JSONRPCResponse | JSONRPCResponse[] | undefined;
@@ -30,7 +30,17 @@ export function createRpcEndpoint(dispatcher: Dispatcher): RpcEndpoint {
   const answerOne = async (item: unknown, context: ApiContext): Promise<JSONRPCResponse | undefined> => {
     const problem = requestProblem(item);
     if (problem) return failure(idOf(item), ErrorCodes.InvalidRequest, `Invalid Request: ${problem}`);
-    return (await rpc.receive(item as JSONRPCRequest, context)) ?? undefined;
+    const request = item as JSONRPCRequest;
+    // A notification (no id) is run but never answered, not even with an error: the spec's rule,
+    // and a client that sends nothing but notifications must not be able to fill our send buffer.
+    const notification = request.id === undefined;
+    const depth = nestingDepth(request.params, MAX_PARAMS_DEPTH);
+    if (depth > MAX_PARAMS_DEPTH) {
+      if (notification) return undefined;
+      return failure(request.id ?? null, ErrorCodes.InvalidParams, `${request.method}: params nest deeper than ${MAX_PARAMS_DEPTH} levels`);
+    }
+    const reply = (await rpc.receive(request, context)) ?? undefined;
+    return notification ? undefined : reply;
   };
 
   return async (text, context) => {
@@ -47,6 +57,9 @@ export function createRpcEndpoint(dispatcher: Dispatcher): RpcEndpoint {
     }
     if (!Array.isArray(parsed)) return answerOne(parsed, context);
     if (parsed.length === 0) return failure(null, ErrorCodes.InvalidRequest, 'Invalid Request: empty batch');
+    if (parsed.length > MAX_BATCH_REQUESTS) {
+      return failure(null, ErrorCodes.LimitExceeded, `a batch holds ${parsed.length} requests; the limit is ${MAX_BATCH_REQUESTS}`);
+    }
     const replies = await Promise.all(parsed.map((item: unknown) => answerOne(item, context)));
     const present = replies.filter((reply): reply is JSONRPCResponse => reply !== undefined);
     return present.length ? present : undefined;

@@ -1,15 +1,24 @@
 import type { z } from 'zod';
 import type { FaultInjector, VolumeQueries } from '../../actors/drivers/driver.ts';
 import type { Runtime } from '../../actors/runtime.ts';
+import type { StorageAllowList } from './storage-allow-list.ts';
+import type { Role } from './roles.ts';
 import type { Session } from './session.ts';
 
-/** What every method can reach. */
-export type ApiContext = {
+/** The agent's parts the API reaches, the same for every connection and transport. */
+export type AgentServices = {
   runtime: Runtime;
   /** Present when a driver that takes injected faults runs (the simulator). */
   sim?: FaultInjector;
   /** The gluster driver, for questions that are not operations (healInfo). */
   gluster?: VolumeQueries;
+  /** The storage servers StorageConnection.connect may reach. */
+  storageAllow: StorageAllowList;
+};
+
+/** What every method can reach: the agent, and who is calling. */
+export type ApiContext = AgentServices & {
+  role: Role;
   /** The caller's connection, when the transport has one (WebSocket); request/reply has none. */
   session?: Session;
 };

@@ -1,38 +1,56 @@
 // The same API as the WebSocket one, as request/reply on the bus: a JSON-RPC 2.0 request in the
-// body of a NATS request to `opstream.api`, the JSON-RPC response as the reply. The subject lives
-// outside `vdsm.>`, so the alert stream never captures API traffic. Agents answer in a queue
-// group, so several can serve the same bus.
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { API_QUEUE_GROUP, API_SUBJECT } from '../domain/api-subjects.ts';
+// body of a NATS request, the JSON-RPC response as the reply. The caller's NATS identity decides
+// its role through the subject nats.conf lets it publish to: `opstream.api` (operators: managers)
+// or `opstream.read` (viewers, read methods only). Both live outside `vdsm.>`, so the alert stream
+// never captures API traffic. Agents answer in a queue group, so several can serve the same bus.
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { createJSONRPCErrorResponse } from 'json-rpc-2.0';
+import { API_QUEUE_GROUP, API_SUBJECT, READ_API_SUBJECT } from '../domain/api-subjects.ts';
+import { ErrorCodes } from '../domain/errors.ts';
 import { createLogger } from '../log.ts';
-import { Dispatcher } from './dispatcher.ts';
-import { createRpcEndpoint } from './json-rpc.ts';
-import type { ApiContext } from './method.ts';
+import { apiMethods, Dispatcher } from './dispatcher.ts';
+import { createRpcEndpoint, type Reply } from './json-rpc.ts';
+import type { AgentServices } from './method.ts';
+import type { Role } from './roles.ts';
 
+export { API_SUBJECT, READ_API_SUBJECT };
 const logger = createLogger('api');
 
-export function startNatsApi(
-  nc: NatsConnection,
-  options: Pick<ApiContext, 'runtime' | 'sim' | 'gluster'>,
-): { stop(): Promise<void> } {
-  const endpoint = createRpcEndpoint(new Dispatcher());
-  const subscription: Subscription = nc.subscribe(API_SUBJECT, {
-    queue: API_QUEUE_GROUP,
-    callback: (error, message) => {
-      if (error) {
-        logger.warn('request/reply subscription error', { error: String(error) });
-        return;
-      }
-      void endpoint(message.string(), { runtime: options.runtime, sim: options.sim, gluster: options.gluster })
-        .then((reply) => {
-          if (reply !== undefined) message.respond(JSON.stringify(reply));
-        })
-        .catch((failure: unknown) => logger.error('failed to answer a bus request', { error: String(failure) }));
-    },
-  });
+export function startNatsApi(nc: NatsConnection, services: AgentServices): { stop(): Promise<void> } {
+  const endpoint = createRpcEndpoint(new Dispatcher(apiMethods(services)));
+  const serve = (subject: string, role: Role): Subscription =>
+    nc.subscribe(subject, {
+      queue: API_QUEUE_GROUP,
+      callback: (error, message) => {
+        if (error) {
+          logger.warn('request/reply subscription error', { subject, error: String(error) });
+          return;
+        }
+        void endpoint(message.string(), { ...services, role })
+          .then((reply) => respond(nc, message, reply))
+          .catch((failure: unknown) => logger.error('failed to answer a bus request', { error: String(failure) }));
+      },
+    });
+  const subscriptions = [serve(API_SUBJECT, 'operator'), serve(READ_API_SUBJECT, 'viewer')];
   return {
     async stop() {
-      await subscription.drain();
+      await Promise.allSettled(subscriptions.map((subscription) => subscription.drain()));
     },
   };
+}
+
+/** Replies, unless the request was a notification; a reply the bus cannot carry becomes an error. */
+function respond(nc: NatsConnection, message: Msg, reply: Reply): void {
+  if (reply === undefined || !message.reply) return;
+  const text = JSON.stringify(reply);
+  const limit = nc.info?.max_payload ?? Number.POSITIVE_INFINITY;
+  if (Buffer.byteLength(text) <= limit) {
+    message.respond(text);
+    return;
+  }
+  const ids = Array.isArray(reply) ? reply.map((item) => item.id) : [reply.id];
+  const tooLarge = ids.map((id) =>
+    createJSONRPCErrorResponse(id ?? null, ErrorCodes.PayloadTooLarge, `the reply is ${Buffer.byteLength(text)} bytes; the bus carries at most ${limit}: narrow the request`),
+  );
+  message.respond(JSON.stringify(Array.isArray(reply) ? tooLarge : tooLarge[0]));
 }

@@ -4,8 +4,8 @@
 import { connect, type OpstreamClient } from '../index.ts';
 import { formatAlertLine } from './format.ts';
 
-export async function runDemo(apiUrl: string, say: (line: string) => void = console.log): Promise<void> {
-  const host = await connect(apiUrl);
+export async function runDemo(apiUrl: string, token: string, say: (line: string) => void = console.log): Promise<void> {
+  const host = await connect(apiUrl, { token });
   const run = Date.now().toString(36);
   const [web, db, cache] = ['web', 'db', 'cache'].map((name) => `demo-${run}-${name}`) as [string, string, string];
   const filter = `vdsm\\..*\\.demo-${run}-.*`;

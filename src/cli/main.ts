@@ -35,6 +35,9 @@ const replicas = (value: string): number => {
   return parsed;
 };
 
+/** A comma-separated default from the environment, as commander's variadic options hold it. */
+const list = (value: string | undefined): string[] => (value ? value.split(',').map((item) => item.trim()).filter(Boolean) : []);
+
 const program = new Command()
   .name('opstream')
   .description('Long-running operations on virtualization hosts, as event-sourced actors on NATS JetStream');
@@ -53,6 +56,13 @@ program
       .choices(['sim', 'qemu'])
       .default(process.env['OPSTREAM_IMAGE_DRIVER'] ?? 'sim'),
   )
+  .option('--credentials-dir <dir>', 'where tokens, nkeys and the history key are generated and read (default data/credentials)')
+  .option('--storage-allow <host[:port]...>', 'storage servers StorageConnection.connect may reach (env OPSTREAM_STORAGE_ALLOW, comma-separated)', list(process.env['OPSTREAM_STORAGE_ALLOW']))
+  .option('--allowed-origin <origin...>', 'browser origins allowed to use the API besides its own', [])
+  .option('--tls-cert <file>', 'serve the API over TLS (wss://) with this PEM certificate')
+  .option('--tls-key <file>', 'the PEM private key for --tls-cert')
+  .option('--nats-nkey <file>', 'the agent identity for --nats-url (env OPSTREAM_NATS_NKEY)', process.env['OPSTREAM_NATS_NKEY'])
+  .option('--nats-ca <file>', 'CA of a TLS NATS server (env OPSTREAM_NATS_CA)', process.env['OPSTREAM_NATS_CA'])
   .action(start);
 
 program
@@ -74,7 +84,8 @@ program
 const reachAgent = (command: Command) =>
   command
     .option('--url <url>', `the agent's WebSocket endpoint (env OPSTREAM_URL)`, process.env['OPSTREAM_URL'] ?? DEFAULT_API_URL)
-    .option('--nats-url <url>', 'go over the NATS bus instead of WebSocket');
+    .option('--nats-url <url>', 'go over the NATS bus instead of WebSocket')
+    .option('--token <token>', 'bearer token (env OPSTREAM_TOKEN; default: the local agent\'s operator token)');
 
 reachAgent(
   program

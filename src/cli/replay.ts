@@ -6,7 +6,7 @@ import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
 import { definitionFor, steps, verify, type Step, type Verification } from '../replay/debugger.ts';
 import { exportHistory, importHistory, loadHistory, type HistoryFile } from '../replay/history.ts';
 import { formatOperationInfo } from './format.ts';
-import { withNats } from './nats-access.ts';
+import { localHistorySeal, withNats } from './nats-access.ts';
 
 export type ReplayOptions = {
   to?: number;
@@ -31,6 +31,7 @@ export async function replay(alertName: string | undefined, options: ReplayOptio
     console.log(JSON.stringify({ alertName: history.alertName, steps: shown, verification }, null, 2));
   } else {
     printTable(history.alertName, shown, verification?.ok === false ? verification.divergence.seq : undefined);
+    for (const { seq, reason } of history.quarantined ?? []) console.log(`quarantined: sequence ${seq} is not history (${reason})`);
     if (verification) console.log(describeVerification(verification));
   }
   return verification?.ok === false ? 1 : 0;
@@ -45,7 +46,7 @@ async function obtainHistory(alertName: string | undefined, options: ReplayOptio
     return history;
   }
   if (!alertName) throw new Error('name an entity (like vdsm.VM.best_vm) or give --import FILE');
-  return withNats(options.natsUrl, async (nc) => loadHistory(await AlertLog.open(nc, options.stream ?? DEFAULT_STREAM), alertName));
+  return withNats(options.natsUrl, async (nc) => loadHistory(await AlertLog.open(nc, options.stream ?? DEFAULT_STREAM, localHistorySeal()), alertName));
 }
 
 /** `Up`, `MigrationSource.copyingMemory`, or ∅ before the first alert. */
@@ -77,11 +78,14 @@ function printTable(alertName: string, rows: Step[], divergentSeq: number | unde
 function describeVerification(verification: Verification): string {
   const machine = `${verification.machine.id} v${verification.machine.version}`;
   if (verification.ok) return `\nverified: today's machine (${machine}) reproduces all ${verification.verified} alerts`;
-  const { seq, event, recorded, recomputed } = verification.divergence;
-  return [
-    `\nDIVERGES at sequence ${seq} (after ${verification.verified} alerts that reproduce) on ${machine}:`,
-    `  event       ${JSON.stringify(event)}`,
-    `  recorded    ${show(recorded)}`,
-    `  recomputed  ${recomputed === undefined ? "refused: today's machine cannot take this event there" : show(recomputed)}`,
-  ].join('\n');
+  const { seq, reason, event, recorded, recomputed } = verification.divergence;
+  const lines = [`\nDIVERGES at sequence ${seq} (after ${verification.verified} alerts that reproduce) on ${machine}:`, `  why         ${reason}`];
+  if (event) {
+    lines.push(
+      `  event       ${JSON.stringify(event)}`,
+      `  recorded    ${show(recorded)}`,
+      `  recomputed  ${recomputed === undefined ? "refused: today's machine cannot take this event there" : show(recomputed)}`,
+    );
+  }
+  return lines.join('\n');
 }

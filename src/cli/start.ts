@@ -12,7 +12,17 @@ export type StartOptions = {
   snapshotEvery: number;
   simStepMs?: number;
   imageDriver: 'sim' | 'qemu';
+  credentialsDir?: string;
+  storageAllow: string[];
+  allowedOrigin: string[];
+  tlsCert?: string;
+  tlsKey?: string;
+  natsNkey?: string;
+  natsCa?: string;
 };
+
+/** However clients behave, a stop signal ends the process within this. */
+const STOP_DEADLINE_MS = 15_000;
 
 /** Runs the agent until SIGINT/SIGTERM; with `demo`, plays the scripted demo against it first. */
 export async function start(options: StartOptions): Promise<void> {
@@ -29,6 +39,12 @@ export async function start(options: StartOptions): Promise<void> {
     snapshotEvery: options.snapshotEvery,
     sim: options.simStepMs === undefined ? undefined : { stepMs: options.simStepMs },
     imageDriver: options.imageDriver,
+    credentialsDir: options.credentialsDir,
+    // The demo connects storage to this agent's own port, standing in for an NFS server.
+    storageAllow: options.demo ? [...options.storageAllow, `127.0.0.1:${options.port}`] : options.storageAllow,
+    allowedOrigins: options.allowedOrigin,
+    tls: options.tlsCert && options.tlsKey ? { certFile: options.tlsCert, keyFile: options.tlsKey } : undefined,
+    natsAccess: { nkeyFile: options.natsNkey, caFile: options.natsCa },
   });
   const embedded = options.natsUrl ? '' : ' (embedded, store ./data/jetstream)';
   console.log(
@@ -37,6 +53,7 @@ export async function start(options: StartOptions): Promise<void> {
       `  API     ${agent.api.url}  (JSON-RPC 2.0 over WebSocket)`,
       `  health  http://127.0.0.1:${agent.api.port}/healthz`,
       `  NATS    ${agent.natsUrl}${embedded}`,
+      `  access  ${agent.credentials.dir}/  operator.token, viewer.token (API); manager.nk, viewer.nk (bus)`,
       '  Ctrl-C stops it',
     ].join('\n'),
   );
@@ -45,13 +62,17 @@ export async function start(options: StartOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.log('\nstopping…');
+    setTimeout(() => {
+      console.error(`opstream: not stopped after ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
+      process.exit(1);
+    }, STOP_DEADLINE_MS).unref();
     await agent.stop();
     process.exit(0);
   };
   process.once('SIGINT', () => void stop());
   process.once('SIGTERM', () => void stop());
   if (options.demo) {
-    await runDemo(agent.api.url);
+    await runDemo(agent.api.url, agent.credentials.operatorToken);
     console.log(`\nthe agent keeps serving at ${agent.api.url}; Ctrl-C stops it`);
   }
 }

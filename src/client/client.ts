@@ -6,7 +6,7 @@ import type { ReceivedOperationInfo } from '../domain/operation-info.ts';
 import type { TaskInfo } from '../domain/task.ts';
 import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../domain/retry-policy.ts';
 import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
-import { connectNats } from '../nats/connection.ts';
+import { connectNats, type NatsAccess } from '../nats/connection.ts';
 import { DisconnectedError } from './errors.ts';
 import { AlertInbox } from './inbox.ts';
 import { NatsTransport } from './nats-transport.ts';
@@ -99,15 +99,19 @@ export async function connect(url: string, options: WebSocketOptions & ClientOpt
  * const host = await connectBus('nats://127.0.0.1:4222');
  * const running = await host.getRunningTasks('*');
  */
-export async function connectBus(
-  natsUrlOrConnection: string | NatsConnection,
-  options: { stream?: string } & ClientOptions = {},
-): Promise<OpstreamClient> {
+export async function connectBus(natsUrlOrConnection: string | NatsConnection, options: BusOptions = {}): Promise<OpstreamClient> {
   const retry = retryPolicy(options.retry);
   const owns = typeof natsUrlOrConnection === 'string';
-  const nc = owns ? await connectNats(natsUrlOrConnection, 'opstream-client') : natsUrlOrConnection;
-  return new Client(new NatsTransport(nc, { stream: options.stream, ownsConnection: owns }), { ...options, retry });
+  const nc = owns ? await connectNats(natsUrlOrConnection, 'opstream-client', options) : natsUrlOrConnection;
+  return new Client(new NatsTransport(nc, { stream: options.stream, role: options.role, ownsConnection: owns }), { ...options, retry });
 }
+
+export type BusOptions = NatsAccess &
+  ClientOptions & {
+    stream?: string;
+    /** `viewer` identities may only call read methods, on the read subject (default `operator`). */
+    role?: 'operator' | 'viewer';
+  };
 
 const DEFAULT_LINGER_MS = 30_000;
 

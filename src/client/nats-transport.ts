@@ -2,7 +2,7 @@
 // stream through ordered consumers — which survive reconnects on their own.
 import { randomUUID } from 'node:crypto';
 import { errors, type NatsConnection } from '@nats-io/transport-node';
-import { API_SUBJECT } from '../domain/api-subjects.ts';
+import { API_SUBJECT, READ_API_SUBJECT } from '../domain/api-subjects.ts';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
 import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
 import { openAlertFeed, type AlertFeed } from '../subscriptions/alert-feed.ts';
@@ -22,7 +22,7 @@ export class NatsTransport implements Transport {
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly options: { stream?: string; callTimeoutMs?: number; ownsConnection?: boolean } = {},
+    private readonly options: { stream?: string; callTimeoutMs?: number; ownsConnection?: boolean; role?: 'operator' | 'viewer' } = {},
   ) {
     void this.#watchStatus();
   }
@@ -36,11 +36,12 @@ export class NatsTransport implements Transport {
     const request = JSON.stringify({ jsonrpc: '2.0', id: this.#nextId, method, params });
     let reply: JsonRpcReply;
     try {
-      const message = await this.nc.request(API_SUBJECT, request, { timeout: this.options.callTimeoutMs ?? 30_000 });
+      const subject = this.options.role === 'viewer' ? READ_API_SUBJECT : API_SUBJECT;
+      const message = await this.nc.request(subject, request, { timeout: this.options.callTimeoutMs ?? 30_000 });
       reply = message.json<JsonRpcReply>();
     } catch (error) {
       const why = error instanceof errors.NoRespondersError || (error as { cause?: unknown }).cause instanceof errors.NoRespondersError
-        ? `no agent answers on ${API_SUBJECT}`
+        ? `no agent answers on ${this.options.role === 'viewer' ? READ_API_SUBJECT : API_SUBJECT}`
         : (error as Error).message;
       throw new DisconnectedError(`${method}: ${why}`, { cause: error });
     }

@@ -5,6 +5,7 @@ import { JSONRPCClient, JSONRPCErrorException, JSONRPCServer, JSONRPCServerAndCl
 import WebSocket from 'ws';
 import { retryDelayMs, retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../domain/retry-policy.ts';
 import type { FilterType } from '../filters/alert-filter.ts';
+import { ErrorCodes } from '../domain/errors.ts';
 import { DisconnectedError, RpcError } from './errors.ts';
 import { readNotification } from './notification.ts';
 import type { Transport } from './transport.ts';
@@ -21,8 +22,10 @@ export type WebSocketOptions = {
    * ping nor anything else within one interval is cut and reconnected.
    */
   pingIntervalMs?: number;
-  /** A bearer token, sent as `Authorization: Bearer <token>` when the connection opens. */
+  /** The bearer token the agent gave this client's role (data/credentials/operator.token or viewer.token). */
   token?: string;
+  /** PEM of the CA that signed a wss:// agent's certificate, when the system does not trust it. */
+  ca?: string;
 };
 
 /** json-rpc-2.0 reports its own request timeout with code 0, which no agent sends. */
@@ -56,7 +59,7 @@ export class WebSocketTransport implements Transport {
     if (!Number.isInteger(pingIntervalMs) || pingIntervalMs < 0) {
       throw new RangeError(`pingIntervalMs must be a whole number of milliseconds, 0 or more (got ${pingIntervalMs})`);
     }
-    return new WebSocketTransport(url, await openSocket(url, options.token), options, retry);
+    return new WebSocketTransport(url, await openSocket(url, options), options, retry);
   }
 
   get connected(): boolean {
@@ -173,7 +176,7 @@ export class WebSocketTransport implements Transport {
       }
       await sleep(delay);
       try {
-        const socket = await openSocket(this.url, this.options.token);
+        const socket = await openSocket(this.url, this.options);
         if (this.#closing) {
           socket.close();
           return;
@@ -189,10 +192,16 @@ export class WebSocketTransport implements Transport {
   }
 }
 
-function openSocket(url: string, token: string | undefined): Promise<WebSocket> {
-  const socket = new WebSocket(url, token === undefined ? {} : { headers: { Authorization: `Bearer ${token}` } });
+function openSocket(url: string, { token, ca }: WebSocketOptions): Promise<WebSocket> {
+  const socket = new WebSocket(url, { ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}), ...(ca ? { ca } : {}) });
   return new Promise((resolve, reject) => {
     socket.once('open', () => resolve(socket));
+    // A refused upgrade (401 no or wrong token, 403 origin) is final: say so rather than "cannot connect".
+    socket.once('unexpected-response', (_request, response) => {
+      socket.terminate();
+      const why = response.statusCode === 401 ? 'the agent wants a valid bearer token (token option)' : `the agent refused the connection (HTTP ${response.statusCode})`;
+      reject(new RpcError(ErrorCodes.Forbidden, `${url}: ${why}`));
+    });
     socket.once('error', (error) => reject(new DisconnectedError(`cannot connect to ${url}: ${error.message}`, { cause: error })));
   });
 }

@@ -1,8 +1,10 @@
-// Where the JSON-RPC API answers on the NATS bus. Both sides need these names — the agent serves
-// them, the bus client calls them — so they live in the domain, not beside the server.
+// Where the API listens on the bus. Clients need these names, not the agent that serves them, so
+// they live in the domain, not beside the server.
 
-/** Request/reply subject of the API; outside `vdsm.>`, so the alert stream never captures it. */
+/** JSON-RPC requests from operators (managers): every method. */
 export const API_SUBJECT = 'opstream.api';
+/** JSON-RPC requests from viewers: read methods only. */
+export const READ_API_SUBJECT = 'opstream.read';
 
 /** Queue group the agents answer in, so several can serve the same bus. */
 export const API_QUEUE_GROUP = 'opstream-agents';

@@ -17,6 +17,7 @@ export const ErrorCodes = {
   LimitExceeded: 106,
   PayloadTooLarge: 107,
   EntityDiverged: 108,
+  Forbidden: 109,
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

@@ -1,10 +1,15 @@
+// Secrets never reach the stream, a log or a TaskInfo: every kwarg is passed through `redact`
+// before anything is built from it. A key is secret when one of its words *contains* a secret
+// stem (`dbPassword`, `sshkey`, `privkey`, `sessionid`), so new spellings are caught by default;
+// a value is secret when it is a URL with a password in it or a bearer credential.
+
 /** What a secret's value is replaced with before anything is persisted or logged. */
 export const REDACTED = '<redacted>';
 
-const SECRET_WORDS = new Set([
-  'password', 'passwd', 'pass', 'passphrase', 'pwd', 'secret', 'token', 'key', 'apikey',
-  'credential', 'credentials', 'auth', 'authorization', 'cookie', 'privatekey', 'cert',
-]);
+const SECRET_STEMS = ['pass', 'pwd', 'secret', 'token', 'key', 'cred', 'auth', 'cookie', 'cert', 'session', 'bearer', 'private'];
+
+/** Words that contain a stem but name no secret: a VM's `keyboard` layout, PCI `passthrough`. */
+const NOT_SECRET = new Set(['keyboard', 'keyboards', 'keymap', 'keyword', 'keywords', 'passthrough', 'bypass', 'author', 'authors', 'monkey', 'passenger', 'passengers', 'compass']);
 
 /** Splits `sshPrivateKey`, `api_key`, `X-Auth-Token` into lower-case words. */
 function words(name: string): string[] {
@@ -15,14 +20,20 @@ function words(name: string): string[] {
     .map((word) => word.toLowerCase());
 }
 
-/** Whether a key names a secret: a whole word of it is one (`sshKey` yes, `keyboard` no). */
+/** Whether a key names a secret: a word of it contains a secret stem (`keyboard` does not count). */
 export function isSecretKey(name: string): boolean {
-  const parts = words(name);
-  return parts.some((word) => SECRET_WORDS.has(word)) || SECRET_WORDS.has(parts.join(''));
+  return words(name).some((word) => !NOT_SECRET.has(word) && SECRET_STEMS.some((stem) => word.includes(stem)));
 }
 
-/** A deep copy of `value` with the value of every secret-named key replaced by REDACTED. */
+/** `nfs://user:pw@host/x` → `nfs://user:<redacted>@host/x`; `Bearer abc` → `<redacted>`. */
+export function redactValue(value: string): string {
+  if (/^\s*bearer\s+\S/i.test(value)) return REDACTED;
+  return value.replace(/([a-z][a-z0-9+.-]*:\/\/[^/\s:@]*):[^@\s/]*@/gi, `$1:${REDACTED}@`);
+}
+
+/** A deep copy of `value` with secret-named keys' values and secret-looking strings redacted. */
 export function redact<T>(value: T): T {
+  if (typeof value === 'string') return redactValue(value) as T;
   if (Array.isArray(value)) return value.map((item: unknown) => redact(item)) as T;
   if (value === null || typeof value !== 'object') return value;
   const copy: Record<string, unknown> = {};

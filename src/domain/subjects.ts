@@ -23,6 +23,8 @@ export const EntityId = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
   .min(1, { error: 'must not be empty' })
   .max(MAX_ID_LENGTH, { error: `must be at most ${MAX_ID_LENGTH} characters` })
+  // A lone surrogate is not text: NATS would carry it as U+FFFD, folding distinct ids onto one subject.
+  .refine((id) => id.isWellFormed(), { error: 'must be well-formed Unicode text (it holds a lone surrogate)' })
   .refine((id) => !FORBIDDEN_ID_CHARACTER.test(id), {
     error: "must not contain '.', '*', '>', whitespace or control characters",
   });

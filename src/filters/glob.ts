@@ -1,5 +1,6 @@
 // Globs over alert names. Tokens are separated by '.': `*` matches any characters within one
 // token, `?` one character, and a last token `>` matches one or more tokens (NATS' own meaning).
+import { compilePattern, type Pattern } from './pattern.ts';
 
 const escapeRegExp = (text: string) => text.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
 
@@ -11,7 +12,8 @@ export function globToSubject(glob: string): string | undefined {
   return tokens.map((token) => (token === '>' ? '>' : /[*?]/.test(token) ? '*' : token)).join('.');
 }
 
-export function globToRegExp(glob: string): RegExp {
+/** The glob as a linear-time pattern (`a*a*a*…b` would backtrack polynomially in V8's engine). */
+export function globToPattern(glob: string): Pattern {
   const source = glob
     .split('.')
     .map((token) =>
@@ -23,5 +25,5 @@ export function globToRegExp(glob: string): RegExp {
             .join(''),
     )
     .join('\\.');
-  return new RegExp(`^${source}$`, 'u');
+  return compilePattern(source);
 }

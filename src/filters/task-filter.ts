@@ -1,8 +1,9 @@
 // Filters over task ids or method names, as the seed's getRunningTasks(filter, filterType) takes
-// them: the same glob and regexp syntax as alert filters, without the alert-subject narrowing.
+// them: the same glob and regexp syntax and the same linear-time engine as alert filters, without
+// the alert-subject narrowing.
 import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
-import { MAX_FILTER_LENGTH, type FilterType } from './alert-filter.ts';
-import { globToRegExp } from './glob.ts';
+import { compileRegexpPattern, MAX_FILTER_LENGTH, type FilterType } from './alert-filter.ts';
+import { globToPattern } from './glob.ts';
 
 export function compileTaskFilter(filter: string, filterType: FilterType): (value: string) => boolean {
   if (filter.length > MAX_FILTER_LENGTH) {
@@ -11,13 +12,9 @@ export function compileTaskFilter(filter: string, filterType: FilterType): (valu
   if (filterType === 'glob') {
     // A lone `*` means every task, also across the dots of method names (VM.pause).
     if (filter === '*') return () => true;
-    const pattern = globToRegExp(filter);
-    return (value) => pattern.test(value);
+    const pattern = globToPattern(filter);
+    return (value) => pattern.matches(value);
   }
-  try {
-    const pattern = new RegExp(`^(?:${filter})$`);
-    return (value) => pattern.test(value);
-  } catch (error) {
-    throw new OpstreamError(ErrorCodes.InvalidFilter, `regexp ${JSON.stringify(filter)} does not compile: ${(error as Error).message}`);
-  }
+  const pattern = compileRegexpPattern(filter);
+  return (value) => pattern.matches(value);
 }

@@ -22,7 +22,7 @@ import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
 import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
 import { createLogger } from '../log.ts';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
-import { connectNats } from '../nats/connection.ts';
+import { connectNats, type NatsAccess } from '../nats/connection.ts';
 import { consumerFilter } from '../subscriptions/alert-feed.ts';
 import { DeadLetters, type DeadLetter, type DeadLetterOptions } from './dead-letters.ts';
 
@@ -33,6 +33,8 @@ export type ManagedAlert = Alert & { seq: number };
 export type ManagerOptions = {
   /** A NATS URL (the manager gets its own connection) or a connection to share. */
   nats: string | NatsConnection;
+  /** With a URL: the manager's identity (data/credentials/manager.nk) and the server's CA. */
+  access?: NatsAccess;
   /** The group's identity: every process with this name shares one position in the stream. */
   durableName: string;
   filter: string;
@@ -80,7 +82,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   }
   const filter = compileFilter(options.filter, options.filterType ?? 'glob');
   const ownsConnection = typeof options.nats === 'string';
-  const nc = typeof options.nats === 'string' ? await connectNats(options.nats, `opstream-manager-${name.data}`) : options.nats;
+  const nc = typeof options.nats === 'string' ? await connectNats(options.nats, `opstream-manager-${name.data}`, options.access) : options.nats;
   const stream = options.stream ?? DEFAULT_STREAM;
   const subjects = consumerFilter(filter.subjects);
   await ensureDurable(nc, stream, {

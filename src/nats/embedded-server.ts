@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../log.ts';
+import { ensureCredentials } from '../security/credentials.ts';
 import { startServerProcess, type ServerProcess } from './server-process.ts';
 
 const logger = createLogger('nats');
@@ -18,6 +19,8 @@ export const EMBEDDED_URL = 'nats://127.0.0.1:4222';
 export async function startEmbeddedServer(root: string): Promise<{ url: string; server: ServerProcess }> {
   const dataDir = join(root, 'data');
   mkdirSync(dataDir, { recursive: true });
+  // nats.conf includes the identities' public keys: they must exist before the server starts.
+  ensureCredentials(join(dataDir, 'credentials'));
   const pidFile = join(dataDir, 'nats-server.pid');
   await stopLeftover(pidFile);
   let server: ServerProcess;

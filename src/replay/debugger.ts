@@ -6,7 +6,7 @@ import type { RecordedEvent, StateValue } from '../domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
 import type { OperationInfo } from '../domain/operation-info.ts';
 import { parseAlertSubject } from '../domain/subjects.ts';
-import type { HistoryFile } from './history.ts';
+import { historyRecords, type HistoryFile } from './history.ts';
 
 export type Step = {
   seq: number;
@@ -64,9 +64,9 @@ export function verify(history: HistoryFile, definition = definitionFor(history.
   let state = initialReplayState(definition, ref?.id ?? '');
   let verified = 0;
   const machine = { id: definition.machine.id, version: definition.version };
-  for (const stored of history.alerts) {
-    if (to !== undefined && stored.seq > to) break;
-    state = replayOne(definition, state, stored);
+  for (const record of historyRecords(history)) {
+    if (to !== undefined && record.seq > to) break;
+    state = replayOne(definition, state, record);
     if (state.divergence) return { ok: false, verified, machine, divergence: state.divergence };
     verified += 1;
   }

@@ -2,7 +2,7 @@
 // from a file exported on another machine so a bug replays without the cluster.
 import { readFile, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
-import type { AlertLog, StoredAlert } from '../../actors/alert-log.ts';
+import { isQuarantined, type AlertLog, type HistoryRecord, type QuarantinedRecord, type StoredAlert } from '../../actors/alert-log.ts';
 import { Alert } from '../domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
 import { parseAlertSubject } from '../domain/subjects.ts';
@@ -12,6 +12,8 @@ export const HistoryFile = z.object({
   alertName: z.string(),
   exportedAt: z.string(),
   alerts: z.array(z.object({ seq: z.number().int().min(1), alert: Alert })),
+  /** Records of the subject that are not history (unsealed, unparseable): shown, never replayed. */
+  quarantined: z.array(z.object({ seq: z.number().int().min(1), subject: z.string(), reason: z.string() })).optional(),
 });
 export type HistoryFile = z.infer<typeof HistoryFile>;
 
@@ -20,9 +22,18 @@ export async function loadHistory(log: AlertLog, alertName: string, now = new Da
     throw new OpstreamError(ErrorCodes.InvalidParams, `${JSON.stringify(alertName)} is not an alert name (like vdsm.VM.best_vm)`);
   }
   const alerts: StoredAlert[] = [];
-  for await (const stored of log.read(alertName)) alerts.push(stored);
-  if (alerts.length === 0) throw new OpstreamError(ErrorCodes.NoSuchEntity, `${alertName} has no history in stream ${log.stream}`);
-  return { format: 'opstream-history/1', alertName, exportedAt: now.toISOString(), alerts };
+  const quarantined: QuarantinedRecord[] = [];
+  for await (const record of log.read(alertName)) {
+    if (isQuarantined(record)) quarantined.push(record);
+    else alerts.push(record);
+  }
+  if (alerts.length + quarantined.length === 0) throw new OpstreamError(ErrorCodes.NoSuchEntity, `${alertName} has no history in stream ${log.stream}`);
+  return { format: 'opstream-history/1', alertName, exportedAt: now.toISOString(), alerts, ...(quarantined.length ? { quarantined } : {}) };
+}
+
+/** Every record of the history, alerts and quarantined ones, in stream order. */
+export function historyRecords(history: HistoryFile): HistoryRecord[] {
+  return [...history.alerts, ...(history.quarantined ?? [])].sort((a, b) => a.seq - b.seq);
 }
 
 export async function exportHistory(path: string, history: HistoryFile): Promise<void> {

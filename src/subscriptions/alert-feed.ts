@@ -1,11 +1,14 @@
 // A live, ordered stream of the alerts a filter selects, read from JetStream: whatever a feed
 // delivers is already durable, and it starts at a known position, so nothing between "subscribed"
 // and "live" is missed and a client that says where it stopped (`after`) gets the rest first.
+// A record that is not a well-formed alert (or, given the history key, not sealed by an agent) is
+// skipped and reported, never delivered and never the end of the feed.
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Alert } from '../domain/alert.ts';
 import type { AlertFilter } from '../filters/alert-filter.ts';
 import { createLogger } from '../log.ts';
+import { SEAL_HEADER, type HistorySeal } from '../security/history-seal.ts';
 
 const logger = createLogger('feed');
 
@@ -22,6 +25,12 @@ export type FeedOptions = {
   filter: AlertFilter;
   /** Deliver alerts after this sequence; default: only those appended from now on. */
   after?: number;
+  /** Check each record's seal (agents have the key; other readers check the shape only). */
+  seal?: HistorySeal;
+  /** Told about each record skipped; default: a warning in the log. */
+  onQuarantined?: (record: { seq: number; subject: string; reason: string }) => void;
+  /** Told when the feed ends on its own (its consumer failed), not when stopped. */
+  onEnd?: (error: unknown) => void;
 };
 
 /**
@@ -40,21 +49,28 @@ export async function openAlertFeed(
     opt_start_seq: after + 1,
   });
   const messages = await consumer.consume({ max_messages: 1_000 });
-  const decode = decoderFor(nc, options.stream);
+  const decode = decoderFor(nc, options.stream, options.seal);
+  const quarantined =
+    options.onQuarantined ?? ((record) => logger.warn('skipping a record of the alert stream that is not an alert', { ...record }));
+  let stopped = false;
   const pump = (async () => {
     for await (const message of messages) {
       if (!options.filter.matches(message.subject)) continue;
-      const alert = decode(message.seq, () => message.json());
-      if (!alert) {
-        logger.warn('skipping a malformed message in the alert stream', { seq: message.seq, subject: message.subject });
+      const decoded = decode(message.seq, message.subject, message.data, message.headers?.get(SEAL_HEADER) || undefined);
+      if (typeof decoded === 'string') {
+        quarantined({ seq: message.seq, subject: message.subject, reason: decoded });
         continue;
       }
-      await onAlert({ seq: message.seq, alert });
+      await onAlert({ seq: message.seq, alert: decoded });
     }
-  })().catch((error: unknown) => logger.warn('feed stopped', { error: String(error) }));
+  })().catch((error: unknown) => {
+    logger.warn('feed stopped', { error: String(error) });
+    if (!stopped) options.onEnd?.(error);
+  });
   return {
     startedAfter: after,
     async stop() {
+      stopped = true;
       await messages.close();
       await pump;
     },
@@ -62,29 +78,45 @@ export async function openAlertFeed(
 }
 
 /**
- * Every live feed receives the same new alert at about the same time: parse and validate it once,
- * not once per subscriber. A stored alert never changes, so a small cache by sequence — per
- * connection and stream, since another server's sequence 5 is another alert — is always right.
+ * Every live feed receives the same new record at about the same time: check and parse it once,
+ * not once per subscriber. A stored record never changes, so a small cache by sequence — per
+ * connection and stream, since another server's sequence 5 is another record — is always right.
+ * A cached string says why the record is not an alert.
  */
-const decodedByStream = new WeakMap<NatsConnection, Map<string, Map<number, Alert | null>>>();
+const decodedByStream = new WeakMap<NatsConnection, Map<string, Map<number, Alert | string>>>();
 const DECODED_KEPT = 4_096;
 
-function decoderFor(nc: NatsConnection, stream: string): (seq: number, json: () => unknown) => Alert | undefined {
+type Decoder = (seq: number, subject: string, data: Uint8Array, seal: string | undefined) => Alert | string;
+
+function decoderFor(nc: NatsConnection, stream: string, seal: HistorySeal | undefined): Decoder {
   let streams = decodedByStream.get(nc);
   if (!streams) decodedByStream.set(nc, (streams = new Map()));
-  let decoded = streams.get(stream);
-  if (!decoded) streams.set(stream, (decoded = new Map()));
+  const cacheKey = seal ? `${stream}:sealed` : stream;
+  let decoded = streams.get(cacheKey);
+  if (!decoded) streams.set(cacheKey, (decoded = new Map()));
   const cache = decoded;
-  return (seq, json) => {
-    let alert = cache.get(seq);
-    if (alert === undefined) {
-      const parsed = Alert.safeParse(json());
-      alert = parsed.success ? parsed.data : null;
-      cache.set(seq, alert);
+  return (seq, subject, data, sealValue) => {
+    let result = cache.get(seq);
+    if (result === undefined) {
+      result = decodeAlert(seq, subject, data, sealValue, seal);
+      cache.set(seq, result);
       if (cache.size > DECODED_KEPT) cache.delete(cache.keys().next().value as number);
     }
-    return alert ?? undefined;
+    return result;
   };
+}
+
+function decodeAlert(seq: number, subject: string, data: Uint8Array, sealValue: string | undefined, seal: HistorySeal | undefined): Alert | string {
+  if (seal && !seal.verify(subject, data, sealValue, seq)) return 'not sealed by an agent';
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return 'not JSON';
+  }
+  const parsed = Alert.safeParse(json);
+  if (!parsed.success) return `not an alert (${parsed.error.issues[0]?.message})`;
+  return parsed.data.alertName === subject ? parsed.data : `names ${JSON.stringify(parsed.data.alertName)} but is stored under ${subject}`;
 }
 
 /**

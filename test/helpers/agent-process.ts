@@ -1,8 +1,21 @@
 // The agent as a real process (`opstream start`), so a test can kill -9 it like a crash would.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+let shared: string | undefined;
+/** One credentials directory per test file: every agent it spawns signs with the same key. */
+function sharedCredentialsDir(): string {
+  shared ??= mkdtempSync(join(tmpdir(), 'opstream-credentials-'));
+  return shared;
+}
 
 export type AgentProcess = {
   url: string;
+  /** The operator token from the agent's credentials directory. */
+  token: string;
+  credentialsDir: string;
   pid: number;
   /** SIGKILL: no shutdown code runs. */
   kill(): Promise<void>;
@@ -10,10 +23,11 @@ export type AgentProcess = {
   stop(): Promise<void>;
 };
 
-export async function spawnAgent(natsUrl: string, extraArgs: string[] = []): Promise<AgentProcess> {
+/** Agents spawned with the same `credentialsDir` share identities, as restarts of one agent do. */
+export async function spawnAgent(natsUrl: string, extraArgs: string[] = [], credentialsDir = sharedCredentialsDir()): Promise<AgentProcess> {
   const child = spawn(
     process.execPath,
-    ['bin/opstream.js', 'start', '--nats-url', natsUrl, '--port', '0', ...extraArgs],
+    ['bin/opstream.js', 'start', '--nats-url', natsUrl, '--port', '0', '--credentials-dir', credentialsDir, ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OPSTREAM_LOG: 'warn' } },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -39,6 +53,7 @@ export async function spawnAgent(natsUrl: string, extraArgs: string[] = []): Pro
     if (child.exitCode === null && child.signalCode === null) child.kill(name);
     await exited;
   };
-  return { url, pid: child.pid ?? -1, kill: () => signal('SIGKILL'), stop: () => signal('SIGTERM') };
+  const token = readFileSync(join(credentialsDir, 'operator.token'), 'utf8').trim();
+  return { url, token, credentialsDir, pid: child.pid ?? -1, kill: () => signal('SIGKILL'), stop: () => signal('SIGTERM') };
 }
 

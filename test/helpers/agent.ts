@@ -1,23 +1,38 @@
 // An agent's parts wired to a test server: a connection, the alert stream and a runtime whose
 // simulated driver ticks in milliseconds.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { ensureCredentials } from '../../src/security/credentials.ts';
+import { historySeal } from '../../src/security/history-seal.ts';
 import { SimulatedDriver, type SimulatedDriverOptions } from '../../actors/drivers/simulated-driver.ts';
 import { Runtime } from '../../actors/runtime.ts';
 import { ensureAlertStream } from '../../src/nats/alert-stream.ts';
 import { connectNats } from '../../src/nats/connection.ts';
 
-export type TestAgent = { nc: NatsConnection; runtime: Runtime; driver: SimulatedDriver; stream: string; close(): Promise<void> };
+export type TestAgent = {
+  nc: NatsConnection;
+  runtime: Runtime;
+  driver: SimulatedDriver;
+  stream: string;
+  /** The key its records are sealed with, as a file (OPSTREAM_HISTORY_KEY for the CLI). */
+  historyKeyFile: string;
+  close(): Promise<void>;
+};
 
 export async function startTestAgent(url: string, driverOptions: SimulatedDriverOptions = { stepMs: 5 }): Promise<TestAgent> {
+  const credentials = ensureCredentials(mkdtempSync(join(tmpdir(), 'opstream-credentials-')));
   const nc = await connectNats(url, 'test-agent');
   const stream = await ensureAlertStream(nc);
   const driver = new SimulatedDriver(driverOptions);
-  const runtime = await Runtime.start({ nc, stream, driver });
+  const runtime = await Runtime.start({ nc, stream, driver, seal: historySeal(credentials.historyKey) });
   return {
     nc,
     runtime,
     driver,
     stream,
+    historyKeyFile: join(credentials.dir, 'history.key'),
     async close() {
       await runtime.stop();
       await nc.drain();

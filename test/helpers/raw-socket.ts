@@ -9,8 +9,8 @@ export type RawSocket = {
   close(): void;
 };
 
-export async function openRawSocket(url: string): Promise<RawSocket> {
-  const socket = new WebSocket(url);
+export async function openRawSocket(url: string, token?: string): Promise<RawSocket> {
+  const socket = new WebSocket(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   await new Promise((resolve, reject) => {
     socket.once('open', resolve);
     socket.once('error', reject);

@@ -2,7 +2,7 @@
 // twice, every history replayable on today's machines, every task ended.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { expect } from 'vitest';
-import { AlertLog } from '../../actors/alert-log.ts';
+import { AlertLog, isQuarantined } from '../../actors/alert-log.ts';
 import type { Alert } from '../../src/domain/alert.ts';
 import { DEFAULT_STREAM } from '../../src/nats/alert-stream.ts';
 import { verify } from '../../src/replay/debugger.ts';
@@ -13,7 +13,9 @@ export async function checkStreamInvariants(nc: NatsConnection, acknowledged: Ac
   const log = await AlertLog.open(nc, DEFAULT_STREAM);
   const histories = new Map<string, Array<{ seq: number; alert: Alert }>>();
   for await (const raw of log.readAll()) {
-    const alert = raw.parse();
+    const record = raw.decode();
+    if (isQuarantined(record)) throw new Error(`sequence ${raw.seq} on ${raw.subject} is not history: ${record.reason}`);
+    const { alert } = record;
     histories.set(alert.alertName, [...(histories.get(alert.alertName) ?? []), { seq: raw.seq, alert }]);
   }
   const registered = new Map<string, string>();

@@ -61,11 +61,28 @@ export const hostMethods = [
       if (since !== undefined && since > latest) {
         throw new OpstreamError(ErrorCodes.InvalidParams, `Host.subscribe: since ${since} is past the stream's last sequence ${latest}`);
       }
+      let id: string | undefined;
       const { subscriptionId, feed } = await connection.subscribe(() =>
-        openAlertFeed(runtime.nc, { stream: runtime.alertLog.stream, filter: compiled, after: since ?? latest }, ({ seq, alert }) =>
-          connection.notify('alert', { alertName: alert.alertName, operationInfo: alert.operationInfo, seq }),
+        openAlertFeed(
+          runtime.nc,
+          {
+            stream: runtime.alertLog.stream,
+            filter: compiled,
+            after: since ?? latest,
+            seal: runtime.seal,
+            onQuarantined: (record) => runtime.quarantine.add({ source: 'stream', ...record }),
+            // A feed that dies (its consumer deleted, the server gone for good) is the client's
+            // business: it is told, and resubscribes with `since` from its last seq.
+            onEnd: (error) => {
+              if (!id) return;
+              connection.dropped(id);
+              void connection.notify('subscriptionEnded', { subscriptionId: id, reason: String(error) });
+            },
+          },
+          ({ seq, alert }) => connection.notify('alert', { alertName: alert.alertName, operationInfo: alert.operationInfo, seq }),
         ),
       );
+      id = subscriptionId;
       return { subscriptionId, seq: feed.startedAfter };
     },
   }),

@@ -12,10 +12,17 @@ const ImageRef = z.strictObject({ imageId: EntityId });
 /** Sizes in bytes, up to 64 TiB: a typo of a few orders of magnitude is caught here. */
 const Size = z.number().int().positive().max(2 ** 46);
 
+/**
+ * Image calls check other images (a base, a source, the layers on one) before they append. The
+ * check and the append run alone among image calls, so no interleaving — not even one JSON-RPC
+ * batch of a copy, a layer and a delete of the same source — can act on a stale check.
+ */
+const IMAGE_GRAPH = 'images';
+
 /** An image that exists and is OK (not Locked by an operation, not Illegal). */
 async function usableImage(runtime: Runtime, imageId: string, role: string): Promise<EntityActor> {
-  const actor = await runtime.entity(image(imageId));
-  if (!actor.exists || actor.view().status === 'Absent') {
+  const actor = await runtime.existing(image(imageId)).catch(() => undefined);
+  if (!actor || actor.view().status === 'Absent') {
     throw new OpstreamError(ErrorCodes.NoSuchEntity, `${role} image ${imageId} does not exist`);
   }
   const { status } = actor.view();
@@ -41,7 +48,7 @@ export const imageMethods = [
     name: 'Image.create',
     access: 'write',
     params: z.strictObject({ imageId: EntityId, size: Size.optional(), baseImageId: EntityId.optional() }),
-    handler: async ({ imageId, size, baseImageId }, { runtime }) => {
+    handler: async ({ imageId, size, baseImageId }, { runtime }) => runtime.exclusive(IMAGE_GRAPH, async () => {
       let virtualSize = size ?? null;
       if (baseImageId !== undefined) {
         if (baseImageId === imageId) throw new OpstreamError(ErrorCodes.InvalidParams, `image ${imageId} cannot be its own base`);
@@ -58,18 +65,18 @@ export const imageMethods = [
         baseImageId: baseImageId ?? null,
       }));
       return { taskId };
-    },
+    }),
   }),
   defineMethod({
     name: 'Image.copy',
     access: 'write',
     params: z.strictObject({ imageId: EntityId, dstImageId: EntityId }),
     // The copy is the destination's operation: it comes into being from the source's data.
-    handler: async ({ imageId, dstImageId }, { runtime }) => {
+    handler: async ({ imageId, dstImageId }, { runtime }) => runtime.exclusive(IMAGE_GRAPH, async () => {
       if (dstImageId === imageId) throw new OpstreamError(ErrorCodes.InvalidParams, `cannot copy image ${imageId} onto itself`);
       const source = await usableImage(runtime, imageId, 'source');
-      const destination = await runtime.entity(image(dstImageId));
-      if (destination.exists && destination.view().status !== 'Absent') {
+      const destination = await runtime.existing(image(dstImageId)).catch(() => undefined);
+      if (destination && destination.view().status !== 'Absent') {
         throw new OpstreamError(ErrorCodes.InvalidTransition, `destination image ${dstImageId} already exists (${destination.view().status}); delete it first or choose another id`);
       }
       const { taskId } = await runtime.call(image(dstImageId), 'Image.copy', { imageId, dstImageId }, (task) => ({
@@ -79,13 +86,13 @@ export const imageMethods = [
         size: contextOf<number | null>(source, 'size'),
       }));
       return { taskId };
-    },
+    }),
   }),
   defineMethod({
     name: 'Image.merge',
     access: 'write',
     params: ImageRef,
-    handler: async ({ imageId }, { runtime }) => {
+    handler: async ({ imageId }, { runtime }) => runtime.exclusive(IMAGE_GRAPH, async () => {
       const layer = await usableImage(runtime, imageId, 'the');
       const base = contextOf<string | null>(layer, 'baseImageId');
       if (!base) throw new OpstreamError(ErrorCodes.InvalidTransition, `image ${imageId} has no base to merge into`);
@@ -93,17 +100,18 @@ export const imageMethods = [
       if (blocked) throw new OpstreamError(ErrorCodes.InvalidTransition, blocked);
       const { taskId } = await runtime.call(image(imageId), 'Image.merge', { imageId }, (task) => ({ type: 'MERGE', task }));
       return { taskId };
-    },
+    }),
   }),
   defineMethod({
     name: 'Image.delete',
     access: 'write',
     params: ImageRef,
-    handler: async (params, context) => {
-      const blocked = dependents(context.runtime, params.imageId);
-      if (blocked) throw new OpstreamError(ErrorCodes.InvalidTransition, blocked);
-      return deleteImage.handler(params, context);
-    },
+    handler: async (params, context) =>
+      context.runtime.exclusive(IMAGE_GRAPH, async () => {
+        const blocked = dependents(context.runtime, params.imageId);
+        if (blocked) throw new OpstreamError(ErrorCodes.InvalidTransition, blocked);
+        return deleteImage.handler(params, context);
+      }),
   }),
   defineMethod({
     name: 'Image.getInfo',

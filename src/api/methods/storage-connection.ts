@@ -21,7 +21,8 @@ export const storageConnectionMethods = [
         port: z.number().int().min(1).max(65_535).optional(),
       })
       .superRefine(boundedKwargs),
-    handler: async (params, { runtime }) => {
+    handler: async (params, { runtime, storageAllow }) => {
+      storageAllow.check(params.server, params.port ?? 2049);
       const { taskId } = await runtime.call(connection(params.connectionId), 'StorageConnection.connect', params, (task) => {
         const { connectionId: _id, ...redacted } = task.kwargs;
         return { type: 'CONNECT', task, params: redacted };

@@ -1,0 +1,35 @@
+// Tells a record the agent wrote from one it did not. Every alert and snapshot the agent writes
+// carries an HMAC-SHA256 of its subject (or key) and body under the history key, so a server that
+// lets someone else write `vdsm.>` or the snapshot bucket (a misconfiguration, a leaked manager
+// identity) still cannot make recovery adopt a forged record: defence in depth behind nats.conf.
+// A MAC, not a public-key signature: agents are the only readers that need to verify, and
+// verifying must keep up with replaying a million alerts (HMAC is ~100× faster than Ed25519).
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+/** The NATS header an alert's seal travels in. */
+export const SEAL_HEADER = 'Opstream-Seal';
+
+export type HistorySeal = {
+  /** The seal of `body` stored under `subject` (a stream subject or a KV key). */
+  seal(subject: string, body: string | Uint8Array): string;
+  /**
+   * Whether `seal` is the one this key gives `body` under `subject`. A record at a stream
+   * sequence the installation adopted from before it had a key may carry no seal at all.
+   */
+  verify(subject: string, body: string | Uint8Array, seal: string | undefined, seq?: number): boolean;
+};
+
+export function historySeal(key: Buffer, options: { unsealedThrough?: number } = {}): HistorySeal {
+  const unsealedThrough = options.unsealedThrough ?? 0;
+  if (key.length < 16) throw new Error('the history key must be at least 16 bytes');
+  const mac = (subject: string, body: string | Uint8Array) => createHmac('sha256', key).update(subject).update('\n').update(body).digest();
+  return {
+    seal: (subject, body) => mac(subject, body).toString('base64url'),
+    verify(subject, body, seal, seq) {
+      if (!seal) return seq !== undefined && seq <= unsealedThrough;
+      const given = Buffer.from(seal, 'base64url');
+      const expected = mac(subject, body);
+      return given.length === expected.length && timingSafeEqual(given, expected);
+    },
+  };
+}
