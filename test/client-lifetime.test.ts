@@ -2,7 +2,7 @@
 // filters never exhaust the agent's 64 subscriptions, `unsubscribe` gives one back, and a
 // connection that goes silent without closing is noticed and replaced.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, DisconnectedError, ErrorCodes, RpcError, TimeoutError, type OpstreamClient } from '../src/index.ts';
+import { connect as connectClient, DisconnectedError, ErrorCodes, RpcError, TimeoutError, type OpstreamClient } from '../src/index.ts';
 import { uniqueId } from './helpers/agent.ts';
 import { startStack, type TestStack } from './helpers/stack.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
@@ -10,6 +10,10 @@ import { startTcpProxy } from './helpers/tcp-proxy.ts';
 const LIMIT = 64;
 let stack: TestStack;
 let host: OpstreamClient;
+
+/** A client with the operator's token of this file's agent. */
+const connect = (url: string, options: Parameters<typeof connectClient>[1] = {}) =>
+  connectClient(url, { token: stack.agent.credentials.operatorToken, ...options });
 
 beforeAll(async () => {
   stack = await startStack();

@@ -2,7 +2,7 @@
 // TypeScript program that imports `opstream` type-checked by tsc and run against an agent started
 // from the installed package's own bin (dist/, no tsx, no sources) on its own nats-server.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -25,7 +25,7 @@ import { connect, isOperationComplete, RpcError, type AlertNotification } from '
 import type { AgentOptions } from 'opstream/agent';
 
 const options: Pick<AgentOptions, 'port'> = { port: 0 };
-const host = await connect(process.argv[2] ?? '');
+const host = await connect(process.argv[2] ?? '', { token: process.argv[3] });
 const vmId = 'pkg_' + process.pid;
 await host.subscribe('vdsm.VM.' + vmId);
 await host.vm.create(vmId, { memoryMiB: 64 });
@@ -107,7 +107,7 @@ describe('the packed package', () => {
 
   it('starts the agent from the installed bin (dist/, no tsx)', async () => {
     const bin = join(scratch, 'node_modules', 'opstream', 'bin', 'opstream.js');
-    agent = spawn(process.execPath, [bin, 'start', '--nats-url', server.url, '--port', '0'], {
+    agent = spawn(process.execPath, [bin, 'start', '--nats-url', server.url, '--port', '0', '--credentials-dir', join(scratch, 'credentials')], {
       cwd: scratch,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, OPSTREAM_LOG: 'warn' },
@@ -127,7 +127,8 @@ describe('the packed package', () => {
   }, 30_000);
 
   it('runs the compiled program against that agent', async () => {
-    const { stdout } = await run(process.execPath, [join(scratch, 'out', 'main.js'), agentUrl], { cwd: scratch });
+    const token = readFileSync(join(scratch, 'credentials', 'operator.token'), 'utf8').trim();
+    const { stdout } = await run(process.execPath, [join(scratch, 'out', 'main.js'), agentUrl, token], { cwd: scratch });
     const result = JSON.parse(stdout) as { port: number; descriptions: string[]; refused: string };
     expect(result.descriptions[0]).toBe('Creating');
     expect(result.descriptions.at(-1)).toBe('Running');
