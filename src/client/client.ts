@@ -146,6 +146,7 @@ class Client implements OpstreamClient {
       this.#malformed += 1;
       options.onMalformed?.(reason);
     };
+    transport.onSubscriptionEnded = (id, reason) => void this.#renew(id, reason);
     transport.onStatus = (status) => {
       if (status === 'disconnected') {
         this.#reconnected = deferred();
@@ -230,6 +231,25 @@ class Client implements OpstreamClient {
       if (subscription.filter.matches(alert.alertName)) subscription.lastSeq = Math.max(subscription.lastSeq, alert.seq);
     }
     this.#inbox.put(alert);
+  }
+
+  /**
+   * The agent ended one subscription on its own (its feed died): resubscribe after the last
+   * delivered sequence, so nothing is missed. Waiters keep waiting meanwhile; if the policy gives
+   * up, the subscription is forgotten and the next waitForEvent opens a new one.
+   */
+  async #renew(id: string, reason: string): Promise<void> {
+    // The notice can arrive in the same read as the subscribe's reply, before its id is known here.
+    await Promise.allSettled([...this.#subscriptions.values()].map((subscription) => subscription.id));
+    const subscription = this.#subscriptions.byAgentId(id);
+    if (!subscription) return;
+    subscription.currentId = undefined;
+    const outcome = await this.#subscriptions.resubscribe(subscription);
+    if (outcome === 'gave-up') {
+      this.#subscriptions.forget(subscription);
+      const error = new DisconnectedError(`the agent ended the subscription to ${subscription.filter.filter} (${reason}) and resubscribing failed`);
+      this.#inbox.rejectWaiters(error, subscription.filter);
+    }
   }
 
   /**

@@ -15,6 +15,7 @@ export class NatsTransport implements Transport {
   onAlert: Transport['onAlert'] = () => undefined;
   onStatus: Transport['onStatus'] = () => undefined;
   onMalformed: Transport['onMalformed'] = () => undefined;
+  onSubscriptionEnded: Transport['onSubscriptionEnded'] = () => undefined;
   readonly resubscribesAfterReconnect = false;
   readonly #feeds = new Map<string, AlertFeed>();
   #connected = true;

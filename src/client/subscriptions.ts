@@ -13,6 +13,8 @@ export type ClientSubscription = {
   readonly key: string;
   readonly filter: AlertFilter;
   id: Promise<string>;
+  /** The agent's id once known: a `subscriptionEnded` names it. */
+  currentId?: string;
   /** Alerts up to this stream sequence were delivered: a resubscription starts after it. */
   lastSeq: number;
   /** subscribe() calls not yet matched by unsubscribe(). */
@@ -48,7 +50,8 @@ export class SubscriptionTable {
     if (!subscription) {
       subscription = { key, filter: compileFilter(filter, filterType), id: Promise.resolve(''), lastSeq: since ?? 0, holds: 0, waiters: 0, idleSince: 0 };
       const opened = this.#open(subscription, since);
-      subscription.id = opened.then(({ id }) => id);
+      const created = subscription;
+      subscription.id = opened.then(({ id }) => (created.currentId = id));
       subscription.id.catch(() => undefined); // the failure is thrown below, to this caller
       this.#byKey.set(key, subscription);
       try {
@@ -93,6 +96,7 @@ export class SubscriptionTable {
       try {
         const { id } = await this.transport.subscribe(filter, filterType, subscription.lastSeq);
         subscription.id = Promise.resolve(id);
+        subscription.currentId = id;
         return 'done';
       } catch {
         const delay = retryDelayMs(this.options.retry, retry);
@@ -101,6 +105,19 @@ export class SubscriptionTable {
       }
     }
     return 'dropped';
+  }
+
+  /** The subscription the agent knows by this id, if it is still ours. */
+  byAgentId(id: string): ClientSubscription | undefined {
+    for (const subscription of this.#byKey.values()) if (subscription.currentId === id) return subscription;
+    return undefined;
+  }
+
+  /** Forgets a subscription the agent ended and the client could not renew: the next wait opens a new one. */
+  forget(subscription: ClientSubscription): void {
+    if (this.#byKey.get(subscription.key) !== subscription) return;
+    clearTimeout(subscription.linger);
+    this.#byKey.delete(subscription.key);
   }
 
   clear(): void {

@@ -12,6 +12,8 @@ export interface Transport {
   onStatus: (status: 'disconnected' | 'reconnected' | 'gave-up') => void;
   /** Something arrived that cannot be an alert or a reply: said, never dropped silently. */
   onMalformed: (reason: string) => void;
+  /** The agent ended a subscription on its own (its feed died): the client resubscribes. */
+  onSubscriptionEnded: (id: string, reason: string) => void;
   /** Whether subscriptions die with the connection (WebSocket) or survive it (NATS). */
   readonly resubscribesAfterReconnect: boolean;
   readonly connected: boolean;

@@ -36,6 +36,7 @@ export class WebSocketTransport implements Transport {
   onAlert: Transport['onAlert'] = () => undefined;
   onStatus: Transport['onStatus'] = () => undefined;
   onMalformed: Transport['onMalformed'] = () => undefined;
+  onSubscriptionEnded: Transport['onSubscriptionEnded'] = () => undefined;
   readonly resubscribesAfterReconnect = true;
   readonly retry: RetryPolicy;
   #socket: WebSocket;
@@ -110,6 +111,11 @@ export class WebSocketTransport implements Transport {
       const reading = readNotification(params);
       if (reading.ok) this.onAlert(reading.alert);
       else this.onMalformed(`alert notification: ${reading.reason}`);
+    });
+    server.addMethod('subscriptionEnded', (params) => {
+      const { subscriptionId, reason } = (params ?? {}) as { subscriptionId?: unknown; reason?: unknown };
+      if (typeof subscriptionId === 'string') this.onSubscriptionEnded(subscriptionId, String(reason ?? 'no reason given'));
+      else this.onMalformed('subscriptionEnded notification without a subscriptionId');
     });
     const peer = new JSONRPCServerAndClient(
       server,
