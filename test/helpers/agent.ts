@@ -21,8 +21,15 @@ export type TestAgent = {
   close(): Promise<void>;
 };
 
+let installation: string | undefined;
+/** One test file is one installation: its agents share a history key, as a fleet's agents do. */
+function installationCredentials() {
+  installation ??= mkdtempSync(join(tmpdir(), 'opstream-credentials-'));
+  return ensureCredentials(installation);
+}
+
 export async function startTestAgent(url: string, driverOptions: SimulatedDriverOptions = { stepMs: 5 }): Promise<TestAgent> {
-  const credentials = ensureCredentials(mkdtempSync(join(tmpdir(), 'opstream-credentials-')));
+  const credentials = installationCredentials();
   const nc = await connectNats(url, 'test-agent');
   const stream = await ensureAlertStream(nc);
   const driver = new SimulatedDriver(driverOptions);
