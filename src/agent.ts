@@ -118,11 +118,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     })
     : undefined;
   vms?.serve(nc);
+  const glusterDriver = new GlusterDriver(gluster, { pollMs: options.gluster?.pollMs });
   const driver = new CompositeDriver({
     [EntityKinds.VM]: vms ?? sim,
     [EntityKinds.Image]: images ?? sim,
     [EntityKinds.StorageConnection]: new TcpConnectionDriver(),
-    [EntityKinds.GlusterVolume]: new GlusterDriver(gluster, { pollMs: options.gluster?.pollMs }),
+    [EntityKinds.GlusterVolume]: glusterDriver,
   });
   const snapshotEvery = options.snapshotEvery ?? 50;
   // An upgrade from before sealing: what the stream already holds is this installation's history.
@@ -138,7 +139,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     onRecord: (seq, subject) => runtime.observe(seq, subject),
   });
   // Sim.injectFault acts on VMs: it exists only where the simulator runs them.
-  const services = { runtime, sim: vms ? undefined : sim, gluster, storageAllow: storageAllowList(options.storageAllow ?? []), fanout };
+  const services = { runtime, sim: vms ? undefined : sim, gluster: glusterDriver, storageAllow: storageAllowList(options.storageAllow ?? []), fanout };
   const tokens: ApiTokens = {
     operator: options.tokens?.operator ?? credentials.operatorToken,
     viewer: options.tokens?.viewer ?? credentials.viewerToken,

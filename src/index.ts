@@ -3,10 +3,15 @@ export { connect, connectBus } from './client/client.ts';
 export { DisconnectedError, RpcError, TimeoutError } from './client/errors.ts';
 export { ErrorCodes } from './domain/errors.ts';
 export { startManager } from './manager/manager.ts';
+export { DEAD_LETTER_BUCKET, listDeadLetters } from './manager/dead-letters.ts';
+export { DEFAULT_RETRY_POLICY, retryPolicy } from './domain/retry-policy.ts';
 export { isOperationComplete, OPERATION_DESCRIPTIONS } from './domain/operation-info.ts';
 export { compileFilter, FILTER_TYPES } from './filters/alert-filter.ts';
 
-export type { OpstreamClient, TaskRef, VmInfo } from './client/client.ts';
+export type { ClientOptions, OpstreamClient, TaskRef, VmInfo } from './client/client.ts';
+export type { WebSocketOptions } from './client/ws-transport.ts';
+export type { DeadLetter } from './manager/dead-letters.ts';
+export type { RetryPolicy, RetryPolicyInput } from './domain/retry-policy.ts';
 export type { AlertNotification } from './domain/alert.ts';
 export type { ErrorCode } from './domain/errors.ts';
 export type { OperationDescription, ReceivedOperationInfo } from './domain/operation-info.ts';

@@ -69,13 +69,23 @@ describe('waitForEvent', () => {
     const filter = `vdsm\\.VM\\.(${a}|${b})`;
     await host.subscribe(filter, 'regexp');
     await Promise.all([host.vm.create(a), host.vm.create(b)]);
-    const up = new Set<string>();
-    while (up.size < 2) {
+    // Each VM's whole create, in order, through the one filter: none missed, none twice.
+    const states = new Map<string, unknown[]>([[`vdsm.VM.${a}`, []], [`vdsm.VM.${b}`, []]]);
+    const seqs: number[] = [];
+    const settled = () => [...states.values()].every((seen) => seen.at(-1) === 'up');
+    while (!settled()) {
       const event = await host.waitForEvent(filter, 5_000, 'regexp');
-      expect([`vdsm.VM.${a}`, `vdsm.VM.${b}`]).toContain(event.alertName);
-      if (event.operationInfo.extraData['state'] === 'up') up.add(event.alertName);
+      states.get(event.alertName)?.push(event.operationInfo.extraData['state']);
+      seqs.push(event.seq);
     }
-    expect(up.size).toBe(2);
+    // Progress ticks repeat a stage; the stages themselves come in order, each VM's own.
+    const stages = (seen: unknown[]) => seen.filter((state, i) => state !== seen[i - 1]);
+    const lifecycle = ['preparing for launch', 'powering up', 'up'];
+    expect(stages(states.get(`vdsm.VM.${a}`) ?? [])).toEqual(lifecycle);
+    expect(stages(states.get(`vdsm.VM.${b}`) ?? [])).toEqual(lifecycle);
+    expect(new Set(seqs).size).toBe(seqs.length);
+    expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+    await host.unsubscribe(filter, 'regexp');
   });
 
   it('times out with a TimeoutError when nothing happens', async () => {

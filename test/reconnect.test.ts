@@ -3,7 +3,7 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../src/agent.ts';
-import { API_SUBJECT } from '../src/api/nats-service.ts';
+import { API_SUBJECT } from '../src/domain/api-subjects.ts';
 import { connectNats } from '../src/nats/connection.ts';
 import {
   connect,

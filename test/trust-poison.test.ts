@@ -40,7 +40,7 @@ let live: RecordingSocket;
 const poisonSeq: Record<string, number> = {};
 const before: Record<string, unknown> = {};
 let quarantinedBefore = 0;
-let liveSubscriptionId = '';
+let _liveSubscriptionId = '';
 
 const startOurAgent = () =>
   startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, sim: { stepMs: 5 }, credentialsDir, snapshotEvery: 3 });
@@ -77,7 +77,7 @@ beforeAll(async () => {
   live = await openRecordingSocket(agent.api.url, agent.credentials.viewerToken);
   const subscribed = await live.request('Host.subscribe', { filter: 'vdsm.VM.*' });
   expect(subscribed.error).toBeUndefined();
-  liveSubscriptionId = (subscribed.result as { subscriptionId: string }).subscriptionId;
+  _liveSubscriptionId = (subscribed.result as { subscriptionId: string }).subscriptionId;
 }, 60_000);
 
 afterAll(async () => {

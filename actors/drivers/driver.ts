@@ -30,3 +30,19 @@ export interface Driver {
 /** Events an entity receives without a call: faults the hypervisor notices on its own. */
 export type EntityEvent = { type: string } & Record<string, unknown>;
 export type EntityEventSink = (target: EntityRef, event: EntityEvent) => Promise<unknown>;
+
+/**
+ * A driver that can be told to fail on purpose (the simulator): `Sim.injectFault` reaches it
+ * through this, so the API never names a concrete driver. Each driver accepts its own faults.
+ */
+export interface FaultInjector {
+  injectFault(target: EntityRef, fault: string): Promise<void>;
+}
+
+/** One brick's answer to a heal-info question. */
+export type BrickHeal = { brick: string; status: string; entries: number };
+
+/** Questions to a volume manager that are not operations: answered at once, nothing is stored. */
+export interface VolumeQueries {
+  healInfo(volumeName: string): BrickHeal[];
+}

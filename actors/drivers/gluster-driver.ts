@@ -1,13 +1,13 @@
 // Gluster work by asking and polling: the driver tells gluster to start something, then polls
 // its status every `pollMs` and reports what it sees — progress, the end, or the brick it failed on.
 import type { DriverEvent } from '../../machines/entity.ts';
-import type { Driver, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import type { BrickHeal, Driver, VolumeQueries, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
 import type { SimulatedGluster } from './simulated-gluster.ts';
 
 /** lastError code of a rebalance that failed on a brick. */
 export const REBALANCE_FAILED = 701;
 
-export class GlusterDriver implements Driver {
+export class GlusterDriver implements Driver, VolumeQueries {
   constructor(
     private readonly gluster: SimulatedGluster,
     private readonly options: { pollMs?: number } = {},
@@ -36,6 +36,11 @@ export class GlusterDriver implements Driver {
           throw new Error(`the gluster driver has no work ${request.work}`);
         }, () => undefined);
     }
+  }
+
+  /** Asked of gluster now; a volume it does not know is an error naming it. */
+  healInfo(volumeName: string): BrickHeal[] {
+    return this.gluster.healInfo(volumeName);
   }
 
   #rebalanceEvent(name: string): DriverEvent | undefined {

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 
 /** Largest request a connection may send; bigger ones are refused before parsing. */
 export const MAX_REQUEST_BYTES = 1024 * 1024;

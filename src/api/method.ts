@@ -1,6 +1,5 @@
 import type { z } from 'zod';
-import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
-import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
+import type { FaultInjector, VolumeQueries } from '../../actors/drivers/driver.ts';
 import type { Runtime } from '../../actors/runtime.ts';
 import type { AlertFanout } from '../subscriptions/fanout.ts';
 import type { StorageAllowList } from './storage-allow-list.ts';
@@ -10,10 +9,10 @@ import type { Session } from './session.ts';
 /** The agent's parts the API reaches, the same for every connection and transport. */
 export type AgentServices = {
   runtime: Runtime;
-  /** Present when the simulated driver runs: it exposes fault injection. */
-  sim?: SimulatedDriver;
-  /** The gluster the agent manages, for queries that are not operations (healInfo). */
-  gluster?: SimulatedGluster;
+  /** Present when a driver that takes injected faults runs (the simulator). */
+  sim?: FaultInjector;
+  /** The gluster driver, for questions that are not operations (healInfo). */
+  gluster?: VolumeQueries;
   /** The storage servers StorageConnection.connect may reach. */
   storageAllow: StorageAllowList;
   /** The agent's one read of the alert stream, which subscriptions share. */

@@ -5,7 +5,7 @@
 // never captures API traffic. Agents answer in a queue group, so several can serve the same bus.
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { createJSONRPCErrorResponse } from 'json-rpc-2.0';
-import { API_SUBJECT, isInboxSubject, READ_API_SUBJECT } from '../domain/api-subjects.ts';
+import { API_QUEUE_GROUP, API_SUBJECT, isInboxSubject, READ_API_SUBJECT } from '../domain/api-subjects.ts';
 import { ErrorCodes } from '../domain/errors.ts';
 import { createLogger } from '../log.ts';
 import { apiMethods, Dispatcher } from './dispatcher.ts';
@@ -14,14 +14,13 @@ import type { AgentServices } from './method.ts';
 import type { Role } from './roles.ts';
 
 export { API_SUBJECT, READ_API_SUBJECT };
-const QUEUE_GROUP = 'opstream-agents';
 const logger = createLogger('api');
 
 export function startNatsApi(nc: NatsConnection, services: AgentServices): { stop(): Promise<void> } {
   const endpoint = createRpcEndpoint(new Dispatcher(apiMethods(services)));
   const serve = (subject: string, role: Role): Subscription =>
     nc.subscribe(subject, {
-      queue: QUEUE_GROUP,
+      queue: API_QUEUE_GROUP,
       callback: (error, message) => {
         if (error) {
           logger.warn('request/reply subscription error', { subject, error: String(error) });

@@ -21,6 +21,20 @@ const count = (value: string): number => {
   return parsed;
 };
 
+/**
+ * JetStream keeps at most 5 copies, and an even count survives no more lost servers than the odd
+ * count below it (a quorum of 2 of 2 survives no loss, like 1; 3 of 4 survives one, like 2 of 3):
+ * it only costs a copy. So 1, 3 or 5.
+ */
+const replicas = (value: string): number => {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 5) throw new InvalidArgumentError('must be 1, 3 or 5 (JetStream keeps at most 5 copies)');
+  if (parsed % 2 === 0) {
+    throw new InvalidArgumentError(`must be odd: ${parsed} replicas survive no more lost servers than ${parsed - 1} (a quorum needs a majority), so use 1, 3 or 5`);
+  }
+  return parsed;
+};
+
 /** A comma-separated default from the environment, as commander's variadic options hold it. */
 const list = (value: string | undefined): string[] => (value ? value.split(',').map((item) => item.trim()).filter(Boolean) : []);
 const positive = (value: string): number => {
@@ -38,7 +52,7 @@ program
   .description('run the agent and its API (starts its own nats-server from nats.conf unless NATS_URL is set)')
   .option('--port <port>', 'API port (env OPSTREAM_PORT)', port, Number(process.env['OPSTREAM_PORT'] ?? 4040))
   .option('--nats-url <url>', 'use this NATS server instead of the embedded one (env NATS_URL)', process.env['NATS_URL'])
-  .option('--replicas <n>', 'alert stream replicas (3 on a 3-node cluster)', (value) => Number(value), 1)
+  .option('--replicas <n>', 'alert stream and snapshot replicas: 1, 3 (a 3-node cluster) or 5', replicas, 1)
   .option('--demo', 'play the scripted demo against the agent once it is ready', false)
   .option('--snapshot-every <n>', 'snapshot an entity every n alerts; 0 disables snapshots', count, 50)
   .option('--sim-step-ms <ms>', 'tick length of every simulated work (default: demo timings)', count)

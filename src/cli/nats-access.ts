@@ -7,7 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { connect, nkeyAuthenticator } from '@nats-io/transport-node';
 import { ensureCredentials, readNkeySeed } from '../security/credentials.ts';
 import { historySeal, type HistorySeal } from '../security/history-seal.ts';
-import { ensureNatsServer } from '../../scripts/setup.mjs';
+import { ensureNatsServer } from '../nats/server-binary.mjs';
 import { INBOX_PREFIXES } from '../domain/api-subjects.ts';
 import { connectNats, natsAccessFromEnv } from '../nats/connection.ts';
 import { EMBEDDED_URL, startEmbeddedServer } from '../nats/embedded-server.ts';

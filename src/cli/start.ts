@@ -1,4 +1,4 @@
-import { ensureNatsServer } from '../../scripts/setup.mjs';
+import { ensureNatsServer } from '../nats/server-binary.mjs';
 import { QEMU_IMG_HINT, qemuImgAvailable } from '../../actors/drivers/qemu-image-driver.ts';
 import { QEMU_SYSTEM_HINT, qemuSystemAvailable } from '../../actors/drivers/qemu-process.ts';
 import { startAgent } from '../agent.ts';

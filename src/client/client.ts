@@ -4,12 +4,14 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { AlertNotification } from '../domain/alert.ts';
 import type { ReceivedOperationInfo } from '../domain/operation-info.ts';
 import type { TaskInfo } from '../domain/task.ts';
-import { compileFilter, type AlertFilter, type FilterType } from '../filters/alert-filter.ts';
 import { INBOX_PREFIXES } from '../domain/api-subjects.ts';
+import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../domain/retry-policy.ts';
+import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
 import { connectNats, type NatsAccess } from '../nats/connection.ts';
 import { DisconnectedError } from './errors.ts';
 import { AlertInbox } from './inbox.ts';
 import { NatsTransport } from './nats-transport.ts';
+import { SubscriptionTable } from './subscriptions.ts';
 import type { Transport } from './transport.ts';
 import { WebSocketTransport, type WebSocketOptions } from './ws-transport.ts';
 
@@ -37,16 +39,20 @@ export type OpstreamClient = {
   };
   getRunningTasks(filter?: string, filterType?: FilterType): Promise<TaskInfo[]>;
   /**
-   * Subscribes (once per filter) so that waitForEvent sees the filter's alerts from now on — or,
-   * with `since`, every matching alert after that stream sequence first. Resolves with the
-   * sequence it starts after. After a reconnect the subscription resumes where it stopped.
+   * Subscribes (one agent subscription per filter) so that waitForEvent sees the filter's alerts
+   * from now on — or, with `since`, every matching alert after that stream sequence first.
+   * Resolves with the sequence it starts after. After a reconnect the subscription resumes where
+   * it stopped. Held until a matching `unsubscribe`.
    */
   subscribe(filter: string, filterType?: FilterType, since?: number): Promise<number>;
+  /** Releases one `subscribe` of this filter; the last release ends the agent's subscription. */
+  unsubscribe(filter: string, filterType?: FilterType): Promise<void>;
   /**
    * The next alert whose name matches `filter` (glob or regexp; one entity or many). Alerts that
    * arrived since the subscription and were not taken yet count: none is missed between calls,
    * none is delivered twice. Rejects with TimeoutError after `timeoutMs`, DisconnectedError when
-   * the connection drops.
+   * the connection drops. Without a `subscribe` of the same filter it subscribes for itself; that
+   * subscription lingers `subscriptionLingerMs` after the wait and is then dropped.
    */
   waitForEvent(filter: string, timeoutMs: number, filterType?: FilterType): Promise<AlertNotification>;
   /** Resolves once connected again, with every subscription resumed where it stopped. */
@@ -57,7 +63,19 @@ export type OpstreamClient = {
    * grows, what a waiter missed is still in getInfo — the seed's double check.
    */
   readonly droppedAlerts: number;
+  /** Notifications that could not be read as alerts (also passed to `onMalformed`). */
+  readonly malformedNotifications: number;
   close(): Promise<void>;
+};
+
+/** What both `connect` and `connectBus` accept. */
+export type ClientOptions = {
+  /** Backoff between reconnect attempts and between resubscribe attempts (see RetryPolicy). */
+  retry?: RetryPolicyInput;
+  /** How long a subscription that only waitForEvent made outlives its last wait (default 30 s). */
+  subscriptionLingerMs?: number;
+  /** Told about every notification that cannot be an alert (default: counted only). */
+  onMalformed?: (reason: string) => void;
 };
 
 /**
@@ -69,8 +87,9 @@ export type OpstreamClient = {
  * await host.vm.pause('best_vm');
  * const event = await host.waitForEvent('vdsm.VM.best_vm', 10_000);
  */
-export async function connect(url: string, options: WebSocketOptions = {}): Promise<OpstreamClient> {
-  return new Client(await WebSocketTransport.open(url, options));
+export async function connect(url: string, options: WebSocketOptions & ClientOptions = {}): Promise<OpstreamClient> {
+  const retry = retryPolicy(options.retry);
+  return new Client(await WebSocketTransport.open(url, { ...options, retry }), { ...options, retry });
 }
 
 /**
@@ -82,32 +101,60 @@ export async function connect(url: string, options: WebSocketOptions = {}): Prom
  * const running = await host.getRunningTasks('*');
  */
 export async function connectBus(natsUrlOrConnection: string | NatsConnection, options: BusOptions = {}): Promise<OpstreamClient> {
+  const retry = retryPolicy(options.retry);
   const owns = typeof natsUrlOrConnection === 'string';
   const inboxPrefix = options.inboxPrefix ?? (options.role === 'viewer' ? INBOX_PREFIXES.viewer : INBOX_PREFIXES.manager);
   const nc = owns ? await connectNats(natsUrlOrConnection, 'opstream-client', { ...options, inboxPrefix }) : natsUrlOrConnection;
-  return new Client(new NatsTransport(nc, { ...options, ownsConnection: owns }));
+  return new Client(new NatsTransport(nc, { stream: options.stream, role: options.role, ownsConnection: owns }), { ...options, retry });
 }
 
-export type BusOptions = NatsAccess & {
-  stream?: string;
-  /** `viewer` identities may only call read methods, on the read subject (default `operator`). */
-  role?: 'operator' | 'viewer';
-};
+export type BusOptions = NatsAccess &
+  ClientOptions & {
+    stream?: string;
+    /** `viewer` identities may only call read methods, on the read subject (default `operator`). */
+    role?: 'operator' | 'viewer';
+  };
 
-type Subscription = { filter: AlertFilter; id: Promise<string>; lastSeq: number };
+const DEFAULT_LINGER_MS = 30_000;
+
+type Deferred = { promise: Promise<void>; resolve(): void; reject(error: Error): void };
+
+function deferred(): Deferred {
+  let resolve: () => void = () => undefined;
+  let reject: (error: Error) => void = () => undefined;
+  const promise = new Promise<void>((yes, no) => {
+    resolve = yes;
+    reject = no;
+  });
+  promise.catch(() => undefined); // nobody may be waiting for a reconnect when it fails
+  return { promise, resolve, reject };
+}
 
 class Client implements OpstreamClient {
   readonly #inbox = new AlertInbox();
-  readonly #subscriptions = new Map<string, Subscription>();
-  #reconnected: Promise<void> = Promise.resolve();
-  #markReconnected: () => void = () => undefined;
+  readonly #subscriptions: SubscriptionTable;
+  #reconnected: Deferred = { promise: Promise.resolve(), resolve: () => undefined, reject: () => undefined };
+  #malformed = 0;
 
-  constructor(private readonly transport: Transport) {
+  constructor(
+    private readonly transport: Transport,
+    options: ClientOptions & { retry: RetryPolicy },
+  ) {
+    const lingerMs = options.subscriptionLingerMs ?? DEFAULT_LINGER_MS;
+    if (!Number.isInteger(lingerMs) || lingerMs < 0) throw new RangeError(`subscriptionLingerMs must be a whole number of milliseconds, 0 or more (got ${lingerMs})`);
+    this.#subscriptions = new SubscriptionTable(transport, { lingerMs, retry: options.retry });
     transport.onAlert = (alert) => this.#receive(alert);
+    transport.onMalformed = (reason) => {
+      this.#malformed += 1;
+      options.onMalformed?.(reason);
+    };
+    transport.onSubscriptionEnded = (id, reason) => void this.#renew(id, reason);
     transport.onStatus = (status) => {
       if (status === 'disconnected') {
-        this.#reconnected = new Promise((resolve) => (this.#markReconnected = resolve));
+        this.#reconnected = deferred();
         this.#inbox.rejectWaiters(new DisconnectedError('the connection to the agent dropped; waitForReconnect(), then getInfo to double check'));
+      } else if (status === 'gave-up') {
+        this.#reconnected.reject(new DisconnectedError('gave up reconnecting: the retry policy has no attempts left'));
       } else {
         void this.#resume();
       }
@@ -120,6 +167,10 @@ class Client implements OpstreamClient {
 
   get droppedAlerts(): number {
     return this.#inbox.dropped;
+  }
+
+  get malformedNotifications(): number {
+    return this.#malformed;
   }
 
   call<Result = unknown>(method: string, params: Record<string, unknown> = {}): Promise<Result> {
@@ -140,30 +191,23 @@ class Client implements OpstreamClient {
   }
 
   async subscribe(filter: string, filterType: FilterType = 'glob', since?: number): Promise<number> {
-    const key = `${filterType}:${filter}`;
-    let subscription = this.#subscriptions.get(key);
-    if (!subscription) {
-      const compiled = compileFilter(filter, filterType);
-      const started = this.transport.subscribe(filter, filterType, since);
-      subscription = { filter: compiled, id: started.then(({ id }) => id), lastSeq: since ?? 0 };
-      this.#subscriptions.set(key, subscription);
-      try {
-        const { seq } = await started;
-        subscription.lastSeq = Math.max(subscription.lastSeq, seq);
-      } catch (error) {
-        this.#subscriptions.delete(key);
-        throw error;
-      }
-    }
-    await subscription.id;
+    const subscription = await this.#subscriptions.acquire(filter, filterType, 'hold', since);
     return subscription.lastSeq;
+  }
+
+  unsubscribe(filter: string, filterType: FilterType = 'glob'): Promise<void> {
+    return this.#subscriptions.release(filter, filterType);
   }
 
   async waitForEvent(filter: string, timeoutMs: number, filterType: FilterType = 'glob'): Promise<AlertNotification> {
     const compiled = compileFilter(filter, filterType);
     if (!this.transport.connected) throw new DisconnectedError('not connected to the agent; waitForReconnect() first');
-    await this.subscribe(filter, filterType);
-    return this.#inbox.take(compiled, timeoutMs);
+    const subscription = await this.#subscriptions.acquire(filter, filterType, 'wait');
+    try {
+      return await this.#inbox.take(compiled, timeoutMs);
+    } finally {
+      this.#subscriptions.doneWaiting(subscription);
+    }
   }
 
   async waitForReconnect(timeoutMs = 60_000): Promise<void> {
@@ -172,13 +216,14 @@ class Client implements OpstreamClient {
       timer = setTimeout(() => reject(new DisconnectedError(`still not reconnected after ${timeoutMs} ms`)), timeoutMs);
     });
     try {
-      await Promise.race([this.#reconnected, timeout]);
+      await Promise.race([this.#reconnected.promise, timeout]);
     } finally {
       clearTimeout(timer);
     }
   }
 
   async close(): Promise<void> {
+    this.#subscriptions.clear();
     await this.transport.close();
   }
 
@@ -190,31 +235,41 @@ class Client implements OpstreamClient {
     this.#inbox.put(alert);
   }
 
-  /** After a reconnect: subscriptions that died with the connection resume where they stopped. */
-  async #resume(): Promise<void> {
-    if (this.transport.resubscribesAfterReconnect) {
-      for (const subscription of this.#subscriptions.values()) {
-        if (!(await this.#resubscribe(subscription))) return; // dropped again: the next reconnect resumes
-      }
+  /**
+   * The agent ended one subscription on its own (its feed died): resubscribe after the last
+   * delivered sequence, so nothing is missed. Waiters keep waiting meanwhile; if the policy gives
+   * up, the subscription is forgotten and the next waitForEvent opens a new one.
+   */
+  async #renew(id: string, reason: string): Promise<void> {
+    // The notice can arrive in the same read as the subscribe's reply, before its id is known here.
+    await Promise.allSettled([...this.#subscriptions.values()].map((subscription) => subscription.id));
+    const subscription = this.#subscriptions.byAgentId(id);
+    if (!subscription) return;
+    subscription.currentId = undefined;
+    const outcome = await this.#subscriptions.resubscribe(subscription);
+    if (outcome === 'gave-up') {
+      this.#subscriptions.forget(subscription);
+      const error = new DisconnectedError(`the agent ended the subscription to ${subscription.filter.filter} (${reason}) and resubscribing failed`);
+      this.#inbox.rejectWaiters(error, subscription.filter);
     }
-    this.#markReconnected();
   }
 
   /**
-   * An agent that restarted answers Unavailable until it has rebuilt its entities: keep asking,
-   * or the subscription would silently stay dead. False when the connection dropped meanwhile.
+   * After a reconnect: subscriptions that died with the connection resume where they stopped. An
+   * agent that restarted answers Unavailable until it has rebuilt its entities, so each is retried
+   * as the retry policy says, or it would silently stay dead.
    */
-  async #resubscribe(subscription: Subscription): Promise<boolean> {
-    const { filter, filterType } = subscription.filter;
-    for (let attempt = 0; this.transport.connected; attempt += 1) {
-      try {
-        const { id } = await this.transport.subscribe(filter, filterType, subscription.lastSeq);
-        subscription.id = Promise.resolve(id);
-        return true;
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** Math.min(attempt, 4))));
+  async #resume(): Promise<void> {
+    if (this.transport.resubscribesAfterReconnect) {
+      for (const subscription of [...this.#subscriptions.values()]) {
+        const outcome = await this.#subscriptions.resubscribe(subscription);
+        if (outcome === 'dropped') return; // dropped again: the next reconnect resumes
+        if (outcome === 'gave-up') {
+          this.#reconnected.reject(new DisconnectedError(`gave up resubscribing to ${subscription.filter.filter}: the retry policy has no attempts left`));
+          return;
+        }
       }
     }
-    return false;
+    this.#reconnected.resolve();
   }
 }

@@ -61,11 +61,13 @@ export class AlertInbox {
     });
   }
 
-  /** Fails every pending wait, e.g. when the connection drops. */
-  rejectWaiters(error: Error): void {
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const waiter of waiters) waiter.reject(error);
+  /** Fails every pending wait (the connection dropped), or those on one filter. */
+  rejectWaiters(error: Error, only?: Pick<AlertFilter, 'filter' | 'filterType'>): void {
+    for (const waiter of [...this.#waiters]) {
+      if (only && (waiter.filter.filter !== only.filter || waiter.filter.filterType !== only.filterType)) continue;
+      this.#waiters.delete(waiter);
+      waiter.reject(error);
+    }
   }
 
   #remember(seq: number): void {

@@ -14,6 +14,8 @@ type JsonRpcReply = { result?: unknown; error?: { code: number; message: string;
 export class NatsTransport implements Transport {
   onAlert: Transport['onAlert'] = () => undefined;
   onStatus: Transport['onStatus'] = () => undefined;
+  onMalformed: Transport['onMalformed'] = () => undefined;
+  onSubscriptionEnded: Transport['onSubscriptionEnded'] = () => undefined;
   readonly resubscribesAfterReconnect = false;
   readonly #feeds = new Map<string, AlertFeed>();
   #connected = true;

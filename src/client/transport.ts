@@ -5,8 +5,15 @@ import type { FilterType } from '../filters/alert-filter.ts';
 export interface Transport {
   /** Every alert any subscription delivers goes here. */
   onAlert: (alert: AlertNotification) => void;
-  /** Connection changes; after `reconnected`, subscriptions that did not survive are redone. */
-  onStatus: (status: 'disconnected' | 'reconnected') => void;
+  /**
+   * Connection changes; after `reconnected`, subscriptions that did not survive are redone;
+   * `gave-up` when the retry policy has no reconnect attempts left.
+   */
+  onStatus: (status: 'disconnected' | 'reconnected' | 'gave-up') => void;
+  /** Something arrived that cannot be an alert or a reply: said, never dropped silently. */
+  onMalformed: (reason: string) => void;
+  /** The agent ended a subscription on its own (its feed died): the client resubscribes. */
+  onSubscriptionEnded: (id: string, reason: string) => void;
   /** Whether subscriptions die with the connection (WebSocket) or survive it (NATS). */
   readonly resubscribesAfterReconnect: boolean;
   readonly connected: boolean;

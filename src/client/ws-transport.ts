@@ -1,11 +1,13 @@
-// JSON-RPC over WebSocket, reconnecting with backoff when the connection drops.
+// JSON-RPC over WebSocket: reconnects after a drop as its retry policy says, and pings the agent
+// so that a half-open connection (the peer gone without a close) is noticed and replaced.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JSONRPCClient, JSONRPCErrorException, JSONRPCServer, JSONRPCServerAndClient } from 'json-rpc-2.0';
 import WebSocket from 'ws';
-import { AlertNotification } from '../domain/alert.ts';
+import { retryDelayMs, retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../domain/retry-policy.ts';
 import type { FilterType } from '../filters/alert-filter.ts';
 import { ErrorCodes } from '../domain/errors.ts';
 import { DisconnectedError, RpcError } from './errors.ts';
+import { readNotification } from './notification.ts';
 import type { Transport } from './transport.ts';
 
 export type WebSocketOptions = {
@@ -13,6 +15,13 @@ export type WebSocketOptions = {
   reconnect?: boolean;
   /** How long a call may wait for its answer. */
   callTimeoutMs?: number;
+  /** Backoff between reconnect attempts and between resubscribe attempts (defaults: 50 ms doubling to 2 s, forever). */
+  retry?: RetryPolicyInput;
+  /**
+   * How often to ping the agent (default 15 s; 0 = never). A connection that answers neither a
+   * ping nor anything else within one interval is cut and reconnected.
+   */
+  pingIntervalMs?: number;
   /** The bearer token the agent gave this client's role (data/credentials/operator.token or viewer.token). */
   token?: string;
   /** PEM of the CA that signed a wss:// agent's certificate, when the system does not trust it. */
@@ -21,11 +30,15 @@ export type WebSocketOptions = {
 
 /** json-rpc-2.0 reports its own request timeout with code 0, which no agent sends. */
 const CALL_TIMED_OUT = 0;
+const DEFAULT_PING_INTERVAL_MS = 15_000;
 
 export class WebSocketTransport implements Transport {
   onAlert: Transport['onAlert'] = () => undefined;
   onStatus: Transport['onStatus'] = () => undefined;
+  onMalformed: Transport['onMalformed'] = () => undefined;
+  onSubscriptionEnded: Transport['onSubscriptionEnded'] = () => undefined;
   readonly resubscribesAfterReconnect = true;
+  readonly retry: RetryPolicy;
   #socket: WebSocket;
   #peer: JSONRPCServerAndClient;
   #closing = false;
@@ -34,13 +47,20 @@ export class WebSocketTransport implements Transport {
     private readonly url: string,
     socket: WebSocket,
     private readonly options: WebSocketOptions,
+    retry: RetryPolicy,
   ) {
+    this.retry = retry;
     this.#socket = socket;
     this.#peer = this.#attach(socket);
   }
 
   static async open(url: string, options: WebSocketOptions = {}): Promise<WebSocketTransport> {
-    return new WebSocketTransport(url, await openSocket(url, options), options);
+    const retry = retryPolicy(options.retry);
+    const pingIntervalMs = options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
+    if (!Number.isInteger(pingIntervalMs) || pingIntervalMs < 0) {
+      throw new RangeError(`pingIntervalMs must be a whole number of milliseconds, 0 or more (got ${pingIntervalMs})`);
+    }
+    return new WebSocketTransport(url, await openSocket(url, options), options, retry);
   }
 
   get connected(): boolean {
@@ -88,8 +108,14 @@ export class WebSocketTransport implements Transport {
   #attach(socket: WebSocket): JSONRPCServerAndClient {
     const server = new JSONRPCServer();
     server.addMethod('alert', (params) => {
-      const parsed = AlertNotification.safeParse(params);
-      if (parsed.success) this.onAlert(parsed.data);
+      const reading = readNotification(params);
+      if (reading.ok) this.onAlert(reading.alert);
+      else this.onMalformed(`alert notification: ${reading.reason}`);
+    });
+    server.addMethod('subscriptionEnded', (params) => {
+      const { subscriptionId, reason } = (params ?? {}) as { subscriptionId?: unknown; reason?: unknown };
+      if (typeof subscriptionId === 'string') this.onSubscriptionEnded(subscriptionId, String(reason ?? 'no reason given'));
+      else this.onMalformed('subscriptionEnded notification without a subscriptionId');
     });
     const peer = new JSONRPCServerAndClient(
       server,
@@ -98,10 +124,20 @@ export class WebSocketTransport implements Transport {
         socket.send(JSON.stringify(request));
       }),
     );
+    const heartbeat = this.#heartbeat(socket);
     socket.on('message', (data) => {
-      void peer.receiveAndSend(JSON.parse(data.toString())).catch(() => undefined);
+      heartbeat.alive();
+      let message: unknown;
+      try {
+        message = JSON.parse(data.toString());
+      } catch (error) {
+        this.onMalformed(`a frame that is not JSON: ${(error as Error).message}`);
+        return;
+      }
+      peer.receiveAndSend(message).catch((error: unknown) => this.onMalformed(`a message json-rpc-2.0 refused: ${String(error)}`));
     });
     socket.once('close', () => {
+      heartbeat.stop();
       peer.rejectAllPendingRequests('the connection to the agent closed');
       if (this.#closing) return;
       this.onStatus('disconnected');
@@ -111,9 +147,40 @@ export class WebSocketTransport implements Transport {
     return peer;
   }
 
+  /**
+   * Pings every interval; a connection from which nothing (pong, reply or notification) arrived
+   * since the previous ping is dead, though the OS may not know it for minutes: terminate it, and
+   * the close handler reconnects.
+   */
+  #heartbeat(socket: WebSocket): { alive(): void; stop(): void } {
+    const intervalMs = this.options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
+    let heard = true;
+    const alive = () => {
+      heard = true;
+    };
+    if (intervalMs === 0) return { alive, stop: () => undefined };
+    socket.on('pong', alive);
+    socket.on('ping', alive);
+    const timer = setInterval(() => {
+      if (!heard) {
+        socket.terminate();
+        return;
+      }
+      heard = false;
+      if (socket.readyState === WebSocket.OPEN) socket.ping();
+    }, intervalMs);
+    timer.unref();
+    return { alive, stop: () => clearInterval(timer) };
+  }
+
   async #reconnect(): Promise<void> {
-    for (let attempt = 0; !this.#closing; attempt += 1) {
-      await sleep(Math.min(2_000, 50 * 2 ** Math.min(attempt, 6)));
+    for (let retry = 1; !this.#closing; retry += 1) {
+      const delay = retryDelayMs(this.retry, retry);
+      if (delay === undefined) {
+        this.onStatus('gave-up');
+        return;
+      }
+      await sleep(delay);
       try {
         const socket = await openSocket(this.url, this.options);
         if (this.#closing) {

@@ -1,4 +1,5 @@
-// Where the API listens on the bus. Clients need these names, not the agent that serves them.
+// Where the API listens on the bus. Clients need these names, not the agent that serves them, so
+// they live in the domain, not beside the server.
 
 /** JSON-RPC requests from operators (managers): every method. */
 export const API_SUBJECT = 'opstream.api';
@@ -16,3 +17,5 @@ export const INBOX_PREFIXES = { agent: '_INBOX', manager: '_INBOX_manager', view
 export function isInboxSubject(subject: string): boolean {
   return Object.values(INBOX_PREFIXES).some((prefix) => subject.startsWith(`${prefix}.`));
 }
+/** Queue group the agents answer in, so several can serve the same bus. */
+export const API_QUEUE_GROUP = 'opstream-agents';

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 // Plain JS shared with the pre-install set-up (typed by its JSDoc): one place knows where the server is.
-import { findNatsServer } from '../../scripts/setup.mjs';
+import { findNatsServer } from './server-binary.mjs';
 
 const READY_LINE = 'Server is ready';
 

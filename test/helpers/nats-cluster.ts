@@ -3,7 +3,7 @@
 // node, ready once JetStream has a meta leader, and nodes that can be killed (SIGKILL) and
 // revived on the same ports and store.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -72,7 +72,7 @@ export class NatsTestCluster {
   }
 
   async stop(): Promise<void> {
-    await Promise.allSettled(this.nodes.map((node) => node.process?.stop()));
+    await Promise.allSettled(this.nodes.map(async (node) => node.process?.stop()));
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -122,12 +122,12 @@ export class NatsTestCluster {
 /** Ports free now (the OS picks them); routes need them known before any node starts. */
 async function freePorts(count: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<import('node:net').Server>((resolve) => {
+    Array.from({ length: count }, () => new Promise<Server>((resolve) => {
       const server = createServer();
       server.listen(0, '127.0.0.1', () => resolve(server));
     })),
   );
-  const ports = servers.map((server) => (server.address() as import('node:net').AddressInfo).port);
+  const ports = servers.map((server) => (server.address() as AddressInfo).port);
   await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
   return ports;
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
-import { TaskInfo } from '../../domain/task.ts';
+import type { TaskInfo } from '../../domain/task.ts';
 import { compileFilter, FILTER_TYPES } from '../../filters/alert-filter.ts';
 import { compileTaskFilter } from '../../filters/task-filter.ts';
 import { defineMethod } from '../method.ts';
