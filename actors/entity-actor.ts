@@ -120,7 +120,7 @@ export class EntityActor {
   observe(seq: number): void {
     if (seq <= this.#state.lastSeq || this.#stopped) return;
     void this.#serialize(async () => {
-      if (seq > this.#state.lastSeq && !this.#state.divergence) await this.#catchUp();
+      if (seq > this.#state.lastSeq && !this.#state.divergence) await this.#catchUp({ drive: false });
     }).catch((error: unknown) => this.deps.logger.warn('could not fold a record written by someone else', { subject: this.subject, seq, error: String(error) }));
   }
 
@@ -288,14 +288,18 @@ export class EntityActor {
    * Most often it is our own append whose ack was lost in an outage and that landed anyway, so the
    * agent — the entity's owner — drives whatever state the stream now says, work included.
    */
-  async #catchUp(): Promise<void> {
+  async #catchUp({ drive = true }: { drive?: boolean } = {}): Promise<void> {
     for await (const record of this.deps.log.read(this.subject, this.#state.lastSeq + 1)) {
       if (isQuarantined(record)) this.deps.quarantine.add({ source: 'stream', ...record });
       this.#state = replayOne(this.deps.definition, this.#state, record);
     }
     if (this.#state.divergence) this.stopWork();
+    // A record someone else wrote (not our own append whose ack was lost) is not ours to act on:
+    // whatever work we ran for the state before it stops, and none starts for the state after.
+    else if (!drive) this.stopWork();
     else this.#reconcileWork(true);
   }
+
 
   async #saveSnapshot(): Promise<boolean> {
     const { store } = this.deps.snapshots ?? {};

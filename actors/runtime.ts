@@ -210,25 +210,9 @@ export class Runtime {
       this.quarantine.add({ source: 'stream', seq, subject, reason: 'its subject is no entity’s alert name' });
       return;
     }
-    const known = this.#actors.get(keyOf(ref));
-    if (known) {
-      known.observe(seq);
-      return;
-    }
-    // History for an entity this runtime holds nothing of: read it (quarantining what is not history).
-    if (!this.#loading.has(keyOf(ref))) void this.#adopt(ref);
-  }
-
-  async #adopt(ref: EntityRef): Promise<void> {
-    const key = keyOf(ref);
-    const loading = this.#loadFromStream(ref).finally(() => this.#loading.delete(key));
-    this.#loading.set(key, loading);
-    try {
-      const actor = await loading;
-      if (!this.#actors.has(key)) this.#actors.set(key, actor);
-    } catch (error) {
-      this.options.logger.warn('could not read a history written by someone else', { subject: alertSubject(ref.kind, ref.id), error: String(error) });
-    }
+    // An entity this runtime holds nothing of is not adopted: another agent on the same stream
+    // may own it (see the fleet issue). What this runtime holds, it folds.
+    this.#actors.get(keyOf(ref))?.observe(seq);
   }
 
   /** The loaded entities of one kind (after recover(): all of them), for checks across entities. */
