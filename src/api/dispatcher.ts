@@ -6,6 +6,7 @@ import { createLogger } from '../log.ts';
 import { isUnreachable } from '../nats/errors.ts';
 import type { ApiContext, MethodSpec } from './method.ts';
 import { glusterVolumeMethods } from './methods/gluster-volume.ts';
+import { historyMethods } from './methods/history.ts';
 import { hostMethods } from './methods/host.ts';
 import { imageMethods } from './methods/image.ts';
 import { simMethods } from './methods/sim.ts';
@@ -20,6 +21,7 @@ export const API_METHODS: readonly MethodSpec[] = [
   ...storageConnectionMethods,
   ...glusterVolumeMethods,
   ...hostMethods,
+  ...historyMethods,
   ...simMethods,
 ] as MethodSpec[];
 

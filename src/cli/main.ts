@@ -7,6 +7,7 @@ import { replay } from './replay.ts';
 import { publishedSchemas } from './schema.ts';
 import { start } from './start.ts';
 import { tasks } from './tasks.ts';
+import { VIZ_FORMATS, viz } from './viz.ts';
 import { watch } from './watch.ts';
 
 const port = (value: string): number => {
@@ -90,6 +91,13 @@ reachAgent(
     .argument('<method>', 'e.g. VM.create, VM.getInfo, Host.getRunningTasks')
     .argument('[params...]', 'key=value pairs; values that parse as JSON are taken as JSON'),
 ).action(call);
+
+program
+  .command('viz')
+  .description("draw an entity kind's state machine from its definition: SVG (ELK layout), Mermaid, or XState/Stately JSON")
+  .argument('<kind>', 'VM, Storage.Image, Storage.Connection, Gluster.Volume (or the machine id: vm, image, ...)')
+  .addOption(new Option('--format <format>', 'output format').choices(VIZ_FORMATS).default('svg'))
+  .action(viz);
 
 program
   .command('schema')
