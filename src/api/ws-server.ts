@@ -7,6 +7,7 @@ import type { SimulatedDriver } from '../../actors/drivers/simulated-driver.ts';
 import type { SimulatedGluster } from '../../actors/drivers/simulated-gluster.ts';
 import type { Runtime } from '../../actors/runtime.ts';
 import { createLogger } from '../log.ts';
+import { serveViz } from '../viz/static.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { createRpcEndpoint, type RpcEndpoint } from './json-rpc.ts';
 import { MAX_REQUEST_BYTES } from './limits.ts';
@@ -88,6 +89,7 @@ function health(request: IncomingMessage, response: ServerResponse, ready: () =>
     response.end(JSON.stringify({ status: ok ? 'ok' : 'starting' }));
     return;
   }
+  if (serveViz(request, response)) return; // the visualizer page (src/viz), a client of /rpc
   response.writeHead(404, { 'content-type': 'application/json' });
   response.end(JSON.stringify({ error: 'not found: the API is JSON-RPC over WebSocket at /rpc; health at /healthz' }));
 }
