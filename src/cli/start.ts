@@ -1,6 +1,7 @@
 import { ensureNatsServer } from '../../scripts/setup.mjs';
 import { QEMU_IMG_HINT, qemuImgAvailable } from '../../actors/drivers/qemu-image-driver.ts';
 import { startAgent } from '../agent.ts';
+import { prepareViz } from '../viz/static.ts';
 import { runDemo } from './demo.ts';
 import { PROJECT_ROOT } from './paths.ts';
 
@@ -35,11 +36,14 @@ export async function start(options: StartOptions): Promise<void> {
     [
       'opstream agent ready',
       `  API     ${agent.api.url}  (JSON-RPC 2.0 over WebSocket)`,
+      `  page    http://127.0.0.1:${agent.api.port}/  (machines, fleet and histories in the browser)`,
       `  health  http://127.0.0.1:${agent.api.port}/healthz`,
       `  NATS    ${agent.natsUrl}${embedded}`,
       '  Ctrl-C stops it',
     ].join('\n'),
   );
+  // Bundle the page in the background now, so its first visitor does not wait for esbuild.
+  void prepareViz();
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
