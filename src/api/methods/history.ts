@@ -2,7 +2,7 @@
 // (Machine.list, Machine.describe), the entities with where each stands (History.list), and an
 // entity's history step by step with the verification `opstream replay --to/--verify` prints.
 import { z } from 'zod';
-import { ENTITY_KINDS, parseAlertSubject } from '../../domain/subjects.ts';
+import { ALERT_ROOT, parseAlertSubject } from '../../domain/subjects.ts';
 import { compileFilter, FILTER_TYPES } from '../../filters/alert-filter.ts';
 import { definitionFor, steps, verify } from '../../replay/debugger.ts';
 import { loadHistory } from '../../replay/history.ts';
@@ -24,8 +24,8 @@ export const historyMethods = [
     handler: async (_params, { runtime }) =>
       machineKinds().map((kind) => {
         const definition = machineDefinition(kind);
-        const entities = ENTITY_KINDS.includes(definition.kind) ? runtime.entitiesOf(definition.kind).length : 0;
-        return { kind, id: definition.machine.id, version: definition.version, alertPrefix: `vdsm.${kind}.`, entities };
+        const entities = runtime.entitiesOf(definition.kind).length;
+        return { kind, id: definition.machine.id, version: definition.version, alertPrefix: `${ALERT_ROOT}.${kind}.`, entities };
       }),
   }),
   defineMethod({

@@ -77,8 +77,9 @@ export class DetailView {
     this.#parts.title.textContent = alertName;
     this.#parts.verdict.textContent = '';
     this.#parts.timeline.replaceChildren();
-    this.#parts.diagram.innerHTML = await this.#diagram(kind);
-    if (this.#alertName !== alertName) return;
+    const svg = await this.#diagram(kind);
+    if (this.#alertName !== alertName) return; // another entity was selected while this one drew
+    this.#parts.diagram.innerHTML = svg;
     await this.refresh();
   }
 
@@ -96,7 +97,11 @@ export class DetailView {
         const alertName: string = this.#alertName;
         const after = this.#steps.at(-1)?.seq;
         const result = await this.rpc.call<{ steps: Step[] }>('History.get', { alertName, ...(after !== undefined ? { after } : {}) });
-        if (alertName !== this.#alertName) return;
+        // Another entity was selected meanwhile: drop this answer and fetch for that one.
+        if (alertName !== this.#alertName) {
+          this.#again = true;
+          continue;
+        }
         if (result.steps.length) this.#append(result.steps);
       } while (this.#again);
     } finally {

@@ -19,9 +19,13 @@ let subscribed: { filter: string; filterType: string } | undefined;
 let wanted = { filter: 'vdsm.>', filterType: 'glob' };
 
 const connection = $('connection');
+let everOpen = false;
 const setConnection = (state: ConnectionState, detail?: string) => {
+  everOpen ||= state === 'open';
+  // A socket that never opens is most often refused at the door: say how to pass a token.
+  const hint = everOpen || new URLSearchParams(window.location.search).has('token') ? '' : ' — if the agent needs a token, open this page as /?token=…';
   connection.dataset['state'] = state;
-  connection.textContent = state === 'open' ? 'live' : state === 'connecting' ? 'connecting…' : `offline${detail ? ` (${detail})` : ''}`;
+  connection.textContent = state === 'open' ? 'live' : state === 'connecting' ? 'connecting…' : `offline${detail ? ` (${detail})` : ''}${hint}`;
   document.body.dataset['connection'] = state;
 };
 
