@@ -5,6 +5,7 @@ import { ErrorCodes } from '../src/domain/errors.ts';
 import type { MachineDescription, StateDescription } from '../src/viz/machine-types.ts';
 import { RpcError } from '../src/index.ts';
 import { uniqueId } from './helpers/agent.ts';
+import { publishDivergedHistory } from './helpers/diverged-history.ts';
 import { startStack, type TestStack } from './helpers/stack.ts';
 
 let stack: TestStack;
@@ -103,6 +104,15 @@ describe('History.list, History.get and History.verify', () => {
     const verification = await call<{ ok: boolean; verified: number; machine: { id: string } }>('History.verify', { alertName });
     const { total } = await call<{ total: number }>('History.get', { alertName });
     expect(verification).toMatchObject({ ok: true, verified: total, machine: { id: 'vm' } });
+  });
+
+  it('marks the first divergence of a history today\'s machine does not reproduce', async () => {
+    const diverged = uniqueId('diverged');
+    const seq = await publishDivergedHistory(stack.agent.nc, diverged);
+    const verification = await call<{ ok: boolean; verified: number; divergence: { seq: number; recorded: unknown; recomputed: unknown; event: { type: string } } }>('History.verify', { alertName: `vdsm.VM.${diverged}` });
+    expect(verification).toMatchObject({ ok: false, verified: 9, divergence: { seq, recorded: 'Paused', recomputed: 'Pausing', event: { type: 'PAUSE' } } });
+    // Up to just before the divergence, the history verifies.
+    expect(await call('History.verify', { alertName: `vdsm.VM.${diverged}`, to: seq - 1 })).toMatchObject({ ok: true, verified: 9 });
   });
 
   it('says clearly when the entity has no history or the name is not an alert name', async () => {

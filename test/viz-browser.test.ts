@@ -8,6 +8,7 @@ import { startAgent, type Agent } from '../src/agent.ts';
 import { connect, type OpstreamClient } from '../src/index.ts';
 import { uniqueId } from './helpers/agent.ts';
 import { launchBrowser, screenshot, type TestBrowser } from './helpers/browser.ts';
+import { publishDivergedHistory } from './helpers/diverged-history.ts';
 import { NatsTestServer } from './helpers/nats-server.ts';
 import { requireTool } from './helpers/requirements.ts';
 
@@ -89,6 +90,22 @@ describe.skipIf(!chromium.available)('visualizer in chromium', () => {
     expect(await page.textContent('#verdict')).toMatch(/reproduces all \d+ alerts/);
     await page.click('#live');
     await page.waitForSelector(lit('Paused'));
+  });
+
+  it('opens an entity from the URL and marks where its history diverges from today\'s machine', async () => {
+    const diverged = uniqueId('viz-diverged');
+    const seq = await publishDivergedHistory(agent.nc, diverged);
+    const other = await browser.page();
+    await other.goto(`http://127.0.0.1:${agent.api.port}/#vdsm.VM.${diverged}`);
+    await other.waitForSelector(`#timeline tr[data-seq="${seq}"]`);
+    await other.keyboard.press('v');
+    await other.waitForSelector(`#timeline tr.diverged[data-seq="${seq}"]`);
+    expect(await other.getAttribute('#verdict', 'data-tone')).toBe('error');
+    expect(await other.textContent('#verdict')).toMatch(new RegExp(`diverges at seq ${seq} \\(PAUSE\\): recorded Paused, today's machine reaches Pausing`));
+    // The scrubber moved to the diverging alert: the diagram shows the state it recorded.
+    await other.waitForSelector(lit('Paused'));
+    await screenshot(other, 'viz-diverged');
+    await other.close();
   });
 
   it('recovers after the agent restarts and catches up on what happened while it was away', async () => {
