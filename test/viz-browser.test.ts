@@ -92,6 +92,43 @@ describe.skipIf(!chromium.available)('visualizer in chromium', () => {
     await page.waitForSelector(lit('Paused'));
   });
 
+  it('filters by glob or regexp through the agent and says why a filter is refused', async () => {
+    const second = uniqueId('viz-b');
+    await host.vm.create(second);
+    await page.waitForSelector(row(second));
+    await page.click('h1');
+    await page.keyboard.press('/');
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('filter');
+    await page.selectOption('#filter-type', 'regexp');
+    await page.fill('#filter', `vdsm\\.VM\\.(${vmId}|nothing)`);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(row(second), { state: 'detached' });
+    await page.waitForSelector(row(vmId));
+    expect(await page.locator('#fleet .row:not([hidden])').count()).toBe(1);
+    await page.fill('#filter', 'vdsm.VM.(');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#filter-error:not([hidden])');
+    expect(await page.textContent('#filter-error')).toMatch(/regexp/i);
+    expect(await page.locator(row(vmId)).count()).toBe(1);
+    await page.selectOption('#filter-type', 'glob');
+    await page.fill('#filter', 'vdsm.VM.*');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(row(second));
+    expect(await page.isHidden('#filter-error')).toBe(true);
+  });
+
+  it('is driven by the keyboard', async () => {
+    await page.click('h1');
+    await page.keyboard.press('f');
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('fleet');
+    await page.keyboard.press('Home');
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('Enter');
+    // Rows sort by id: viz-<pid>-1 comes before viz-b-<pid>-<n>.
+    await page.waitForSelector('#entity-title:text-matches("viz-b-")');
+    expect(await page.getAttribute('.row.cursor', 'aria-selected')).toBe('true');
+  });
+
   it('opens an entity from the URL and marks where its history diverges from today\'s machine', async () => {
     const diverged = uniqueId('viz-diverged');
     const seq = await publishDivergedHistory(agent.nc, diverged);

@@ -48,8 +48,13 @@ export class FleetView {
       const index = first + slot;
       const entity = view[index];
       if (!entity || index >= last) {
-        row.root.hidden = true;
-        row.entity = undefined;
+        if (row.entity) {
+          // A spare row forgets its entity, so nothing finds a stale name in the DOM.
+          row.root.hidden = true;
+          row.entity = undefined;
+          delete row.root.dataset['name'];
+          delete row.root.dataset['seq'];
+        }
         continue;
       }
       row.root.hidden = false;
@@ -68,6 +73,7 @@ export class FleetView {
     const root = el('div', 'row');
     root.id = `fleet-row-${this.#rows.length}`;
     root.setAttribute('role', 'option');
+    root.hidden = true;
     const kind = el('span', 'kind');
     const id = el('span', 'id');
     const desc = el('span', 'desc');

@@ -75,7 +75,6 @@ async function startOver(): Promise<void> {
   fleet.clear();
   for (const entry of listed) fleet.list(entry);
   for (const entry of listed) if (entry.seq > lastSeq) lastSeq = entry.seq;
-  setFilterError('');
 }
 
 async function retryWhileRecovering(work: () => Promise<void>): Promise<void> {
@@ -99,6 +98,7 @@ async function applyFilter(): Promise<void> {
     if (subscriptionId) await rpc.call('Host.unsubscribe', { subscriptionId }).catch(() => undefined);
     subscriptionId = undefined;
     await startOver();
+    setFilterError('');
   } catch (error) {
     setFilterError((error as Error).message);
     wanted = previous;
