@@ -3,7 +3,7 @@
 // The fleet list, virtualised: a spacer as tall as every row, and a small pool of row elements
 // placed over the part that is on screen. A frame rewrites only rows whose entity changed.
 import type { Entity, Fleet } from './fleet.ts';
-import { describeProgress, el, errorText } from './format.ts';
+import { describeExtra, describeProgress, el, errorText } from './format.ts';
 
 export const ROW_HEIGHT = 44;
 const OVERSCAN = 4;
@@ -105,7 +105,8 @@ export class FleetView {
     row.bar.hidden = !progress;
     row.fill.style.width = `${progress?.fraction !== undefined ? Math.round(progress.fraction * 100) : 0}%`;
     row.fill.classList.toggle('indeterminate', progress !== undefined && progress.fraction === undefined);
-    row.progress.textContent = progress?.text ?? (entity.status ? entity.status : '');
+    // Alerts carry OperationInfo, not the status: a settled row shows its extraData, always current.
+    row.progress.textContent = progress?.text ?? describeExtra(info.extraData);
     const error = errorText(info);
     row.error.textContent = error ?? '';
     row.root.classList.toggle('failed', error !== undefined);

@@ -34,3 +34,12 @@ export function showState(value: unknown): string {
     .map(([key, inner]) => `${key}.${showState(inner)}`)
     .join(', ');
 }
+
+/** extraData in one short line: `state: paused`, `imageState: optimized`. */
+export function describeExtra(extraData: Record<string, unknown>): string {
+  return Object.entries(extraData)
+    .filter(([, value]) => value !== null && typeof value !== 'object')
+    .slice(0, 3)
+    .map(([key, value]) => `${key}: ${String(value)}`)
+    .join(' · ');
+}
