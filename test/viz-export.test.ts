@@ -4,7 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { createMachine, initialTransition, transition } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { resolveKind, vizOutput } from '../src/cli/viz.ts';
-import { describeMachine, machineKinds } from '../src/viz/describe.ts';
+import { describeDefinition, describeMachine, machineKinds } from '../src/viz/describe.ts';
+import { layoutMachine } from '../src/viz/layout.ts';
+import { renderMermaid } from '../src/viz/mermaid.ts';
+import { renderSvg } from '../src/viz/svg.ts';
 import type { StateDescription } from '../src/viz/machine-types.ts';
 
 const allPaths = (state: StateDescription): string[] => [state.path, ...state.states.flatMap(allPaths)].filter(Boolean);
@@ -59,5 +62,28 @@ describe('opstream viz', () => {
     const bad = spawnSync(process.execPath, ['bin/opstream.js', 'viz', 'VM', '--format', 'png'], { encoding: 'utf8' });
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/png/);
+  });
+});
+
+describe('state meta the diagram shows', () => {
+  // A machine shaped like the job machines to come: a cancel policy in each state's meta.
+  const jobMachine = createMachine({
+    id: 'job',
+    initial: 'running',
+    states: {
+      running: { meta: { status: 'running', onResume: 'continue', cancel: 'revert' }, on: { CANCEL: 'aborting', DONE: 'done' } },
+      aborting: { meta: { status: 'aborting', cancel: { policy: 'refuse', reason: 'already aborting' } }, on: { ABORTED: 'aborted' } },
+      aborted: { type: 'final', meta: { status: 'aborted' } },
+      done: { type: 'final', meta: { status: 'done' } },
+    },
+  });
+  const description = describeDefinition({ kind: 'Job' as never, machine: jobMachine, version: 1 });
+
+  it('prints each state\'s cancel policy, whether a word or an object with a policy', async () => {
+    const svg = renderSvg(await layoutMachine(description));
+    expect(svg).toContain('on cancel: revert');
+    expect(svg).toContain('on cancel: refuse');
+    expect(svg).toMatch(/class="state final" data-path="aborted"/);
+    expect(renderMermaid(description)).toContain('running : on cancel: revert');
   });
 });

@@ -25,7 +25,11 @@ export function machineDefinition(kind: string): MachineDefinition {
 }
 
 export function describeMachine(kind: string): MachineDescription {
-  const definition = machineDefinition(kind);
+  return describeDefinition(machineDefinition(kind));
+}
+
+/** Any machine definition as data (tests pass machines that are not registered). */
+export function describeDefinition(definition: MachineDefinition): MachineDescription {
   return {
     kind: definition.kind,
     alertPrefix: `${ALERT_ROOT}.${definition.kind}.`,
