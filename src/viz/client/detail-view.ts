@@ -33,6 +33,8 @@ export class DetailView {
   /** Index of the step shown; undefined = follow the newest (live). */
   #cursor: number | undefined;
   #loading = false;
+  /** How many alerts the entity has; History.get sends at most its newest 5,000. */
+  #total = 0;
   #again = false;
   readonly #diagrams = new Map<string, Promise<string>>();
   readonly #parts: Record<'title' | 'status' | 'error' | 'diagram' | 'step' | 'timeline' | 'scrub' | 'position' | 'verdict' | 'live', HTMLElement>;
@@ -72,6 +74,7 @@ export class DetailView {
     this.#alertName = alertName;
     this.#kind = kind;
     this.#steps = [];
+    this.#total = 0;
     this.#cursor = undefined;
     this.root.hidden = false;
     this.#parts.title.textContent = alertName;
@@ -96,7 +99,8 @@ export class DetailView {
         this.#again = false;
         const alertName: string = this.#alertName;
         const after = this.#steps.at(-1)?.seq;
-        const result = await this.rpc.call<{ steps: Step[] }>('History.get', { alertName, ...(after !== undefined ? { after } : {}) });
+        const result = await this.rpc.call<{ steps: Step[]; total: number }>('History.get', { alertName, ...(after !== undefined ? { after } : {}) });
+        this.#total = result.total;
         // Another entity was selected meanwhile: drop this answer and fetch for that one.
         if (alertName !== this.#alertName) {
           this.#again = true;
@@ -179,7 +183,8 @@ export class DetailView {
     scrub.max = String(Math.max(0, this.#steps.length - 1));
     scrub.value = String(index);
     scrub.setAttribute('aria-valuetext', step ? `seq ${step.seq}, ${showState(step.to)}` : 'no history');
-    this.#parts.position.textContent = step ? `${index + 1} / ${this.#steps.length} · seq ${step.seq}` : '';
+    const older = this.#total - this.#steps.length;
+    this.#parts.position.textContent = step ? `${index + 1} / ${this.#steps.length} · seq ${step.seq}${older > 0 ? ` (${older} older not shown)` : ''}` : '';
     this.#parts.live.toggleAttribute('disabled', this.#cursor === undefined);
     this.root.dataset['mode'] = this.#cursor === undefined ? 'live' : 'history';
     for (const row of this.#parts.timeline.querySelectorAll('tr.current')) row.classList.remove('current');

@@ -188,6 +188,11 @@ document.addEventListener('keydown', (event) => {
   action();
 });
 
+window.addEventListener('hashchange', () => {
+  const named = decodeURIComponent(window.location.hash.slice(1));
+  if (named && named !== detail.alertName) select(named);
+});
+
 const initial = decodeURIComponent(window.location.hash.slice(1));
 if (initial) {
   const wait = setInterval(() => {
