@@ -7,7 +7,6 @@ import { replay } from './replay.ts';
 import { publishedSchemas } from './schema.ts';
 import { start } from './start.ts';
 import { tasks } from './tasks.ts';
-import { VIZ_FORMATS, viz } from './viz.ts';
 import { watch } from './watch.ts';
 
 const port = (value: string): number => {
@@ -96,8 +95,9 @@ program
   .command('viz')
   .description("draw an entity kind's state machine from its definition: SVG (ELK layout), Mermaid, or XState/Stately JSON")
   .argument('<kind>', 'VM, Storage.Image, Storage.Connection, Gluster.Volume (or the machine id: vm, image, ...)')
-  .addOption(new Option('--format <format>', 'output format').choices(VIZ_FORMATS).default('svg'))
-  .action(viz);
+  .addOption(new Option('--format <format>', 'output format').choices(['svg', 'mermaid', 'json']).default('svg'))
+  // Loaded on use: the layout engine is large, and other commands should not pay for it.
+  .action(async (kind: string, options: { format: 'svg' | 'mermaid' | 'json' }) => (await import('./viz.ts')).viz(kind, options));
 
 program
   .command('schema')
