@@ -65,16 +65,18 @@ async function catchUp(): Promise<void> {
 }
 
 async function startOver(): Promise<void> {
+  // Cleared first, subscribed second, listed third: an alert that lands in between reaches the
+  // fleet by both ways, and the newer sequence wins entity by entity.
+  fleet.clear();
+  lastSeq = 0;
   const result = await rpc.call<{ subscriptionId: string; seq: number }>('Host.subscribe', wanted);
   subscriptionId = result.subscriptionId;
   subscribed = { ...wanted };
-  lastSeq = Math.max(result.seq, 0);
-  // Subscribed first, listed second: an alert that lands in between is in both, and the newer
-  // sequence wins entity by entity.
+  // Only the feed moves lastSeq: it delivers in stream order, so everything up to lastSeq has
+  // arrived. A listed entity's newer seq says nothing about the other entities' alerts.
+  lastSeq = Math.max(lastSeq, result.seq);
   const listed = await rpc.call<ListedEntity[]>('History.list', wanted);
-  fleet.clear();
   for (const entry of listed) fleet.list(entry);
-  for (const entry of listed) if (entry.seq > lastSeq) lastSeq = entry.seq;
 }
 
 async function retryWhileRecovering(work: () => Promise<void>): Promise<void> {
