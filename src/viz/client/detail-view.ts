@@ -28,7 +28,6 @@ const MAX_TIMELINE_ROWS = 1000;
 
 export class DetailView {
   #alertName: string | undefined;
-  #kind: string | undefined;
   #steps: Step[] = [];
   /** Index of the step shown; undefined = follow the newest (live). */
   #cursor: number | undefined;
@@ -72,7 +71,6 @@ export class DetailView {
 
   async show(alertName: string, kind: string): Promise<void> {
     this.#alertName = alertName;
-    this.#kind = kind;
     this.#steps = [];
     this.#total = 0;
     this.#cursor = undefined;
@@ -100,12 +98,12 @@ export class DetailView {
         const alertName: string = this.#alertName;
         const after = this.#steps.at(-1)?.seq;
         const result = await this.rpc.call<{ steps: Step[]; total: number }>('History.get', { alertName, ...(after !== undefined ? { after } : {}) });
-        this.#total = result.total;
         // Another entity was selected meanwhile: drop this answer and fetch for that one.
         if (alertName !== this.#alertName) {
           this.#again = true;
           continue;
         }
+        this.#total = result.total;
         if (result.steps.length) this.#append(result.steps);
       } while (this.#again);
     } finally {
@@ -131,11 +129,12 @@ export class DetailView {
     verdict.textContent = 'verifying…';
     verdict.dataset['tone'] = '';
     try {
-      const result = await this.rpc.call<Verification>('History.verify', { alertName: this.#alertName, ...(shown && this.#cursor !== undefined ? { to: shown.seq } : {}) });
+      const to = shown && this.#cursor !== undefined ? shown.seq : undefined;
+      const result = await this.rpc.call<Verification>('History.verify', { alertName: this.#alertName, ...(to !== undefined ? { to } : {}) });
       for (const row of this.#parts.timeline.querySelectorAll('tr.diverged')) row.classList.remove('diverged');
       const machine = `${result.machine.id} v${result.machine.version}`;
       if (result.ok || !result.divergence) {
-        verdict.textContent = `✓ today's machine (${machine}) reproduces all ${result.verified} alerts`;
+        verdict.textContent = `✓ today's machine (${machine}) reproduces all ${result.verified} alerts${to !== undefined ? ` up to seq ${to}` : ''}`;
         verdict.dataset['tone'] = 'ok';
         return;
       }
