@@ -94,18 +94,19 @@ async function retryWhileRecovering(work: () => Promise<void>): Promise<void> {
 async function applyFilter(): Promise<void> {
   const filter = ($('filter') as HTMLInputElement).value.trim() || 'vdsm.>';
   const filterType = ($('filter-type') as HTMLSelectElement).value;
-  const previous = wanted;
-  wanted = { filter, filterType };
   try {
-    if (subscriptionId) await rpc.call('Host.unsubscribe', { subscriptionId }).catch(() => undefined);
-    subscriptionId = undefined;
-    await startOver();
-    setFilterError('');
+    // The agent judges the filter (History.list compiles it as Host.subscribe does) before the
+    // page lets go of what it shows: a refused filter leaves the list as it was.
+    await rpc.call('History.list', { filter, filterType });
   } catch (error) {
     setFilterError((error as Error).message);
-    wanted = previous;
-    if (!subscriptionId) await startOver().catch(() => undefined);
+    return;
   }
+  setFilterError('');
+  wanted = { filter, filterType };
+  if (subscriptionId) await rpc.call('Host.unsubscribe', { subscriptionId }).catch(() => undefined);
+  subscriptionId = undefined;
+  await startOver().catch((error: unknown) => setFilterError((error as Error).message));
 }
 
 function setFilterError(message: string): void {
