@@ -10,7 +10,8 @@
 //   actors/                   the runtime: effects and persistence → machines, domain, security, nats, log
 //   src/client, src/manager,  the client library (what `opstream` exports): no runtime, no API,
 //   src/index.ts              no machines                          → domain, security, nats, subscriptions, log
-//   src/api, src/replay       the agent's faces: the API and the replay debugger → actors and below
+//   src/api, src/replay,      the agent's faces: the API, the replay debugger and the visualizer
+//   src/viz                   page it serves → actors and below
 //   src/agent.ts, src/cli     the process and its commands         → anything above
 
 const LOWER = {
@@ -22,7 +23,7 @@ const LOWER = {
   machines: '^machines/',
   actors: '^actors/',
   client: '^src/(client|manager)/|^src/index[.]ts$',
-  server: '^src/(api|replay)/',
+  server: '^src/(api|replay|viz)/',
 };
 /** Everything that is code of the package (as opposed to tests, benches and scripts). */
 const PACKAGE = '^(src|actors|machines)/';

@@ -1,16 +1,17 @@
 // `npm run bench`: every benchmark, each against its own nats-server, figures and ratios printed.
 // BENCH_ENTITIES and BENCH_ALERTS_PER_ENTITY scale the recovery benchmark (default 10,000 × 100);
-// BENCH_ONLY=write,recovery,clients runs a subset; `qemu` (real VMs) runs when qemu-system-x86_64 is there.
+// BENCH_ONLY=write,recovery,clients,viz,qemu runs a subset; `qemu` (real VMs) runs when qemu-system-x86_64 is there.
 import { benchCatchUp, benchFanOut, benchWireMessages } from './clients.ts';
 import { qemuSystemAvailable } from '../actors/drivers/qemu-process.ts';
 import { benchQemu } from './qemu.ts';
 import { benchRecovery } from './recovery.ts';
 import { report } from './report.ts';
 import { benchTransitions } from './transitions.ts';
+import { benchViz } from './viz.ts';
 
 const entities = Number(process.env['BENCH_ENTITIES'] ?? 10_000);
 const alertsPerEntity = Number(process.env['BENCH_ALERTS_PER_ENTITY'] ?? 100);
-const only = new Set((process.env['BENCH_ONLY'] ?? 'write,recovery,clients,qemu').split(','));
+const only = new Set((process.env['BENCH_ONLY'] ?? 'write,recovery,clients,viz,qemu').split(','));
 
 if (only.has('write')) {
   report('write path: VMs created and paused/continued, simulated driver with 0 ms ticks', await benchTransitions({ vms: 300, pauseCycles: 5 }));
@@ -29,4 +30,7 @@ if (only.has('qemu')) {
   } else {
     console.log('\nQEMU VMs: skipped (qemu-system-x86_64 not found: apt-get install qemu-system-x86)');
   }
+}
+if (only.has('viz')) {
+  report('visualizer: 1,000 VMs on the page in headless chromium under ~300 alerts/s', await benchViz(1_000, 300, 10));
 }

@@ -7,6 +7,7 @@ import { createLogger } from '../log.ts';
 import { isUnreachable } from '../nats/errors.ts';
 import type { ApiContext, MethodSpec } from './method.ts';
 import { glusterVolumeMethods } from './methods/gluster-volume.ts';
+import { historyMethods } from './methods/history.ts';
 import { hostMethods } from './methods/host.ts';
 import { imageMethods } from './methods/image.ts';
 import { simMethods } from './methods/sim.ts';
@@ -21,6 +22,7 @@ export const API_METHODS: readonly MethodSpec[] = [
   ...storageConnectionMethods,
   ...glusterVolumeMethods,
   ...hostMethods,
+  ...historyMethods,
 ] as MethodSpec[];
 
 /** The methods an agent serves: `Sim.*` only where a simulated driver can act on them. */

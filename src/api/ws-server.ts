@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { createLogger } from '../log.ts';
+import { serveViz } from '../viz/static.ts';
 import { apiMethods, Dispatcher } from './dispatcher.ts';
 import { createRpcEndpoint, type RpcEndpoint } from './json-rpc.ts';
 import { MAX_REQUEST_BYTES } from './limits.ts';
@@ -221,6 +222,7 @@ function health(request: IncomingMessage, response: ServerResponse, options: Api
     response.end(JSON.stringify({ status: ok ? 'ok' : 'starting', quarantined: detail }));
     return;
   }
+  if (serveViz(request, response)) return; // the visualizer page (src/viz), a client of /rpc
   response.writeHead(404, { 'content-type': 'application/json' });
   response.end(JSON.stringify({ error: 'not found: the API is JSON-RPC over WebSocket at /rpc; health at /healthz' }));
 }

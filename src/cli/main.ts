@@ -130,6 +130,14 @@ reachAgent(
 ).action(call);
 
 program
+  .command('viz')
+  .description("draw an entity kind's state machine from its definition: SVG (ELK layout), Mermaid, or XState/Stately JSON")
+  .argument('<kind>', 'VM, Storage.Image, Storage.Connection, Gluster.Volume (or the machine id: vm, image, ...)')
+  .addOption(new Option('--format <format>', 'output format').choices(['svg', 'mermaid', 'json']).default('svg'))
+  // Loaded on use: the layout engine is large, and other commands should not pay for it.
+  .action(async (kind: string, options: { format: 'svg' | 'mermaid' | 'json' }) => (await import('./viz.ts')).viz(kind, options));
+
+program
   .command('schema')
   .description('print the JSON Schema of OperationInfo (with the operationDescription enum), alerts and TaskInfo')
   .action(() => console.log(JSON.stringify(publishedSchemas(), null, 2)));

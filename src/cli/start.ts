@@ -2,6 +2,7 @@ import { ensureNatsServer } from '../nats/server-binary.mjs';
 import { QEMU_IMG_HINT, qemuImgAvailable } from '../../actors/drivers/qemu-image-driver.ts';
 import { QEMU_SYSTEM_HINT, qemuSystemAvailable } from '../../actors/drivers/qemu-process.ts';
 import { startAgent } from '../agent.ts';
+import { prepareViz } from '../viz/static.ts';
 import { runDemo } from './demo.ts';
 import { PROJECT_ROOT } from './paths.ts';
 
@@ -65,6 +66,8 @@ export async function start(options: StartOptions): Promise<void> {
     [
       'opstream agent ready',
       `  API     ${agent.api.url}  (JSON-RPC 2.0 over WebSocket)`,
+      // The viewer token rides on the page's URL: the page only reads, and this is the agent's own terminal.
+      `  page    http://127.0.0.1:${agent.api.port}/?token=${encodeURIComponent(agent.credentials.viewerToken)}  (machines, fleet and histories in the browser)`,
       `  health  http://127.0.0.1:${agent.api.port}/healthz`,
       `  NATS    ${agent.natsUrl}${embedded}`,
       `  access  ${agent.credentials.dir}/  operator.token, viewer.token (API); manager.nk, viewer.nk (bus)`,
@@ -72,6 +75,8 @@ export async function start(options: StartOptions): Promise<void> {
       '  Ctrl-C stops it',
     ].join('\n'),
   );
+  // Bundle the page in the background now, so its first visitor does not wait for esbuild.
+  void prepareViz();
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
