@@ -28,15 +28,22 @@ export type EntityActorDeps = {
   now: () => Date;
   logger: Logger;
   snapshots?: { store: SnapshotStore; every: number };
+  /** How long a work may go without reporting before it counts as stalled (undefined: forever). */
+  stallAfterMs?: (work: string) => number | undefined;
 };
+
+/** What a cancel request did: reverting (the CANCEL transition is in the stream) or rolling forward. */
+export type CancelOutcome = { policy: 'revert' | 'rollForward'; state: string; status: string; reason: string; appended?: Appended };
 
 export type Appended = { seq: number; alert: Alert };
 
 /** lastError of an operation whose state says it cannot survive an agent restart. */
 export const RESUME_FAILED = 900;
+/** lastError of an operation whose driver reported nothing for longer than its work allows. */
+export const WORK_STALLED = 911;
 
 type MachineEvent = EventFromLogic<MachineDefinition['machine']>;
-type RunningWork = { stateKey: string; handle?: WorkHandle };
+type RunningWork = { stateKey: string; work: string; handle?: WorkHandle; stallTimer?: NodeJS.Timeout };
 /** What #apply did with an event. */
 type Outcome = Appended | 'refused' | 'unchanged';
 
@@ -104,6 +111,34 @@ export class EntityActor {
     });
   }
 
+  /**
+   * Cancels the running task `taskId` as the current state's meta declares: `revert` records
+   * CANCEL (the aborting state is in the stream before the driver is told: the runtime stops the
+   * work only after the append), `rollForward` records nothing, `refuse` throws CancelRefused.
+   */
+  cancel(taskId: string): Promise<CancelOutcome> {
+    return this.#serialize(async () => {
+      this.#assertTrusted();
+      const view = viewOf(this.#state.snapshot);
+      if (view.task?.id !== taskId) {
+        throw new OpstreamError(ErrorCodes.JobNotActive, `task ${taskId} is not running on ${this.subject} (it is ${view.status})`);
+      }
+      const state = stateKey(this.#state.snapshot);
+      const policy = view.meta.cancel ?? { policy: 'rollForward', reason: 'this state declares no cancel; the operation finishes' };
+      if (policy.policy === 'refuse') {
+        throw new OpstreamError(ErrorCodes.CancelRefused, `${this.subject} is in state ${state} (${view.status}): cancel refused — ${policy.reason}`, {
+          state: view.state,
+          status: view.status,
+          reason: policy.reason,
+        });
+      }
+      if (policy.policy === 'rollForward') return { policy: 'rollForward', state, status: view.status, reason: policy.reason };
+      const outcome = await this.#apply({ type: 'CANCEL' } as MachineEvent);
+      if (typeof outcome !== 'object') throw new OpstreamError(ErrorCodes.InternalError, `${this.subject}: state ${state} declares revert but does not take CANCEL`);
+      return { policy: 'revert', state, status: outcome.alert.status, reason: policy.reason, appended: outcome };
+    });
+  }
+
   /** Calls `listener` after each transition this actor persists; returns the unsubscribe. */
   onTransition(listener: (appended: Appended) => void): () => void {
     this.#listeners.add(listener);
@@ -134,6 +169,7 @@ export class EntityActor {
 
   /** Stops driver work; transitions already queued still finish. */
   stopWork(): void {
+    clearTimeout(this.#work?.stallTimer);
     this.#work?.handle?.cancel();
     this.#work = undefined;
   }
@@ -184,7 +220,8 @@ export class EntityActor {
    * Driver events come back here; those of work that was stopped since are dropped. The driver
    * did the work already, so its event is retried until stored, across a server outage.
    */
-  #report(work: RunningWork, event: DriverEvent): Promise<void> {
+  #report(work: RunningWork, event: DriverEvent | EntityEvent): Promise<void> {
+    if (this.#work === work) this.#armStallTimer(work);
     return this.#serialize(async () => {
       if (this.#work !== work || this.#state.divergence) return;
       await this.#apply(event, { skipUnchanged: true, retryUntilStored: true });
@@ -271,6 +308,8 @@ export class EntityActor {
   async #catchUp(): Promise<void> {
     for await (const stored of this.deps.log.read(this.subject, this.#state.lastSeq + 1)) {
       this.#state = replayOne(this.deps.definition, this.#state, stored);
+      // Listeners (the task registry) must see what landed without our ack, too.
+      if (!this.#state.divergence) for (const listener of this.#listeners) listener(stored);
     }
     if (this.#state.divergence) this.stopWork();
     else this.#reconcileWork(true);
@@ -298,6 +337,31 @@ export class EntityActor {
     }
   }
 
+  /**
+   * (Re)starts the watchdog of the running work: a driver that reports nothing for longer than
+   * its work kind allows fails the operation, so no task stays "running" forever.
+   */
+  #armStallTimer(running: RunningWork): void {
+    clearTimeout(running.stallTimer);
+    const limit = this.deps.stallAfterMs?.(running.work);
+    if (limit === undefined || !Number.isFinite(limit)) return;
+    running.stallTimer = setTimeout(() => {
+      if (this.#work !== running) return;
+      const { meta } = viewOf(this.#state.snapshot);
+      const error: ErrorTuple = [
+        WORK_STALLED,
+        `"${running.work}" stalled: the driver reported nothing for ${Math.round(limit / 1000)} s during "${meta.operation.stageDescription}"`,
+      ];
+      this.deps.logger.warn('work stalled', { subject: this.subject, work: running.work, limitMs: limit });
+      running.handle?.cancel();
+      void this.#serialize(async () => {
+        if (this.#work !== running) return;
+        await this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true });
+      }).catch((failure: unknown) => this.deps.logger.warn('stall not recorded', { subject: this.subject, error: String(failure) }));
+    }, limit);
+    running.stallTimer.unref();
+  }
+
   #reconcileWork(resumed: boolean): void {
     const snapshot = this.#state.snapshot;
     const key = stateKey(snapshot);
@@ -305,8 +369,9 @@ export class EntityActor {
     this.stopWork();
     const { work } = viewOf(snapshot).meta;
     if (!work) return;
-    const running: RunningWork = { stateKey: key };
+    const running: RunningWork = { stateKey: key, work };
     this.#work = running;
+    this.#armStallTimer(running);
     running.handle = this.deps.driver.start(
       { ...this.ref, work, context: snapshot.context as Record<string, unknown>, resumed },
       (event) => this.#report(running, event),

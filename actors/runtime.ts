@@ -12,7 +12,13 @@ import type { TaskInfo } from '../src/domain/task.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
-import { EntityActor, type Appended, type EntityActorDeps } from './entity-actor.ts';
+import { EntityActor, type Appended, type CancelOutcome, type EntityActorDeps } from './entity-actor.ts';
+import { commandTarget } from './job-commands.ts';
+import { JobRunner } from './job-runner.ts';
+import { claimTaskIdentity, jobScope } from './job-scope.ts';
+import { DEFAULT_JOB_RETENTION_MS, TaskRegistry } from './task-registry.ts';
+import type { JobContext } from '../machines/job.ts';
+import { EntityKinds, parseAlertSubject } from '../src/domain/subjects.ts';
 import { recoverEntities, type RecoveryReport } from './recovery.ts';
 import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
@@ -28,7 +34,17 @@ export type RuntimeOptions = {
   /** Stamps alerts; tests pin it. Machines never read a clock. */
   now?: () => Date;
   logger?: Logger;
+  /** How long ended jobs and tasks stay visible (VDSM's autodelete); default one hour. */
+  jobRetentionMs?: number;
+  /** Per work kind, how long its driver may report nothing before the operation fails as stalled. */
+  stallTimeouts?: Record<string, number>;
+  /** The same for every other work kind; default 10 minutes. */
+  defaultStallMs?: number;
 };
+
+/** Works that legitimately report nothing for long: a held connection, a job waiting on its steps. */
+const NEVER_STALLS = new Set(['holdConnection', 'runJob', 'abortJob']);
+export const DEFAULT_STALL_MS = 10 * 60 * 1000;
 
 export type CallResult = { taskId: string; seq: number };
 
@@ -43,13 +59,36 @@ export class Runtime {
   readonly #loading = new Map<string, Promise<EntityActor>>();
   #recovered = false;
   #stopped = false;
+  /** Every task within the retention, running or ended: jobs, idempotent retries, Task.getInfo. */
+  readonly tasks: TaskRegistry;
+  readonly #jobRunner: JobRunner;
+  readonly #driver: Driver;
+  readonly #sweep: NodeJS.Timeout;
 
   private constructor(
     /** The agent's connection; API feeds read the stream through it too. */
     readonly nc: NatsConnection,
     readonly alertLog: AlertLog,
     private readonly options: RuntimeOptions & { now: () => Date; logger: Logger },
-  ) {}
+  ) {
+    this.tasks = new TaskRegistry(options.jobRetentionMs ?? DEFAULT_JOB_RETENTION_MS, options.now);
+    this.#sweep = setInterval(() => this.tasks.sweep(), 60_000);
+    this.#sweep.unref();
+    this.#jobRunner = new JobRunner({
+      jobContext: (jobId) => this.#actors.get(keyOf({ kind: EntityKinds.Job, id: jobId }))?.snapshot.context as JobContext | undefined,
+      tasks: this.tasks,
+      runCommand: (command, { taskId, jobId, flowId }) => {
+        const { ref, event } = commandTarget(command);
+        return jobScope.run({ taskId, jobId, flowId }, () => this.call(ref, command.method, command.params, event));
+      },
+      cancelTask: (taskId) => this.cancelTask(taskId),
+      logger: options.logger,
+    });
+    // A job's work is running its steps: the runtime does it, every other kind goes to the driver.
+    this.#driver = {
+      start: (request, report) => (request.kind === EntityKinds.Job ? this.#jobRunner : options.driver).start(request, report),
+    };
+  }
 
   static async start(options: RuntimeOptions): Promise<Runtime> {
     const log = await AlertLog.open(options.nc, options.stream);
@@ -77,6 +116,9 @@ export class Runtime {
     for (const { ref, state, snapshotRevision } of report.entities) {
       this.#actors.set(keyOf(ref), this.#actor(ref, state, snapshotRevision));
     }
+    // Resumed jobs find their children's tasks here, so the index is complete before anything resumes.
+    const tasksRead = await this.tasks.load(this.nc, this.alertLog.stream);
+    this.options.logger.info('task index rebuilt', { alertsRead: tasksRead, tasks: this.tasks.list().length });
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
     this.options.logger.info('recovered entities from the stream', {
@@ -115,10 +157,31 @@ export class Runtime {
    * stream. kwargs are redacted before anything is built from them.
    */
   async call(ref: EntityRef, methodName: string, kwargs: Record<string, unknown>, event: (task: TaskInfo) => EntityEvent): Promise<CallResult> {
-    const task: TaskInfo = { id: randomUUID(), methodName, kwargs: redact(kwargs) };
+    const { id, jobId, flowId } = claimTaskIdentity();
+    const task: TaskInfo = { id: id ?? randomUUID(), methodName, kwargs: redact(kwargs) };
+    if (jobId && jobId !== task.id) task.jobId = jobId;
+    if (flowId) task.flowId = flowId;
     const actor = await this.entity(ref);
     const { seq } = await actor.request(event(task));
     return { taskId: task.id, seq };
+  }
+
+  /**
+   * Cancels one running task as its entity's current state declares (revert, roll forward or
+   * refuse). A composite job's own task is the job: cancelling it aborts the job.
+   */
+  async cancelTask(taskId: string): Promise<CancelOutcome> {
+    const record = this.tasks.get(taskId);
+    const ref = record && parseAlertSubject(record.alertName);
+    if (!record || !ref) throw new OpstreamError(ErrorCodes.NoSuchJob, `no task ${taskId} within the last ${Math.round(this.tasks.retentionMs / 60_000)} min`);
+    if (record.status !== 'running') throw new OpstreamError(ErrorCodes.JobNotActive, `task ${taskId} already ended (${record.status})`);
+    return (await this.existing(ref)).cancel(taskId);
+  }
+
+  /** A composite job's actor, or undefined when `jobId` is not one. */
+  async jobActor(jobId: string): Promise<EntityActor | undefined> {
+    const actor = await this.entity({ kind: EntityKinds.Job, id: jobId });
+    return actor.exists ? actor : undefined;
   }
 
   /** An event no call caused (a fault the hypervisor noticed), durable when this resolves. */
@@ -160,6 +223,7 @@ export class Runtime {
    */
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#sweep);
     const actors = [...this.#actors.values()];
     for (const actor of actors) actor.stop();
     await Promise.all(actors.map((actor) => actor.settle()));
@@ -176,22 +240,26 @@ export class Runtime {
    */
   halt(): void {
     this.#stopped = true;
+    clearInterval(this.#sweep);
     for (const actor of this.#actors.values()) actor.stop();
   }
 
   #actor(ref: EntityRef, state: ReplayState, snapshotRevision = 0): EntityActor {
     const definition = definitions[ref.kind];
     if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
-    const { snapshots, snapshotEvery, driver, now, logger } = this.options;
+    const { snapshots, snapshotEvery, now, logger, stallTimeouts, defaultStallMs } = this.options;
     const deps: EntityActorDeps = {
       definition,
       log: this.alertLog,
-      driver,
+      driver: this.#driver,
       now,
       logger,
       snapshots: snapshots ? { store: snapshots, every: snapshotEvery ?? 50 } : undefined,
+      stallAfterMs: (work) => stallTimeouts?.[work] ?? (NEVER_STALLS.has(work) ? undefined : (defaultStallMs ?? DEFAULT_STALL_MS)),
     };
-    return new EntityActor(ref, deps, state, snapshotRevision);
+    const actor = new EntityActor(ref, deps, state, snapshotRevision);
+    actor.onTransition((appended) => this.tasks.observe(appended));
+    return actor;
   }
 
   async #load(ref: EntityRef): Promise<EntityActor> {

@@ -26,6 +26,7 @@ export class TcpConnectionDriver implements Driver {
         socket.once('close', lost);
         return { cancel: () => socket.off('close', lost) };
       }
+      case 'abortConnect':
       case 'disconnect': {
         const socket = this.#held.get(request.id);
         this.#held.delete(request.id);

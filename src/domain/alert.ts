@@ -37,5 +37,11 @@ export const AlertNotification = z.object({
   alertName: z.string(),
   operationInfo: ReceivedOperationInfo,
   seq: z.number().int().min(1),
+  /** The job the alert's task belongs to (the task's own id for a one-entity job). */
+  jobId: z.string().optional(),
+  /** The task the alert belongs to, and where it stands after this alert. */
+  task: z.object({ id: z.string(), status: TaskStatus }).optional(),
+  /** The caller's correlation id, when the call gave one. */
+  flowId: z.string().optional(),
 });
 export type AlertNotification = z.infer<typeof AlertNotification>;

@@ -17,6 +17,11 @@ export const ErrorCodes = {
   LimitExceeded: 106,
   PayloadTooLarge: 107,
   EntityDiverged: 108,
+  JobExists: 120,
+  JobNotActive: 121,
+  JobNotDone: 122,
+  CancelRefused: 123,
+  NoSuchJob: 124,
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

@@ -1,0 +1,154 @@
+// Every task the agent ran within the retention, folded from the alerts its entities append: the
+// answer to Task.getInfo and Host.getJobs after a task ended, and what makes a retried call with
+// the same jobId idempotent. A one-entity job is derived from its task's alerts (jobId = taskId),
+// so the write path stores nothing extra; at start the index is rebuilt from the stream's last
+// `retention` of alerts, whatever snapshots recovery used.
+import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { ErrorTuple } from '../machines/entity.ts';
+import { Alert } from '../src/domain/alert.ts';
+import { ALERT_ROOT } from '../src/domain/subjects.ts';
+import type { TaskInfo, TaskStatus } from '../src/domain/task.ts';
+import type { StoredAlert } from './alert-log.ts';
+
+export const DEFAULT_JOB_RETENTION_MS = 60 * 60 * 1000;
+
+export type TaskRecord = {
+  task: TaskInfo;
+  /** The entity the task ran on (a composite job's own task runs on vdsm.Job.<id>). */
+  alertName: string;
+  status: TaskStatus;
+  /** A cancel was recorded and the revert is under way. */
+  aborting: boolean;
+  percentage: number;
+  lastError: ErrorTuple;
+  startTime: string;
+  endTime: string | null;
+  lastSeq: number;
+  /** Hidden by Job.delete; kept until retention so a retried call still gets its first answer. */
+  deleted: boolean;
+};
+
+export type TaskListener = (record: TaskRecord) => void;
+
+export class TaskRegistry {
+  readonly #tasks = new Map<string, TaskRecord>();
+  readonly #listeners = new Set<TaskListener>();
+
+  constructor(
+    readonly retentionMs: number,
+    private readonly now: () => Date,
+  ) {}
+
+  get(taskId: string): TaskRecord | undefined {
+    const record = this.#tasks.get(taskId);
+    if (record && this.#expired(record)) {
+      this.#tasks.delete(taskId);
+      return undefined;
+    }
+    return record;
+  }
+
+  list(): TaskRecord[] {
+    return [...this.#tasks.keys()].map((id) => this.get(id)).filter((record): record is TaskRecord => record !== undefined);
+  }
+
+  /** Calls `listener` after every change of any task; returns the unsubscribe. */
+  onChange(listener: TaskListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  markDeleted(taskId: string): void {
+    const record = this.#tasks.get(taskId);
+    if (record) record.deleted = true;
+  }
+
+  /** Folds one alert in; alerts of a task arrive in stream order. */
+  observe({ seq, alert }: StoredAlert): void {
+    if (alert.cancelledTaskId) {
+      // A destroy during a create ended that task: it was cancelled by the new one.
+      const replaced = this.#tasks.get(alert.cancelledTaskId);
+      if (replaced && replaced.status === 'running') {
+        this.#update(replaced, { status: 'cancelled', aborting: false, endTime: alert.time, lastSeq: seq, lastError: [0, `replaced by task ${alert.task?.id}`] });
+      }
+    }
+    const { task, taskStatus } = alert;
+    if (!task || !taskStatus) return;
+    let record = this.#tasks.get(task.id);
+    if (record && seq <= record.lastSeq) return;
+    if (!record) {
+      record = {
+        task,
+        alertName: alert.alertName,
+        status: 'running',
+        aborting: false,
+        percentage: 0,
+        lastError: [0, ''],
+        startTime: alert.time,
+        endTime: null,
+        lastSeq: seq,
+        deleted: false,
+      };
+      this.#tasks.set(task.id, record);
+    }
+    const running = taskStatus === 'running';
+    this.#update(record, {
+      status: taskStatus,
+      aborting: running && (record.aborting || alert.event.type === 'CANCEL'),
+      percentage: running ? Math.max(0, alert.operationInfo.percentage) : taskStatus === 'finished' ? 100 : record.percentage,
+      lastError: alert.operationInfo.lastError,
+      endTime: running ? null : alert.time,
+      lastSeq: seq,
+    });
+  }
+
+  /** Rebuilds the index from the alerts of the last `retentionMs` (before recovery resumes work). */
+  async load(nc: NatsConnection, stream: string): Promise<number> {
+    const js = jetstream(nc);
+    const since = new Date(this.now().getTime() - this.retentionMs);
+    const consumer = await js.consumers.get(stream, {
+      filter_subjects: `${ALERT_ROOT}.>`,
+      deliver_policy: DeliverPolicy.StartTime,
+      opt_start_time: since.toISOString(),
+    });
+    const pending = (await consumer.info()).num_pending;
+    if (pending === 0) return 0;
+    const messages = await consumer.consume({ max_messages: 10_000 });
+    let read = 0;
+    try {
+      for await (const message of messages) {
+        read += 1;
+        const parsed = Alert.safeParse(safeJson(message.data));
+        // A record this agent cannot read is recovery's business (it quarantines); here it is skipped.
+        if (parsed.success) this.observe({ seq: message.seq, alert: parsed.data });
+        if (message.info.pending === 0) break;
+      }
+    } finally {
+      await messages.close();
+    }
+    return read;
+  }
+
+  /** Forgets ended tasks older than the retention. */
+  sweep(): void {
+    for (const [id, record] of this.#tasks) if (this.#expired(record)) this.#tasks.delete(id);
+  }
+
+  #expired(record: TaskRecord): boolean {
+    return record.endTime !== null && this.now().getTime() - Date.parse(record.endTime) > this.retentionMs;
+  }
+
+  #update(record: TaskRecord, change: Partial<TaskRecord>): void {
+    Object.assign(record, change);
+    for (const listener of this.#listeners) listener(record);
+  }
+}
+
+function safeJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return undefined;
+  }
+}

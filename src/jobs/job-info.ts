@@ -1,0 +1,107 @@
+// What Job.getInfo and Host.getJobs answer: a job with its step tree. A one-entity job is read off
+// its task's record (validating, then executing: the entity's task); a composite job off its own
+// actor's context, with each running step's live progress taken from its task.
+import { z } from 'zod';
+import type { TaskRecord, TaskRegistry } from '../../actors/task-registry.ts';
+import { JOB_STATUSES, STEP_STATUSES, type JobContext, type JobStatus, type StepStatus } from '../../machines/job.ts';
+import type { TaskStatus } from '../domain/task.ts';
+
+const ErrorTuple = z.tuple([z.number().int(), z.string()]);
+
+export const StepInfo = z.object({
+  id: z.string(),
+  parentStepId: z.string().nullable(),
+  number: z.number().int(),
+  type: z.string(),
+  description: z.string(),
+  status: z.enum(STEP_STATUSES),
+  progress: z.number().int(),
+  /** The entity the step's task runs on, and the task, once started. */
+  alertName: z.string().nullable(),
+  taskId: z.string().nullable(),
+  error: ErrorTuple,
+});
+export type StepInfo = z.infer<typeof StepInfo>;
+
+export const JobInfo = z.object({
+  jobId: z.string(),
+  jobType: z.string(),
+  description: z.string(),
+  status: z.enum(JOB_STATUSES),
+  progress: z.number().int(),
+  error: ErrorTuple,
+  startTime: z.string(),
+  endTime: z.string().nullable(),
+  /** The caller's flowId. */
+  correlationId: z.string().nullable(),
+  entities: z.array(z.string()),
+  steps: z.array(StepInfo),
+});
+export type JobInfo = z.infer<typeof JobInfo>;
+
+export function jobStatusOf(record: Pick<TaskRecord, 'status' | 'aborting'>): JobStatus {
+  const byTask: Record<TaskStatus, JobStatus> = { running: 'running', finished: 'done', failed: 'failed', cancelled: 'aborted' };
+  return record.status === 'running' && record.aborting ? 'aborting' : byTask[record.status];
+}
+
+const stepStatusOf = (status: JobStatus): StepStatus => (status === 'aborting' ? 'running' : status);
+
+/** A top-level job's info; `composite` is its actor's context when it runs on vdsm.Job.<id>. */
+export function jobInfo(record: TaskRecord, tasks: TaskRegistry, composite?: { status: string; context: JobContext }): JobInfo {
+  const base = {
+    jobId: record.task.id,
+    jobType: record.task.methodName,
+    startTime: record.startTime,
+    endTime: record.endTime,
+    correlationId: record.task.flowId ?? null,
+    error: record.status === 'running' ? ([0, ''] as [number, string]) : record.lastError,
+  };
+  if (composite) {
+    const { context } = composite;
+    const steps: StepInfo[] = context.steps.map((step) => ({
+      id: step.id,
+      parentStepId: step.parentStepId,
+      number: step.number,
+      type: step.type,
+      description: step.description,
+      status: step.status,
+      progress: step.status === 'running' && step.taskId ? (tasks.get(step.taskId)?.percentage ?? step.progress) : step.progress,
+      alertName: step.command?.alertName ?? null,
+      taskId: step.taskId,
+      error: step.error,
+    }));
+    const status = (JOB_STATUSES as readonly string[]).includes(composite.status) ? (composite.status as JobStatus) : jobStatusOf(record);
+    return {
+      ...base,
+      description: context.description,
+      status,
+      progress: Math.max(0, context.percentage === -1 ? 100 : context.percentage),
+      entities: [record.alertName, ...new Set(context.steps.flatMap((step) => (step.command ? [step.command.alertName] : [])))],
+      steps,
+    };
+  }
+  const status = jobStatusOf(record);
+  const progress = record.status === 'finished' ? 100 : record.percentage;
+  return {
+    ...base,
+    description: `${record.task.methodName} on ${record.alertName}`,
+    status,
+    progress,
+    entities: [record.alertName],
+    steps: [
+      { id: 'validating', parentStepId: null, number: 1, type: 'validating', description: 'validating', status: 'done', progress: 100, alertName: null, taskId: null, error: [0, ''] },
+      {
+        id: 'executing',
+        parentStepId: null,
+        number: 2,
+        type: 'executing',
+        description: `${record.task.methodName} on ${record.alertName}`,
+        status: stepStatusOf(status),
+        progress,
+        alertName: record.alertName,
+        taskId: record.task.id,
+        error: base.error,
+      },
+    ],
+  };
+}
