@@ -73,9 +73,10 @@ export class JobRunner implements Driver {
 
   /** Reports ended children, then starts pending ones of the lowest unfinished phase. */
   async #runTick(jobId: string, report: WorkReporter, stopped: () => boolean): Promise<void> {
-    const context = this.host.jobContext(jobId);
+    let context = this.host.jobContext(jobId);
     if (!context || stopped()) return;
-    await this.#reportEnded(context, report);
+    if (await this.#reportEnded(context, report)) context = this.host.jobContext(jobId);
+    if (!context || stopped()) return;
     // Recorded as started but never stored (the agent died in between): start it now.
     for (const step of context.steps) {
       if (step.type !== 'command' || step.status !== 'running' || !step.taskId || stopped()) continue;
@@ -128,14 +129,18 @@ export class JobRunner implements Driver {
     }
   }
 
-  async #reportEnded(context: JobContext, report: WorkReporter): Promise<void> {
+  /** Reports the steps whose task ended; true when there was any. */
+  async #reportEnded(context: JobContext, report: WorkReporter): Promise<boolean> {
+    let reported = false;
     for (const step of context.steps) {
       if (step.status !== 'running' || !step.taskId) continue;
       const record = this.host.tasks.get(step.taskId);
       if (record && record.status !== 'running') {
         await report({ type: 'STEP_ENDED', stepId: step.id, status: STEP_OUTCOME[record.status], error: record.lastError });
+        reported = true;
       }
     }
+    return reported;
   }
 
   #track(jobId: string, started: Promise<unknown>): void {
