@@ -95,15 +95,15 @@ export const jobMachine = setup({
     input: {} as { id: string },
   },
   actions: {
-    start: assign(({ event }) => {
-      if (event.type !== 'START') return {};
-      return {
-        ...beginTask(event.task),
-        description: event.description,
-        concurrency: event.concurrency,
-        steps: plannedSteps(event.commands),
-      };
-    }),
+    start: assign(({ context, event }) =>
+      event.type !== 'START' ? {} : produce(context, (draft) => {
+        Object.assign(draft, beginTask(event.task));
+        draft.description = event.description;
+        draft.concurrency = event.concurrency;
+        draft.steps = plannedSteps(event.commands);
+        settle(draft);
+      }),
+    ),
     stepStarted: assign(({ context, event }) =>
       event.type !== 'STEP_STARTED' ? {} : produce(context, (draft) => {
         const step = draft.steps.find((candidate) => candidate.id === event.stepId);

@@ -9,6 +9,9 @@ import { startAgent, type Agent } from '../src/agent.ts';
 import { ErrorCodes } from '../src/domain/errors.ts';
 import type { JobInfo } from '../src/jobs/job-info.ts';
 import type { Alert } from '../src/domain/alert.ts';
+import { replay } from '../src/cli/replay.ts';
+import { verify } from '../src/replay/debugger.ts';
+import { exportHistory, importHistory, loadHistory } from '../src/replay/history.ts';
 import { connect, type OpstreamClient } from '../src/index.ts';
 import { uniqueId } from './helpers/agent.ts';
 import { recordAlerts } from './helpers/alerts.ts';
@@ -142,7 +145,15 @@ describe('every mutating call is a job', () => {
   });
 });
 
+const JOB_FIXTURE = new URL('./fixtures/histories/job-maintenance-aborted.json', import.meta.url).pathname;
+
 describe('composite job: Host.prepareForMaintenance', () => {
+  it('a recorded aborted job history still replays (replay --verify)', async () => {
+    const history = await importHistory(JOB_FIXTURE);
+    expect(history.alerts.map(({ alert }) => alert.status)).toContain('aborting');
+    expect(verify(history)).toMatchObject({ ok: true, verified: history.alerts.length });
+  });
+
   it('over 6 VMs, cancelled mid-way: finished migrations stay, the running one reverts, queued ones never start', async () => {
     // Only this test's VMs are Up: earlier tests' VMs were migrated away (Down) first.
     for (const vm of agent.runtime.entitiesOf('VM')) if (vm.view().status === 'Up') await host.call('VM.destroy', { vmId: vm.ref.id });
@@ -188,6 +199,21 @@ describe('composite job: Host.prepareForMaintenance', () => {
     expect(jobAlerts.at(-1)).toBe('aborted');
     expect(vms).toHaveLength(6);
     await alerts.stop();
+
+    // The job's history and the reverted VM's replay through today's machines.
+    const reverted = commands.find((step) => step.status === 'aborted')!;
+    for (const alertName of [`vdsm.Job.${jobId}`, reverted.alertName!]) {
+      const history = await loadHistory(agent.runtime.alertLog, alertName);
+      expect(verify(history)).toMatchObject({ ok: true, verified: history.alerts.length });
+    }
+    const log = console.log;
+    console.log = () => undefined;
+    try {
+      expect(await replay(`vdsm.Job.${jobId}`, { verify: true, json: true, natsUrl: server.url, stream: 'VDSM' })).toBe(0);
+    } finally {
+      console.log = log;
+    }
+    if (process.env['RECORD_JOB_FIXTURE']) await exportHistory(JOB_FIXTURE, await loadHistory(agent.runtime.alertLog, `vdsm.Job.${jobId}`));
   });
 
   it('runs every migration then every disconnect to done', async () => {

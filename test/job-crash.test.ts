@@ -1,0 +1,89 @@
+// kill -9 of the agent process while a composite job is aborting: the CANCEL is in the stream, the
+// reverting child has not finished; after a restart the abort completes — the child's revert
+// resumes as its aborting state declares, the job runner finds its steps again by their task ids.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AlertLog } from '../actors/alert-log.ts';
+import type { Alert } from '../src/domain/alert.ts';
+import type { JobInfo } from '../src/jobs/job-info.ts';
+import { connect, type OpstreamClient } from '../src/index.ts';
+import { connectNats } from '../src/nats/connection.ts';
+import { spawnAgent } from './helpers/agent-process.ts';
+import { NatsTestServer } from './helpers/nats-server.ts';
+
+process.env['OPSTREAM_LOG'] = 'error';
+
+let server: NatsTestServer;
+beforeAll(async () => {
+  server = await NatsTestServer.start();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+const until = async <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await probe();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+};
+
+async function lastAlert(log: AlertLog, subject: string): Promise<Alert | undefined> {
+  let last: Alert | undefined;
+  for await (const { alert } of log.read(subject)) last = alert;
+  return last;
+}
+
+describe('kill -9 while a job is aborting', () => {
+  it('completes the abort after the agent restarts', async () => {
+    // 200 ms ticks: a migration's memory copy takes 1 s, migrateCancel 600 ms — time to kill in.
+    const first = await spawnAgent(server.url, ['--sim-step-ms', '200', '--snapshot-every', '3']);
+    let host: OpstreamClient = await connect(first.url);
+    const vms = ['crash-vm-a', 'crash-vm-b'];
+    const created = await Promise.all(vms.map((vmId) => host.call<{ jobId: string }>('VM.create', { vmId })));
+    for (const { jobId } of created) {
+      await until('VM up', async () => ((await host.call<JobInfo>('Job.getInfo', { jobId })).status === 'done' ? true : undefined));
+    }
+    const { jobId } = await host.call<{ jobId: string }>('Host.prepareForMaintenance', { dstHost: 'h2', concurrency: 1 });
+    const running = await until('a migration copying memory', async () => {
+      const info = await host.call<JobInfo>('Job.getInfo', { jobId });
+      const step = info.steps.find((candidate) => candidate.type === 'command' && candidate.status === 'running');
+      if (!step?.alertName) return undefined;
+      const vm = await host.vm.getInfo(step.alertName.split('.').pop()!);
+      return vm.operationInfo.stageDescription === 'copying memory' ? step : undefined;
+    });
+    const nc = await connectNats(server.url, 'job-crash-test');
+    const log = await AlertLog.open(nc, 'VDSM');
+    expect((await host.call<{ status: string }>('Job.cancel', { jobId })).status).toBe('aborting');
+    // Kill once the job has told its running child to cancel (the child's CANCEL is stored).
+    await until('the child to be cancelling', async () => ((await lastAlert(log, running.alertName!))?.event.type === 'CANCEL' ? true : undefined), 5_000);
+    await first.kill();
+    await host.close();
+
+    // What the crash left: the job aborting, its running child reverting, not yet reverted.
+    expect((await lastAlert(log, `vdsm.Job.${jobId}`))?.status).toBe('aborting');
+    const child = await lastAlert(log, running.alertName!);
+    expect(child).toMatchObject({ event: { type: 'CANCEL' }, state: { MigrationSource: 'cancelling' }, taskStatus: 'running' });
+
+    const second = await spawnAgent(server.url, ['--sim-step-ms', '200']);
+    host = await connect(second.url);
+    const ended = await until('the job to end', async () => {
+      const info = await host.call<JobInfo>('Job.getInfo', { jobId });
+      return info.status === 'aborting' || info.status === 'running' ? undefined : info;
+    });
+    expect(ended.status).toBe('aborted');
+    const commands = ended.steps.filter((step) => step.type === 'command');
+    expect(commands.map((step) => step.status)).toEqual(['aborted', 'skipped']);
+    for (const vmId of vms) expect((await host.vm.getInfo(vmId)).status).toBe('Up');
+    const reverted = await lastAlert(log, running.alertName!);
+    expect(reverted).toMatchObject({ status: 'Up', taskStatus: 'cancelled', operationInfo: { lastError: [910, expect.stringMatching(/cancelled by request/)] } });
+    // The skipped VM was never told to migrate.
+    const skipped = commands[1]!.alertName!;
+    for await (const { alert } of log.read(skipped)) expect(alert.event.type).not.toBe('MIGRATE');
+    await host.close();
+    await second.stop();
+    await nc.drain();
+  }, 60_000);
+});
