@@ -38,6 +38,12 @@ export type AgentOptions = {
   /** Where the qemu driver keeps image files; default `<root>/data/images`. */
   imageDir?: string;
   gluster?: SimulatedGlusterOptions & { pollMs?: number };
+  /** How long ended jobs and tasks stay visible (and retries idempotent); default one hour. */
+  jobRetentionMs?: number;
+  /** Per work kind, how long a driver may report nothing before the operation fails as stalled. */
+  stallTimeouts?: Record<string, number>;
+  /** The same for every other work kind; default 10 minutes. */
+  defaultStallMs?: number;
 };
 
 export type Agent = {
@@ -74,7 +80,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   const snapshotEvery = options.snapshotEvery ?? 50;
   const snapshots = snapshotEvery > 0 ? await SnapshotStore.open(nc, logger, { replicas: options.replicas }) : undefined;
-  const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery });
+  const { jobRetentionMs, stallTimeouts, defaultStallMs } = options;
+  const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery, jobRetentionMs, stallTimeouts, defaultStallMs });
   // The API answers from the start — /healthz says 503 and calls say Unavailable until recovery
   // is done — so a long recovery is visible instead of looking like a dead port.
   const api = await startApiServer({

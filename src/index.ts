@@ -7,6 +7,9 @@ export { isOperationComplete, OPERATION_DESCRIPTIONS } from './domain/operation-
 export { compileFilter, FILTER_TYPES } from './filters/alert-filter.ts';
 
 export type { OpstreamClient, TaskRef, VmInfo } from './client/client.ts';
+export type { CancelAnswer, JobFilter, JobsApi } from './client/jobs.ts';
+export type { JobInfo, StepInfo } from './jobs/job-info.ts';
+export type { JobStatus, StepStatus } from '../machines/job.ts';
 export type { AlertNotification } from './domain/alert.ts';
 export type { ErrorCode } from './domain/errors.ts';
 export type { OperationDescription, ReceivedOperationInfo } from './domain/operation-info.ts';

@@ -12,6 +12,8 @@ export type StartOptions = {
   snapshotEvery: number;
   simStepMs?: number;
   imageDriver: 'sim' | 'qemu';
+  jobRetention?: number;
+  stallTimeout?: number;
 };
 
 /** Runs the agent until SIGINT/SIGTERM; with `demo`, plays the scripted demo against it first. */
@@ -29,6 +31,8 @@ export async function start(options: StartOptions): Promise<void> {
     snapshotEvery: options.snapshotEvery,
     sim: options.simStepMs === undefined ? undefined : { stepMs: options.simStepMs },
     imageDriver: options.imageDriver,
+    jobRetentionMs: options.jobRetention === undefined ? undefined : options.jobRetention * 1000,
+    defaultStallMs: options.stallTimeout === undefined ? undefined : options.stallTimeout * 1000,
   });
   const embedded = options.natsUrl ? '' : ' (embedded, store ./data/jetstream)';
   console.log(
