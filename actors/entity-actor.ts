@@ -8,6 +8,7 @@ import type { AnyMachineSnapshot, EventFromLogic } from 'xstate';
 import type { DriverEvent, ErrorTuple } from '../machines/entity.ts';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { Alert } from '../src/domain/alert.ts';
+import type { TaskInfo } from '../src/domain/task.ts';
 import { ErrorCodes, isConflict, OpstreamError } from '../src/domain/errors.ts';
 import { redact } from '../src/domain/redaction.ts';
 import { alertSubject } from '../src/domain/subjects.ts';
@@ -155,7 +156,7 @@ export class EntityActor {
     const { meta } = viewOf(this.#state.snapshot);
     if (!meta.work) return;
     const policy = meta.onResume ?? 'restart';
-    this.deps.logger.info('resuming an operation after restart', { subject: this.subject, work: meta.work, policy });
+    this.deps.logger.info('resuming an operation after restart', { ...this.#logFields(), work: meta.work, policy });
     if (policy !== 'fail') {
       this.#reconcileWork(policy === 'continue');
       return;
@@ -189,6 +190,13 @@ export class EntityActor {
   async snapshotIfChanged(): Promise<boolean> {
     if (!this.deps.snapshots || this.#state.divergence || this.#state.revision === this.#snapshotRevision) return true;
     return this.#saveSnapshot();
+  }
+
+  /** Every log line names the entity and, while it runs one, the task, its job and the caller's flowId. */
+  #logFields(): { subject: string; taskId?: string; jobId?: string; flowId?: string } {
+    const task = (this.#state.snapshot.context as { task?: TaskInfo | null }).task;
+    if (!task) return { subject: this.subject };
+    return { subject: this.subject, taskId: task.id, jobId: task.jobId ?? task.id, ...(task.flowId ? { flowId: task.flowId } : {}) };
   }
 
   #serialize<T>(job: () => Promise<T>): Promise<T> {
@@ -226,7 +234,7 @@ export class EntityActor {
       if (this.#work !== work || this.#state.divergence) return;
       await this.#apply(event, { skipUnchanged: true, retryUntilStored: true });
     }).catch((error: unknown) => {
-      this.deps.logger.warn('driver event not applied', { subject: this.subject, event: event.type, error: String(error) });
+      this.deps.logger.warn('driver event not applied', { ...this.#logFields(), event: event.type, error: String(error) });
     });
   }
 
@@ -277,7 +285,7 @@ export class EntityActor {
           }
           throw error;
         }
-        if (attempt === 0) this.deps.logger.warn('append failed; retrying until the stream is back', { subject: this.subject, error: String(error) });
+        if (attempt === 0) this.deps.logger.warn('append failed; retrying until the stream is back', { ...this.#logFields(), error: String(error) });
         await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
       }
     }
@@ -332,7 +340,7 @@ export class EntityActor {
       return true;
     } catch (error) {
       // A missed snapshot only makes the next recovery replay more of the stream.
-      this.deps.logger.warn('could not save a snapshot', { subject: this.subject, error: String(error) });
+      this.deps.logger.warn('could not save a snapshot', { ...this.#logFields(), error: String(error) });
       return false;
     }
   }
@@ -352,12 +360,12 @@ export class EntityActor {
         WORK_STALLED,
         `"${running.work}" stalled: the driver reported nothing for ${Math.round(limit / 1000)} s during "${meta.operation.stageDescription}"`,
       ];
-      this.deps.logger.warn('work stalled', { subject: this.subject, work: running.work, limitMs: limit });
+      this.deps.logger.warn('work stalled', { ...this.#logFields(), work: running.work, limitMs: limit });
       running.handle?.cancel();
       void this.#serialize(async () => {
         if (this.#work !== running) return;
         await this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true });
-      }).catch((failure: unknown) => this.deps.logger.warn('stall not recorded', { subject: this.subject, error: String(failure) }));
+      }).catch((failure: unknown) => this.deps.logger.warn('stall not recorded', { ...this.#logFields(), error: String(failure) }));
     }, limit);
     running.stallTimer.unref();
   }

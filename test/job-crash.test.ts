@@ -8,6 +8,9 @@ import type { JobInfo } from '../src/jobs/job-info.ts';
 import { connect, type OpstreamClient } from '../src/index.ts';
 import { connectNats } from '../src/nats/connection.ts';
 import { spawnAgent } from './helpers/agent-process.ts';
+import { randomUUID } from 'node:crypto';
+import { startAgent, type AgentOptions } from '../src/agent.ts';
+import { ErrorCodes } from '../src/domain/errors.ts';
 import { NatsTestServer } from './helpers/nats-server.ts';
 
 process.env['OPSTREAM_LOG'] = 'error';
@@ -86,4 +89,46 @@ describe('kill -9 while a job is aborting', () => {
     await second.stop();
     await nc.drain();
   }, 60_000);
+});
+
+describe('jobs across an agent restart', () => {
+  const options = (): AgentOptions => ({ natsUrl: server.url, root: process.cwd(), port: 0, sim: { stepMs: 5 }, snapshotEvery: 2 });
+
+  it('a retry with the same jobId returns the first answer and runs nothing, within the retention', async () => {
+    const vmId = `restart-${randomUUID().slice(0, 8)}`;
+    const jobId = randomUUID();
+    const first = await startAgent(options());
+    let host = await connect(first.api.url);
+    const answer = await host.call('VM.create', { vmId, jobId, flowId: 'retry-flow' });
+    await host.waitForJob(jobId, 10_000);
+    await host.close();
+    // A clean stop saves snapshots and a checkpoint: recovery will not read that history again.
+    await first.stop();
+
+    const second = await startAgent(options());
+    host = await connect(second.api.url);
+    expect(await host.call('VM.create', { vmId, jobId, flowId: 'retry-flow' })).toEqual(answer);
+    await expect(host.call('VM.destroy', { vmId, jobId })).rejects.toMatchObject({ code: ErrorCodes.JobExists });
+    expect(await host.jobs.get(jobId)).toMatchObject({ status: 'done', correlationId: 'retry-flow' });
+    const creates: Alert[] = [];
+    for await (const { alert } of second.runtime.alertLog.read(`vdsm.VM.${vmId}`)) if (alert.event.type === 'CREATE') creates.push(alert);
+    expect(creates).toHaveLength(1);
+    await host.close();
+    await second.stop();
+  });
+
+  it('forgets ended jobs older than the retention, live and after a restart', async () => {
+    const agent = await startAgent({ ...options(), jobRetentionMs: 300 });
+    const host = await connect(agent.api.url);
+    const { jobId } = await host.vm.create(`retention-${randomUUID().slice(0, 8)}`);
+    await host.waitForJob(jobId, 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await expect(host.jobs.get(jobId)).rejects.toMatchObject({ code: ErrorCodes.NoSuchJob });
+    await expect(host.call('Task.getInfo', { taskId: jobId })).rejects.toMatchObject({ code: ErrorCodes.NoSuchJob });
+    await host.close();
+    await agent.stop();
+    const restarted = await startAgent({ ...options(), jobRetentionMs: 300 });
+    expect(restarted.runtime.tasks.get(jobId)).toBeUndefined();
+    await restarted.stop();
+  });
 });

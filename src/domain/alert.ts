@@ -45,3 +45,13 @@ export const AlertNotification = z.object({
   flowId: z.string().optional(),
 });
 export type AlertNotification = z.infer<typeof AlertNotification>;
+
+/** The notification for a stored alert: the seed's fields, seq, and the job and task it belongs to. */
+export function alertNotification(alert: Alert, seq: number): AlertNotification {
+  const notification: AlertNotification = { alertName: alert.alertName, operationInfo: alert.operationInfo, seq };
+  if (!alert.task) return notification;
+  notification.jobId = alert.task.jobId ?? alert.task.id;
+  notification.task = { id: alert.task.id, status: alert.taskStatus ?? 'running' };
+  if (alert.task.flowId) notification.flowId = alert.task.flowId;
+  return notification;
+}

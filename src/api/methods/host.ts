@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Alert } from '../../domain/alert.ts';
+import { alertNotification } from '../../domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
 import { TaskInfo } from '../../domain/task.ts';
 import { compileFilter, FILTER_TYPES } from '../../filters/alert-filter.ts';
@@ -15,13 +15,6 @@ function requireSession(session: Session | undefined, method: string): Session {
     ErrorCodes.MethodNotFound,
     `${method} needs a WebSocket connection; on the bus, follow alerts with a durable manager (startManager) or a JetStream consumer on vdsm.>`,
   );
-}
-
-/** The job and task an alert belongs to, where it belongs to one. */
-function taskFields(alert: Alert): { jobId?: string; task?: { id: string; status: string }; flowId?: string } {
-  if (!alert.task) return {};
-  const fields = { jobId: alert.task.jobId ?? alert.task.id, task: { id: alert.task.id, status: alert.taskStatus ?? 'running' } };
-  return alert.task.flowId ? { ...fields, flowId: alert.task.flowId } : fields;
 }
 
 export const hostMethods = [
@@ -71,7 +64,7 @@ export const hostMethods = [
       }
       const { subscriptionId, feed } = await connection.subscribe(() =>
         openAlertFeed(runtime.nc, { stream: runtime.alertLog.stream, filter: compiled, after: since ?? latest }, ({ seq, alert }) =>
-          connection.notify('alert', { alertName: alert.alertName, operationInfo: alert.operationInfo, seq, ...taskFields(alert) }),
+          connection.notify('alert', alertNotification(alert, seq)),
         ),
       );
       return { subscriptionId, seq: feed.startedAfter };
