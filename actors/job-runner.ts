@@ -62,7 +62,10 @@ export class JobRunner implements Driver {
     const unsubscribe = this.host.tasks.onChange((record) => {
       if (record.task.jobId === jobId && !stopped) void tick();
     });
-    setImmediate(() => void tick());
+    // A runner resumed after a restart finds its children in the task index: wait until it is complete.
+    void this.host.tasks.ready.then(() => {
+      if (!stopped) void tick();
+    });
     return {
       cancel: () => {
         stopped = true;

@@ -116,9 +116,12 @@ export class Runtime {
     for (const { ref, state, snapshotRevision } of report.entities) {
       this.#actors.set(keyOf(ref), this.#actor(ref, state, snapshotRevision));
     }
-    // Resumed jobs find their children's tasks here, so the index is complete before anything resumes.
-    const tasksRead = await this.tasks.load(this.nc, this.alertLog.stream);
-    this.options.logger.info('task index rebuilt', { alertsRead: tasksRead, tasks: this.tasks.list().length });
+    // The task index (the last `retention` of alerts) is rebuilt in the background, so restart
+    // time stays what entity recovery costs; job lookups, idempotent retries and resumed job
+    // runners await `tasks.ready`.
+    // A task still running is known at once, however long ago it started (a day-long rebalance).
+    for (const { task, alertName, seq } of this.runningTasks()) this.tasks.seedRunning(task, alertName, seq, this.options.now());
+    this.tasks.startLoading(this.nc, this.alertLog.stream, this.options.logger);
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
     this.options.logger.info('recovered entities from the stream', {
@@ -171,6 +174,7 @@ export class Runtime {
    * refuse). A composite job's own task is the job: cancelling it aborts the job.
    */
   async cancelTask(taskId: string): Promise<CancelOutcome> {
+    await this.tasks.ready;
     const record = this.tasks.get(taskId);
     const ref = record && parseAlertSubject(record.alertName);
     if (!record || !ref) throw new OpstreamError(ErrorCodes.NoSuchJob, `no task ${taskId} within the last ${Math.round(this.tasks.retentionMs / 60_000)} min`);
@@ -224,6 +228,7 @@ export class Runtime {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#sweep);
+    this.tasks.stopLoading();
     const actors = [...this.#actors.values()];
     for (const actor of actors) actor.stop();
     await Promise.all(actors.map((actor) => actor.settle()));
@@ -241,6 +246,7 @@ export class Runtime {
   halt(): void {
     this.#stopped = true;
     clearInterval(this.#sweep);
+    this.tasks.stopLoading();
     for (const actor of this.#actors.values()) actor.stop();
   }
 

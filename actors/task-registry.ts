@@ -6,10 +6,10 @@
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ErrorTuple } from '../machines/entity.ts';
-import { Alert } from '../src/domain/alert.ts';
+import { TaskInfo as TaskInfoSchema, TaskStatus as TaskStatusSchema } from '../src/domain/task.ts';
+import type { Alert } from '../src/domain/alert.ts';
 import { ALERT_ROOT } from '../src/domain/subjects.ts';
 import type { TaskInfo, TaskStatus } from '../src/domain/task.ts';
-import type { StoredAlert } from './alert-log.ts';
 
 export const DEFAULT_JOB_RETENTION_MS = 60 * 60 * 1000;
 
@@ -34,6 +34,8 @@ export type TaskListener = (record: TaskRecord) => void;
 export class TaskRegistry {
   readonly #tasks = new Map<string, TaskRecord>();
   readonly #listeners = new Set<TaskListener>();
+  #loaded: Promise<void> = Promise.resolve();
+  #stopLoading = false;
 
   constructor(
     readonly retentionMs: number,
@@ -64,8 +66,17 @@ export class TaskRegistry {
     if (record) record.deleted = true;
   }
 
+  /** A task an entity is running after recovery; the load refines its start from older alerts. */
+  seedRunning(task: TaskInfo, alertName: string, lastSeq: number, now: Date): void {
+    if (this.#tasks.has(task.id)) return;
+    this.#tasks.set(task.id, {
+      task, alertName, status: 'running', aborting: false, percentage: 0, lastError: [0, ''],
+      startTime: now.toISOString(), endTime: null, lastSeq: lastSeq - 1, deleted: false,
+    });
+  }
+
   /** Folds one alert in; alerts of a task arrive in stream order. */
-  observe({ seq, alert }: StoredAlert): void {
+  observe({ seq, alert }: { seq: number; alert: TaskFacts }): void {
     if (alert.cancelledTaskId) {
       // A destroy during a create ended that task: it was cancelled by the new one.
       const replaced = this.#tasks.get(alert.cancelledTaskId);
@@ -76,7 +87,12 @@ export class TaskRegistry {
     const { task, taskStatus } = alert;
     if (!task || !taskStatus) return;
     let record = this.#tasks.get(task.id);
-    if (record && seq <= record.lastSeq) return;
+    if (record && seq <= record.lastSeq) {
+      // The background load reaches a task's older alerts after live ones: only its start is news.
+      if (alert.time < record.startTime) record.startTime = alert.time;
+      if (alert.event.type === 'CANCEL' && record.status === 'running') record.aborting = true;
+      return;
+    }
     if (!record) {
       record = {
         task,
@@ -103,8 +119,31 @@ export class TaskRegistry {
     });
   }
 
-  /** Rebuilds the index from the alerts of the last `retentionMs` (before recovery resumes work). */
-  async load(nc: NatsConnection, stream: string): Promise<number> {
+  /** Resolves once the background load is done: lookups of ended tasks are complete from then on. */
+  get ready(): Promise<void> {
+    return this.#loaded;
+  }
+
+  /**
+   * Rebuilds the index from the alerts of the last `retentionMs`, in the background: an agent is
+   * ready (entities recovered) without waiting for it; what needs ended tasks awaits `ready`.
+   */
+  startLoading(nc: NatsConnection, stream: string, logger: { info(message: string, fields: Record<string, unknown>): void; warn(message: string, fields: Record<string, unknown>): void }): void {
+    const started = performance.now();
+    this.#loaded = this.#load(nc, stream).then(
+      (read) => logger.info('task index rebuilt', { alertsRead: read, tasks: this.#tasks.size, ms: Math.round(performance.now() - started) }),
+      (error: unknown) => {
+        // Stopped while loading (a shutdown): nothing to report.
+        if (!this.#stopLoading) logger.warn('task index not rebuilt; jobs ended before this start are not known', { error: String(error) });
+      },
+    );
+  }
+
+  stopLoading(): void {
+    this.#stopLoading = true;
+  }
+
+  async #load(nc: NatsConnection, stream: string): Promise<number> {
     const js = jetstream(nc);
     const since = new Date(this.now().getTime() - this.retentionMs);
     const consumer = await js.consumers.get(stream, {
@@ -119,10 +158,11 @@ export class TaskRegistry {
     try {
       for await (const message of messages) {
         read += 1;
-        const parsed = Alert.safeParse(safeJson(message.data));
-        // A record this agent cannot read is recovery's business (it quarantines); here it is skipped.
-        if (parsed.success) this.observe({ seq: message.seq, alert: parsed.data });
-        if (message.info.pending === 0) break;
+        // Only the task fields matter here: picked without validating the whole alert, so this
+        // pass stays cheap beside recovery's. A record it cannot read is recovery's business.
+        const facts = taskFacts(safeJson(message.data));
+        if (facts) this.observe({ seq: message.seq, alert: facts });
+        if (message.info.pending === 0 || this.#stopLoading) break;
       }
     } finally {
       await messages.close();
@@ -143,6 +183,33 @@ export class TaskRegistry {
     Object.assign(record, change);
     for (const listener of this.#listeners) listener(record);
   }
+}
+
+/** What the registry reads of an alert. */
+export type TaskFacts = Pick<Alert, 'alertName' | 'task' | 'taskStatus' | 'cancelledTaskId' | 'time'> & {
+  event: { type: string };
+  operationInfo: { percentage: number; lastError: ErrorTuple };
+};
+
+function taskFacts(value: unknown): TaskFacts | undefined {
+  const alert = value as Partial<Record<keyof TaskFacts, unknown>> | undefined;
+  if (!alert || typeof alert.alertName !== 'string' || typeof alert.time !== 'string') return undefined;
+  const task = TaskInfoSchema.safeParse(alert.task);
+  const status = TaskStatusSchema.safeParse(alert.taskStatus);
+  const info = alert.operationInfo as { percentage?: unknown; lastError?: unknown } | undefined;
+  const event = alert.event as { type?: unknown } | undefined;
+  if (!task.success || !status.success || typeof info?.percentage !== 'number' || !Array.isArray(info.lastError) || typeof event?.type !== 'string') {
+    return undefined;
+  }
+  return {
+    alertName: alert.alertName,
+    time: alert.time,
+    task: task.data,
+    taskStatus: status.data,
+    cancelledTaskId: typeof alert.cancelledTaskId === 'string' ? alert.cancelledTaskId : undefined,
+    event: { type: event.type },
+    operationInfo: { percentage: info.percentage, lastError: info.lastError as ErrorTuple },
+  };
 }
 
 function safeJson(data: Uint8Array): unknown {

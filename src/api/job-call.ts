@@ -31,6 +31,7 @@ async function earlierAnswer(runtime: Runtime, jobId: string, method: string, kw
     if (running.method !== method || !isDeepStrictEqual(running.kwargs, kwargs)) throw jobExists(jobId, running.method);
     return running.answer;
   }
+  await runtime.tasks.ready;
   const record = runtime.tasks.get(jobId);
   if (!record) return undefined;
   if (!sameCall(method, kwargs, record.task)) throw jobExists(jobId, record.task.methodName);

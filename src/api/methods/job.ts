@@ -14,7 +14,8 @@ import { defineMethod } from '../method.ts';
 const Id = z.string().min(1).max(200);
 
 /** A top-level job (not a composite job's step) that exists and was not deleted. */
-function jobRecord(runtime: Runtime, jobId: string): TaskRecord {
+async function jobRecord(runtime: Runtime, jobId: string): Promise<TaskRecord> {
+  await runtime.tasks.ready;
   const record = runtime.tasks.get(jobId);
   if (!record || record.deleted || (record.task.jobId && record.task.jobId !== jobId)) {
     throw new OpstreamError(ErrorCodes.NoSuchJob, `no job ${jobId} (ended jobs are kept ${Math.round(runtime.tasks.retentionMs / 60_000)} min)`);
@@ -30,7 +31,7 @@ async function describeJob(runtime: Runtime, record: TaskRecord): Promise<JobInf
 }
 
 async function cancelJob(runtime: Runtime, jobId: string): Promise<{ jobId: string; status: string; policy: string; reason: string }> {
-  const record = jobRecord(runtime, jobId);
+  const record = await jobRecord(runtime, jobId);
   const status = jobStatusOf(record);
   if (status === 'aborting') return { jobId, status, policy: 'revert', reason: 'the job is already being cancelled' };
   if (record.status !== 'running') throw new OpstreamError(ErrorCodes.JobNotActive, `job ${jobId} already ended (${status}); nothing to cancel`);
@@ -43,7 +44,7 @@ export const jobMethods = [
     name: 'Job.getInfo',
     access: 'read',
     params: z.strictObject({ jobId: Id }),
-    handler: async ({ jobId }, { runtime }) => describeJob(runtime, jobRecord(runtime, jobId)),
+    handler: async ({ jobId }, { runtime }) => describeJob(runtime, await jobRecord(runtime, jobId)),
   }),
   defineMethod({
     name: 'Host.getJobs',
@@ -55,6 +56,7 @@ export const jobMethods = [
       correlationId: z.string().optional(),
     }),
     handler: async ({ jobIds, jobType, status, correlationId }, { runtime }) => {
+      await runtime.tasks.ready;
       const wanted = jobIds && new Set(jobIds);
       const records = runtime.tasks
         .list()
@@ -77,6 +79,7 @@ export const jobMethods = [
     params: z.strictObject({ taskId: Id }),
     // A task is cancelled through its job: a composite job's step cancels the whole job.
     handler: async ({ taskId }, { runtime }) => {
+      await runtime.tasks.ready;
       const record = runtime.tasks.get(taskId);
       if (!record) throw new OpstreamError(ErrorCodes.NoSuchJob, `no task ${taskId}`);
       return { taskId, ...(await cancelJob(runtime, record.task.jobId ?? taskId)) };
@@ -87,7 +90,7 @@ export const jobMethods = [
     access: 'write',
     params: z.strictObject({ jobId: Id }),
     handler: async ({ jobId }, { runtime }) => {
-      const record = jobRecord(runtime, jobId);
+      const record = await jobRecord(runtime, jobId);
       if (record.status === 'running') throw new OpstreamError(ErrorCodes.JobNotDone, `job ${jobId} is ${jobStatusOf(record)}; cancel it or wait until it ends`);
       const actor = await runtime.jobActor(jobId);
       if (actor) await actor.request({ type: 'DELETE' });
@@ -100,6 +103,7 @@ export const jobMethods = [
     access: 'read',
     params: z.strictObject({ taskId: Id }),
     handler: async ({ taskId }, { runtime }) => {
+      await runtime.tasks.ready;
       const record = runtime.tasks.get(taskId);
       if (!record) throw new OpstreamError(ErrorCodes.NoSuchJob, `no task ${taskId} within the last ${Math.round(runtime.tasks.retentionMs / 60_000)} min`);
       const { task } = record;
