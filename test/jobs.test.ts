@@ -73,7 +73,11 @@ describe('every mutating call is a job', () => {
     expect(answer.jobId).toBe(answer.taskId);
     const done = await waitForJob(answer.jobId, ['done']);
     expect(done).toMatchObject({ jobType: 'VM.create', status: 'done', progress: 100, correlationId: flowId, entities: [`vdsm.VM.${vmId}`] });
-    expect(done.steps.map((step) => [step.description, step.status])).toEqual([['validating', 'done'], [`VM.create on vdsm.VM.${vmId}`, 'done']]);
+    expect(done.steps.map((step) => [step.description, step.status])).toEqual([
+      ['validating', 'done'],
+      [`VM.create on vdsm.VM.${vmId}`, 'done'],
+      ['finalizing', 'done'],
+    ]);
     expect(done.endTime).not.toBeNull();
     const task = await host.call<{ status: string; flowId: string }>('Task.getInfo', { taskId: answer.taskId });
     expect(task).toMatchObject({ status: 'finished', flowId });

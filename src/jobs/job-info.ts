@@ -1,5 +1,5 @@
 // What Job.getInfo and Host.getJobs answer: a job with its step tree. A one-entity job is read off
-// its task's record (validating, then executing: the entity's task); a composite job off its own
+// its task's record (validating, executing — the entity's task — then finalizing); a composite job off its own
 // actor's context, with each running step's live progress taken from its task.
 import { z } from 'zod';
 import type { TaskRecord, TaskRegistry } from '../../actors/task-registry.ts';
@@ -101,6 +101,19 @@ export function jobInfo(record: TaskRecord, tasks: TaskRegistry, composite?: { s
         alertName: record.alertName,
         taskId: record.task.id,
         error: base.error,
+      },
+      // The seed's third step of a command with host tasks: its outcome recorded once the task ended.
+      {
+        id: 'finalizing',
+        parentStepId: null,
+        number: 3,
+        type: 'finalizing',
+        description: 'finalizing',
+        status: record.status === 'running' ? 'pending' : 'done',
+        progress: record.status === 'running' ? 0 : 100,
+        alertName: null,
+        taskId: null,
+        error: [0, ''],
       },
     ],
   };
