@@ -118,6 +118,9 @@ export class EntityActor {
    * work only after the append), `rollForward` records nothing, `refuse` throws CancelRefused.
    */
   cancel(taskId: string): Promise<CancelOutcome> {
+    if (this.#uncertain) {
+      return Promise.reject(new OpstreamError(ErrorCodes.Unavailable, `${this.subject}: an earlier outcome is being confirmed with the stream; retry the cancel shortly`));
+    }
     return this.#serialize(async () => {
       this.#assertTrusted();
       const view = viewOf(this.#state.snapshot);

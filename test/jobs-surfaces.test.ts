@@ -52,6 +52,27 @@ describe('client library', () => {
   });
 });
 
+describe('composite jobs from a client', () => {
+  it('job alerts reach Host.subscribe(vdsm.Job.*); Task.cancel of a step cancels its job', async () => {
+    await upVm();
+    await stack.host.subscribe('vdsm.Job.*');
+    const { jobId } = await stack.host.call<{ jobId: string }>('Host.prepareForMaintenance', { dstHost: 'h5', concurrency: 1 });
+    const first = await stack.host.waitForEvent(`vdsm.Job.${jobId}`, 5_000);
+    expect(first).toMatchObject({ jobId, task: { id: jobId, status: 'running' }, operationInfo: { operationDescription: 'Running' } });
+    let step: { taskId: string | null } | undefined;
+    while (!step) {
+      const info = await stack.host.jobs.get(jobId);
+      step = info.steps.find((candidate) => candidate.type === 'command' && candidate.status === 'running' && candidate.taskId);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const answer = await stack.host.call('Task.cancel', { taskId: step.taskId });
+    expect(answer).toMatchObject({ taskId: step.taskId, jobId, status: 'aborting' });
+    const ended = await stack.host.waitForJob(jobId, 20_000);
+    expect(ended.status).toBe('aborted');
+    expect(ended.steps.filter((candidate) => candidate.type === 'command').map((candidate) => candidate.status)).toContain('aborted');
+  });
+});
+
 describe('command line', () => {
   it('opstream cancel reverts a migration; opstream jobs draws its steps', async () => {
     const vmId = await upVm();
