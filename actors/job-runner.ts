@@ -5,7 +5,7 @@
 // id from the job's, so after a crash they find what was already started instead of starting it twice.
 import type { ErrorTuple } from '../machines/entity.ts';
 import type { EndedStepStatus, JobContext, JobStep, StepCommand } from '../machines/job.ts';
-import { isOpstreamError } from '../src/domain/errors.ts';
+import { ErrorCodes, isOpstreamError } from '../src/domain/errors.ts';
 import type { TaskStatus } from '../src/domain/task.ts';
 import type { Logger } from '../src/log.ts';
 import type { Driver, WorkHandle, WorkReporter, WorkRequest } from './drivers/driver.ts';
@@ -50,7 +50,8 @@ export class JobRunner implements Driver {
       try {
         do {
           again = false;
-          if (request.work === 'abortJob') await this.#abortTick(jobId, report, cancelAsked, () => stopped);
+          const retrySoon = () => setTimeout(() => void tick(), 500).unref();
+          if (request.work === 'abortJob') await this.#abortTick(jobId, report, cancelAsked, () => stopped, retrySoon);
           else await this.#runTick(jobId, report, () => stopped);
         } while (again && !stopped);
       } catch (error) {
@@ -110,7 +111,7 @@ export class JobRunner implements Driver {
     await started;
   }
 
-  async #abortTick(jobId: string, report: WorkReporter, cancelAsked: Set<string>, stopped: () => boolean): Promise<void> {
+  async #abortTick(jobId: string, report: WorkReporter, cancelAsked: Set<string>, stopped: () => boolean, retrySoon: () => void): Promise<void> {
     await Promise.all(this.#inflight.get(jobId) ?? []);
     const context = this.host.jobContext(jobId);
     if (!context || stopped()) return;
@@ -124,9 +125,15 @@ export class JobRunner implements Driver {
       } else if (!cancelAsked.has(step.taskId)) {
         cancelAsked.add(step.taskId);
         // Refused or rolled forward: the child runs to its end, and that end is its outcome.
-        await this.host.cancelTask(step.taskId).catch((error: unknown) => {
-          if (!isOpstreamError(error)) throw error;
-          this.host.logger.info('a child of an aborting job was not reverted', { jobId, taskId: step.taskId, reason: error.message });
+        const taskId = step.taskId;
+        await this.host.cancelTask(taskId).catch((error: unknown) => {
+          // The stream was away: ask again shortly rather than wait for a change that may not come.
+          if (isOpstreamError(error, ErrorCodes.Unavailable) || !isOpstreamError(error)) {
+            cancelAsked.delete(taskId);
+            retrySoon();
+            return;
+          }
+          this.host.logger.info('a child of an aborting job was not reverted', { jobId, taskId, reason: error.message });
         });
       }
     }

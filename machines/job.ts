@@ -131,7 +131,7 @@ export const jobMachine = setup({
       }),
     ),
     finish: assign(({ context }, params: { outcome: 'done' | 'failed' | 'aborted' }) => {
-      const failed = context.steps.find((step) => step.status === 'failed');
+      const failed = commandsOf(context.steps).find((step) => step.status === 'failed');
       const error: ErrorTuple =
         params.outcome === 'aborted'
           ? cancelledError('steps not started were skipped, running ones cancelled as their state declares, finished ones kept')
