@@ -73,6 +73,22 @@ describe('composite jobs from a client', () => {
   });
 });
 
+describe('cancel through the real gluster driver', () => {
+  it('a cancelled rebalance is stopped in gluster; the volume stays Started', async () => {
+    const volumeName = uniqueId('vol');
+    const create = await stack.host.call<{ jobId: string }>('GlusterVolume.create', { volumeName, bricks: ['h1:/b1', 'h2:/b2'] });
+    await stack.host.waitForJob(create.jobId, 10_000);
+    await stack.host.waitForJob((await stack.host.call<{ jobId: string }>('GlusterVolume.start', { volumeName })).jobId, 10_000);
+    const { jobId } = await stack.host.call<{ jobId: string }>('GlusterVolume.rebalanceStart', { volumeName });
+    expect(await stack.host.jobs.cancel(jobId)).toMatchObject({ status: 'aborting', policy: 'revert' });
+    const ended = await stack.host.waitForJob(jobId, 10_000);
+    expect(ended).toMatchObject({ status: 'aborted', error: [910, expect.stringMatching(/rebalance was stopped/)] });
+    expect(stack.agent.gluster.rebalanceStatus(volumeName).state).toBe('stopped');
+    const info = await stack.host.call<{ status: string; operationInfo: { extraData: Record<string, unknown> } }>('GlusterVolume.getInfo', { volumeName });
+    expect(info).toMatchObject({ status: 'Started', operationInfo: { extraData: { rebalance: 'stopped' } } });
+  });
+});
+
 describe('command line', () => {
   it('opstream cancel reverts a migration; opstream jobs draws its steps', async () => {
     const vmId = await upVm();
