@@ -27,7 +27,7 @@ const STEP_OUTCOME: Record<Exclude<TaskStatus, 'running'>, EndedStepStatus> = {
 };
 
 /** The task id of a job's step: derived, so a resumed runner recognises what it started. */
-export const stepTaskId = (jobId: string, step: Pick<JobStep, 'number'>) => `${jobId}.step-${step.number}`;
+export const stepTaskId = (jobId: string, step: Pick<JobStep, 'number'>) => `${jobId}-step-${step.number}`;
 
 export class JobRunner implements Driver {
   /** Commands being started, per job: an abort waits for them before it looks at the steps. */
