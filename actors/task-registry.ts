@@ -12,6 +12,8 @@ import { ALERT_ROOT } from '../src/domain/subjects.ts';
 import type { TaskInfo, TaskStatus } from '../src/domain/task.ts';
 
 export const DEFAULT_JOB_RETENTION_MS = 60 * 60 * 1000;
+/** Ended tasks kept at most (oldest forgotten first), so a busy hour cannot exhaust memory. */
+export const MAX_ENDED_TASKS = 100_000;
 
 export type TaskRecord = {
   task: TaskInfo;
@@ -34,6 +36,7 @@ export type TaskListener = (record: TaskRecord) => void;
 export class TaskRegistry {
   readonly #tasks = new Map<string, TaskRecord>();
   readonly #listeners = new Set<TaskListener>();
+  #ended = 0;
   #loaded: Promise<void> = Promise.resolve();
   #stopLoading = false;
 
@@ -45,7 +48,7 @@ export class TaskRegistry {
   get(taskId: string): TaskRecord | undefined {
     const record = this.#tasks.get(taskId);
     if (record && this.#expired(record)) {
-      this.#tasks.delete(taskId);
+      this.#forget(taskId);
       return undefined;
     }
     return record;
@@ -172,7 +175,12 @@ export class TaskRegistry {
 
   /** Forgets ended tasks older than the retention. */
   sweep(): void {
-    for (const [id, record] of this.#tasks) if (this.#expired(record)) this.#tasks.delete(id);
+    for (const [id, record] of this.#tasks) if (this.#expired(record)) this.#forget(id);
+  }
+
+  #forget(taskId: string): void {
+    if (this.#tasks.get(taskId)?.status !== 'running') this.#ended = Math.max(0, this.#ended - 1);
+    this.#tasks.delete(taskId);
   }
 
   #expired(record: TaskRecord): boolean {
@@ -180,8 +188,27 @@ export class TaskRegistry {
   }
 
   #update(record: TaskRecord, change: Partial<TaskRecord>): void {
+    const wasRunning = record.status === 'running';
     Object.assign(record, change);
     for (const listener of this.#listeners) listener(record);
+    if (!wasRunning || record.status === 'running') return;
+    // Ended long ago (read back at start): nothing will ask for it.
+    if (this.#expired(record)) {
+      this.#tasks.delete(record.task.id);
+      return;
+    }
+    this.#ended += 1;
+    if (this.#ended > MAX_ENDED_TASKS) this.#evictOldestEnded();
+  }
+
+  /** Map order is insertion order, which is start order: the first ended ones are the oldest. */
+  #evictOldestEnded(): void {
+    for (const [id, record] of this.#tasks) {
+      if (this.#ended <= MAX_ENDED_TASKS * 0.9) return;
+      if (record.status === 'running') continue;
+      this.#tasks.delete(id);
+      this.#ended -= 1;
+    }
   }
 }
 
