@@ -11,7 +11,7 @@
 //   src/client, src/manager,  the client library (what `opstream` exports): no runtime, no API,
 //   src/index.ts              no machines                          → domain, security, nats, subscriptions, log
 //   src/api, src/replay,      the agent's faces: the API, the replay debugger and the visualizer
-//   src/viz                   page it serves → actors and below
+//   src/viz, src/jobs         page it serves, the job views → actors and below
 //   src/agent.ts, src/cli     the process and its commands         → anything above
 
 const LOWER = {
@@ -23,7 +23,7 @@ const LOWER = {
   machines: '^machines/',
   actors: '^actors/',
   client: '^src/(client|manager)/|^src/index[.]ts$',
-  server: '^src/(api|replay|viz)/',
+  server: '^src/(api|replay|viz|jobs)/',
 };
 /** Everything that is code of the package (as opposed to tests, benches and scripts). */
 const PACKAGE = '^(src|actors|machines)/';

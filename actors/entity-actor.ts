@@ -8,6 +8,7 @@ import type { AnyMachineSnapshot, EventFromLogic } from 'xstate';
 import type { DriverEvent, ErrorTuple } from '../machines/entity.ts';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { Alert } from '../src/domain/alert.ts';
+import type { TaskInfo } from '../src/domain/task.ts';
 import { ErrorCodes, isConflict, OpstreamError } from '../src/domain/errors.ts';
 import { redact } from '../src/domain/redaction.ts';
 import { alertSubject } from '../src/domain/subjects.ts';
@@ -30,15 +31,22 @@ export type EntityActorDeps = {
   logger: Logger;
   quarantine: Quarantine;
   snapshots?: { store: SnapshotStore; every: number };
+  /** How long a work may go without reporting before it counts as stalled (undefined: forever). */
+  stallAfterMs?: (work: string) => number | undefined;
 };
+
+/** What a cancel request did: reverting (the CANCEL transition is in the stream) or rolling forward. */
+export type CancelOutcome = { policy: 'revert' | 'rollForward'; state: string; status: string; reason: string; appended?: Appended };
 
 export type Appended = { seq: number; alert: Alert };
 
 /** lastError of an operation whose state says it cannot survive an agent restart. */
 export const RESUME_FAILED = 900;
+/** lastError of an operation whose driver reported nothing for longer than its work allows. */
+export const WORK_STALLED = 911;
 
 type MachineEvent = EventFromLogic<MachineDefinition['machine']>;
-type RunningWork = { stateKey: string; handle?: WorkHandle };
+type RunningWork = { stateKey: string; work: string; handle?: WorkHandle; stallTimer?: NodeJS.Timeout };
 /** What #apply did with an event. */
 type Outcome = Appended | 'refused' | 'unchanged';
 
@@ -124,6 +132,37 @@ export class EntityActor {
     }).catch((error: unknown) => this.deps.logger.warn('could not fold a record written by someone else', { subject: this.subject, seq, error: String(error) }));
   }
 
+  /**
+   * Cancels the running task `taskId` as the current state's meta declares: `revert` records
+   * CANCEL (the aborting state is in the stream before the driver is told: the runtime stops the
+   * work only after the append), `rollForward` records nothing, `refuse` throws CancelRefused.
+   */
+  cancel(taskId: string): Promise<CancelOutcome> {
+    if (this.#uncertain) {
+      return Promise.reject(new OpstreamError(ErrorCodes.Unavailable, `${this.subject}: an earlier outcome is being confirmed with the stream; retry the cancel shortly`));
+    }
+    return this.#serialize(async () => {
+      this.#assertTrusted();
+      const view = viewOf(this.#state.snapshot);
+      if (view.task?.id !== taskId) {
+        throw new OpstreamError(ErrorCodes.JobNotActive, `task ${taskId} is not running on ${this.subject} (it is ${view.status})`);
+      }
+      const state = stateKey(this.#state.snapshot);
+      const policy = view.meta.cancel ?? { policy: 'rollForward', reason: 'this state declares no cancel; the operation finishes' };
+      if (policy.policy === 'refuse') {
+        throw new OpstreamError(ErrorCodes.CancelRefused, `${this.subject} is in state ${state} (${view.status}): cancel refused — ${policy.reason}`, {
+          state: view.state,
+          status: view.status,
+          reason: policy.reason,
+        });
+      }
+      if (policy.policy === 'rollForward') return { policy: 'rollForward', state, status: view.status, reason: policy.reason };
+      const outcome = await this.#apply({ type: 'CANCEL' } as MachineEvent);
+      if (typeof outcome !== 'object') throw new OpstreamError(ErrorCodes.InternalError, `${this.subject}: state ${state} declares revert but does not take CANCEL`);
+      return { policy: 'revert', state, status: outcome.alert.status, reason: policy.reason, appended: outcome };
+    });
+  }
+
   /** Calls `listener` after each transition this actor persists; returns the unsubscribe. */
   onTransition(listener: (appended: Appended) => void): () => void {
     this.#listeners.add(listener);
@@ -140,7 +179,7 @@ export class EntityActor {
     const { meta } = viewOf(this.#state.snapshot);
     if (!meta.work) return;
     const policy = meta.onResume ?? 'restart';
-    this.deps.logger.info('resuming an operation after restart', { subject: this.subject, work: meta.work, policy });
+    this.deps.logger.info('resuming an operation after restart', { ...this.#logFields(), work: meta.work, policy });
     if (policy !== 'fail') {
       this.#reconcileWork(policy === 'continue');
       return;
@@ -154,6 +193,7 @@ export class EntityActor {
 
   /** Stops driver work; transitions already queued still finish. */
   stopWork(): void {
+    clearTimeout(this.#work?.stallTimer);
     this.#work?.handle?.cancel();
     this.#work = undefined;
   }
@@ -173,6 +213,13 @@ export class EntityActor {
   async snapshotIfChanged(): Promise<boolean> {
     if (!this.deps.snapshots || this.#state.divergence || this.#state.revision === this.#snapshotRevision) return true;
     return this.#saveSnapshot();
+  }
+
+  /** Every log line names the entity and, while it runs one, the task, its job and the caller's flowId. */
+  #logFields(): { subject: string; taskId?: string; jobId?: string; flowId?: string } {
+    const task = (this.#state.snapshot.context as { task?: TaskInfo | null }).task;
+    if (!task) return { subject: this.subject };
+    return { subject: this.subject, taskId: task.id, jobId: task.jobId ?? task.id, ...(task.flowId ? { flowId: task.flowId } : {}) };
   }
 
   #serialize<T>(job: () => Promise<T>): Promise<T> {
@@ -204,12 +251,13 @@ export class EntityActor {
    * Driver events come back here; those of work that was stopped since are dropped. The driver
    * did the work already, so its event is retried until stored, across a server outage.
    */
-  #report(work: RunningWork, event: DriverEvent): Promise<void> {
+  #report(work: RunningWork, event: DriverEvent | EntityEvent): Promise<void> {
+    if (this.#work === work) this.#armStallTimer(work);
     return this.#serialize(async () => {
       if (this.#work !== work || this.#state.divergence) return;
       await this.#apply(event, { skipUnchanged: true, retryUntilStored: true });
     }).catch((error: unknown) => {
-      this.deps.logger.warn('driver event not applied', { subject: this.subject, event: event.type, error: String(error) });
+      this.deps.logger.warn('driver event not applied', { ...this.#logFields(), event: event.type, error: String(error) });
     });
   }
 
@@ -260,7 +308,7 @@ export class EntityActor {
           }
           throw error;
         }
-        if (attempt === 0) this.deps.logger.warn('append failed; retrying until the stream is back', { subject: this.subject, error: String(error) });
+        if (attempt === 0) this.deps.logger.warn('append failed; retrying until the stream is back', { ...this.#logFields(), error: String(error) });
         await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
       }
     }
@@ -292,6 +340,8 @@ export class EntityActor {
     for await (const record of this.deps.log.read(this.subject, this.#state.lastSeq + 1)) {
       if (isQuarantined(record)) this.deps.quarantine.add({ source: 'stream', ...record });
       this.#state = replayOne(this.deps.definition, this.#state, record);
+      // Listeners (the task registry) must see what landed without our ack, too.
+      if (!this.#state.divergence && !isQuarantined(record)) for (const listener of this.#listeners) listener(record);
     }
     if (this.#state.divergence) this.stopWork();
     // A record someone else wrote (not our own append whose ack was lost) is not ours to act on:
@@ -318,9 +368,34 @@ export class EntityActor {
       return true;
     } catch (error) {
       // A missed snapshot only makes the next recovery replay more of the stream.
-      this.deps.logger.warn('could not save a snapshot', { subject: this.subject, error: String(error) });
+      this.deps.logger.warn('could not save a snapshot', { ...this.#logFields(), error: String(error) });
       return false;
     }
+  }
+
+  /**
+   * (Re)starts the watchdog of the running work: a driver that reports nothing for longer than
+   * its work kind allows fails the operation, so no task stays "running" forever.
+   */
+  #armStallTimer(running: RunningWork): void {
+    clearTimeout(running.stallTimer);
+    const limit = this.deps.stallAfterMs?.(running.work);
+    if (limit === undefined || !Number.isFinite(limit)) return;
+    running.stallTimer = setTimeout(() => {
+      if (this.#work !== running) return;
+      const { meta } = viewOf(this.#state.snapshot);
+      const error: ErrorTuple = [
+        WORK_STALLED,
+        `"${running.work}" stalled: the driver reported nothing for ${Math.round(limit / 1000)} s during "${meta.operation.stageDescription}"`,
+      ];
+      this.deps.logger.warn('work stalled', { ...this.#logFields(), work: running.work, limitMs: limit });
+      running.handle?.cancel();
+      void this.#serialize(async () => {
+        if (this.#work !== running) return;
+        await this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true });
+      }).catch((failure: unknown) => this.deps.logger.warn('stall not recorded', { ...this.#logFields(), error: String(failure) }));
+    }, limit);
+    running.stallTimer.unref();
   }
 
   #reconcileWork(resumed: boolean): void {
@@ -330,8 +405,9 @@ export class EntityActor {
     this.stopWork();
     const { work } = viewOf(snapshot).meta;
     if (!work) return;
-    const running: RunningWork = { stateKey: key };
+    const running: RunningWork = { stateKey: key, work };
     this.#work = running;
+    this.#armStallTimer(running);
     running.handle = this.deps.driver.start(
       { ...this.ref, work, context: snapshot.context as Record<string, unknown>, resumed },
       (event) => this.#report(running, event),

@@ -1,7 +1,7 @@
 // Pure helpers over a machine snapshot: what it shows a client, what it accepts, and what a
 // transition means for the task it belongs to.
 import { getNextTransitions, type AnyMachineSnapshot } from 'xstate';
-import { operationInfoOf, stateMeta, type EntityContext, type StateMeta } from '../machines/entity.ts';
+import { CANCELLED_CODE, operationInfoOf, stateMeta, type EntityContext, type StateMeta } from '../machines/entity.ts';
 import type { StateValue } from '../src/domain/alert.ts';
 import { OperationInfo } from '../src/domain/operation-info.ts';
 import type { TaskInfo, TaskStatus } from '../src/domain/task.ts';
@@ -53,6 +53,12 @@ export function taskChange(before: TaskInfo | null, after: EntityContext): TaskC
     const cancelled = before && before.id !== after.task.id ? { cancelledTaskId: before.id } : {};
     return { task: after.task, taskStatus: 'running', ...cancelled };
   }
-  if (before) return { task: before, taskStatus: after.lastError[0] !== 0 ? 'failed' : 'finished' };
+  if (before) return { task: before, taskStatus: endedStatus(after.lastError[0]) };
   return {};
+}
+
+/** How a task ended, from the lastError its operation left: a cancel has its own code. */
+export function endedStatus(errorCode: number): TaskStatus {
+  if (errorCode === CANCELLED_CODE) return 'cancelled';
+  return errorCode !== 0 ? 'failed' : 'finished';
 }

@@ -7,13 +7,19 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { MACHINES, type MachineDefinition } from '../machines/index.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { redact } from '../src/domain/redaction.ts';
-import { alertSubject, parseAlertSubject } from '../src/domain/subjects.ts';
+import { alertSubject } from '../src/domain/subjects.ts';
 import type { OperationInfo } from '../src/domain/operation-info.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
-import { EntityActor, type Appended, type EntityActorDeps } from './entity-actor.ts';
+import { EntityActor, type Appended, type CancelOutcome, type EntityActorDeps } from './entity-actor.ts';
+import { commandTarget } from './job-commands.ts';
+import { JobRunner } from './job-runner.ts';
+import { claimTaskIdentity, jobScope } from './job-scope.ts';
+import { DEFAULT_JOB_RETENTION_MS, TaskRegistry } from './task-registry.ts';
+import type { JobContext } from '../machines/job.ts';
+import { EntityKinds, parseAlertSubject } from '../src/domain/subjects.ts';
 import { recoverEntities, type RecoveryReport } from './recovery.ts';
 import { isQuarantined } from './alert-log.ts';
 import { Quarantine, type QuarantineSummary } from './quarantine.ts';
@@ -34,7 +40,17 @@ export type RuntimeOptions = {
   /** Stamps alerts; tests pin it. Machines never read a clock. */
   now?: () => Date;
   logger?: Logger;
+  /** How long ended jobs and tasks stay visible (VDSM's autodelete); default one hour. */
+  jobRetentionMs?: number;
+  /** Per work kind, how long its driver may report nothing before the operation fails as stalled. */
+  stallTimeouts?: Record<string, number>;
+  /** The same for every other work kind; default 10 minutes. */
+  defaultStallMs?: number;
 };
+
+/** Works that legitimately report nothing for long: a held connection, a job waiting on its steps. */
+const NEVER_STALLS = new Set(['holdConnection', 'runJob', 'abortJob']);
+export const DEFAULT_STALL_MS = 10 * 60 * 1000;
 
 export type CallResult = { taskId: string; seq: number };
 
@@ -55,6 +71,11 @@ export class Runtime {
   readonly #earlyObservations: Array<[number, string]> = [];
   #recovered = false;
   #stopped = false;
+  /** Every task within the retention, running or ended: jobs, idempotent retries, Task.getInfo. */
+  readonly tasks: TaskRegistry;
+  readonly #jobRunner: JobRunner;
+  readonly #driver: Driver;
+  readonly #sweep: NodeJS.Timeout;
 
   private constructor(
     /** The agent's connection; API feeds read the stream through it too. */
@@ -63,6 +84,23 @@ export class Runtime {
     private readonly options: RuntimeOptions & { now: () => Date; logger: Logger },
   ) {
     this.quarantine = new Quarantine(options.logger);
+    this.tasks = new TaskRegistry(options.jobRetentionMs ?? DEFAULT_JOB_RETENTION_MS, options.now);
+    this.#sweep = setInterval(() => this.tasks.sweep(), 60_000);
+    this.#sweep.unref();
+    this.#jobRunner = new JobRunner({
+      jobContext: (jobId) => this.#actors.get(keyOf({ kind: EntityKinds.Job, id: jobId }))?.snapshot.context as JobContext | undefined,
+      tasks: this.tasks,
+      runCommand: (command, { taskId, jobId, flowId }) => {
+        const { ref, event } = commandTarget(command);
+        return jobScope.run({ taskId, jobId, flowId }, () => this.call(ref, command.method, command.params, event));
+      },
+      cancelTask: (taskId) => this.cancelTask(taskId),
+      logger: options.logger,
+    });
+    // A job's work is running its steps: the runtime does it, every other kind goes to the driver.
+    this.#driver = {
+      start: (request, report) => (request.kind === EntityKinds.Job ? this.#jobRunner : options.driver).start(request, report),
+    };
   }
 
   static async start(options: RuntimeOptions): Promise<Runtime> {
@@ -97,6 +135,12 @@ export class Runtime {
     for (const { ref, state, snapshotRevision } of report.entities) {
       this.#actors.set(keyOf(ref), this.#actor(ref, state, snapshotRevision));
     }
+    // The task index (the last `retention` of alerts) is rebuilt in the background, so restart
+    // time stays what entity recovery costs; job lookups, idempotent retries and resumed job
+    // runners await `tasks.ready`.
+    // A task still running is known at once, however long ago it started (a day-long rebalance).
+    for (const { task, alertName, seq } of this.runningTasks()) this.tasks.seedRunning(task, alertName, seq, this.options.now());
+    this.tasks.startLoading(this.nc, this.alertLog.stream, this.options.logger);
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
     for (const [seq, subject] of this.#earlyObservations.splice(0)) this.observe(seq, subject);
@@ -160,7 +204,10 @@ export class Runtime {
    * stream. kwargs are redacted before anything is built from them.
    */
   async call(ref: EntityRef, methodName: string, kwargs: Record<string, unknown>, event: (task: TaskInfo) => EntityEvent): Promise<CallResult> {
-    const task: TaskInfo = { id: randomUUID(), methodName, kwargs: redact(kwargs) };
+    const { id, jobId, flowId } = claimTaskIdentity();
+    const task: TaskInfo = { id: id ?? randomUUID(), methodName, kwargs: redact(kwargs) };
+    if (jobId && jobId !== task.id) task.jobId = jobId;
+    if (flowId) task.flowId = flowId;
     const actor = await this.entity(ref);
     try {
       const { seq } = await actor.request(event(task));
@@ -168,6 +215,25 @@ export class Runtime {
     } finally {
       this.#forgetIfEmpty(actor);
     }
+  }
+
+  /**
+   * Cancels one running task as its entity's current state declares (revert, roll forward or
+   * refuse). A composite job's own task is the job: cancelling it aborts the job.
+   */
+  async cancelTask(taskId: string): Promise<CancelOutcome> {
+    await this.tasks.ready;
+    const record = this.tasks.get(taskId);
+    const ref = record && parseAlertSubject(record.alertName);
+    if (!record || !ref) throw new OpstreamError(ErrorCodes.NoSuchJob, `no task ${taskId} within the last ${Math.round(this.tasks.retentionMs / 60_000)} min`);
+    if (record.status !== 'running') throw new OpstreamError(ErrorCodes.JobNotActive, `task ${taskId} already ended (${record.status})`);
+    return (await this.existing(ref)).cancel(taskId);
+  }
+
+  /** A composite job's actor, or undefined when `jobId` is not one. */
+  async jobActor(jobId: string): Promise<EntityActor | undefined> {
+    const actor = await this.entity({ kind: EntityKinds.Job, id: jobId });
+    return actor.exists ? actor : undefined;
   }
 
   /** An event no call caused (a fault the hypervisor noticed), durable when this resolves. */
@@ -231,6 +297,8 @@ export class Runtime {
    */
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#sweep);
+    this.tasks.stopLoading();
     const actors = [...this.#actors.values()];
     for (const actor of actors) actor.stop();
     await Promise.all(actors.map((actor) => actor.settle()));
@@ -250,23 +318,28 @@ export class Runtime {
    */
   halt(): void {
     this.#stopped = true;
+    clearInterval(this.#sweep);
+    this.tasks.stopLoading();
     for (const actor of this.#actors.values()) actor.stop();
   }
 
   #actor(ref: EntityRef, state: ReplayState, snapshotRevision = 0): EntityActor {
     const definition = definitions[ref.kind];
     if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
-    const { snapshots, snapshotEvery, driver, now, logger } = this.options;
+    const { snapshots, snapshotEvery, now, logger, stallTimeouts, defaultStallMs } = this.options;
     const deps: EntityActorDeps = {
       definition,
       log: this.alertLog,
-      driver,
+      driver: this.#driver,
       now,
       logger,
       quarantine: this.quarantine,
       snapshots: snapshots ? { store: snapshots, every: snapshotEvery ?? 50 } : undefined,
+      stallAfterMs: (work) => stallTimeouts?.[work] ?? (NEVER_STALLS.has(work) ? undefined : (defaultStallMs ?? DEFAULT_STALL_MS)),
     };
-    return new EntityActor(ref, deps, state, snapshotRevision);
+    const actor = new EntityActor(ref, deps, state, snapshotRevision);
+    actor.onTransition((appended) => this.tasks.observe(appended));
+    return actor;
   }
 
   /** A refused create, a lookup of an unknown id: nothing of it is worth keeping. */

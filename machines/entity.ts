@@ -15,6 +15,8 @@ export type EntityContext = {
   lastError: ErrorTuple;
   /** The entity's own extraData (an image's imageState), merged over its state's static fields. */
   extraData?: Record<string, unknown>;
+  /** Overrides the state's static stage (jobs count their steps). */
+  stage?: [number, number];
 };
 
 /** Events a driver sends back while it does a state's work. */
@@ -45,7 +47,31 @@ export type StateMeta = {
    * operation with a clear lastError.
    */
   onResume?: 'continue' | 'restart' | 'fail';
+  /**
+   * What a cancel of the running operation means here: `revert` (the machine takes CANCEL into a
+   * state whose work undoes the operation), `rollForward` (it finishes as if not cancelled: it is
+   * nearly done or cannot be undone) or `refuse` (the caller is told `reason`). Settled states,
+   * where no operation runs, declare none.
+   */
+  cancel?: CancelPolicy;
 };
+
+export const CANCEL_POLICIES = ['revert', 'rollForward', 'refuse'] as const;
+export type CancelPolicy = { policy: (typeof CANCEL_POLICIES)[number]; reason: string };
+
+/** The event a cancel request becomes; only states whose policy is `revert` take it. */
+export type CancelEvent = { type: 'CANCEL' };
+
+/** lastError code of an operation cancelled by request: its task ends `cancelled`. */
+export const CANCELLED_CODE = 910;
+
+/** lastError of a cancelled operation; `outcome` says where the revert left the entity. */
+export function cancelledError(outcome: string): ErrorTuple {
+  return [CANCELLED_CODE, `cancelled by request; ${outcome}`];
+}
+
+/** An aborting state's own policy: the cancel is already under way, a second one changes nothing. */
+export const ALREADY_CANCELLING: CancelPolicy = { policy: 'rollForward', reason: 'the operation is already being cancelled' };
 
 /** Merged meta of the active state nodes, child over parent (getMeta lists parents first). */
 export function stateMeta(snapshot: { getMeta(): Record<string, unknown> }): StateMeta {
@@ -58,7 +84,8 @@ export function operationInfoOf(meta: StateMeta, context: EntityContext): Operat
   return {
     operationDescription: meta.operation.operationDescription,
     stageDescription: meta.operation.stageDescription,
-    stage: meta.operation.stage,
+    // A job's stage is [current step, steps]: it lives in its context, not in a state's meta.
+    stage: context.stage ?? meta.operation.stage,
     percentage: context.percentage,
     lastError: context.lastError,
     extraData: context.extraData ? { ...meta.operation.extraData, ...context.extraData } : meta.operation.extraData,

@@ -3,8 +3,8 @@
 // seed's "for gluster this is the only way we can check that the operation finished".
 import { assign, setup } from 'xstate';
 import type { TaskInfo } from '../src/domain/task.ts';
-import type { DriverEvent, EntityContext, StateMeta } from './entity.ts';
-import { beginTask, endTask, scaleProgress } from './entity.ts';
+import type { CancelEvent, DriverEvent, EntityContext, StateMeta } from './entity.ts';
+import { ALREADY_CANCELLING, beginTask, cancelledError, endTask, scaleProgress } from './entity.ts';
 
 export const GLUSTER_VOLUME_MACHINE_VERSION = 1;
 
@@ -22,7 +22,8 @@ export type GlusterVolumeEvent =
   | { type: 'STOP'; task: TaskInfo }
   | { type: 'REBALANCE_START'; task: TaskInfo }
   | { type: 'REBALANCE_STOP'; task: TaskInfo }
-  | DriverEvent;
+  | DriverEvent
+  | CancelEvent;
 
 const meta = (value: StateMeta): StateMeta => value;
 const settled = { stage: [1, 1] as [number, number] };
@@ -39,6 +40,10 @@ export const glusterVolumeMachine = setup({
     endTask: assign((): Partial<GlusterVolumeContext> => endTask()),
     failTask: assign(({ event }) => endTask(event.type === 'WORK_FAILED' ? event.error : [1, 'unknown failure'])),
     trackProgress: assign(({ event }) => (event.type === 'WORK_PROGRESS' ? { percentage: scaleProgress(event.percentage, 0, 100) } : {})),
+    rebalanceCancelled: assign(() => ({
+      ...endTask(cancelledError('the rebalance was stopped; data already moved stays where it is')),
+      extraData: { rebalance: 'stopped' as const },
+    })),
     rebalanceEnded: assign(({ event }, params: { outcome: RebalanceOutcome }) => ({
       ...endTask(event.type === 'WORK_FAILED' ? event.error : [0, '']),
       extraData: { rebalance: params.outcome },
@@ -59,6 +64,7 @@ export const glusterVolumeMachine = setup({
         operation: { operationDescription: 'Creating', stageDescription: 'creating volume', stage: [1, 2], extraData: {} },
         work: 'createVolume',
         onResume: 'continue',
+        cancel: { policy: 'rollForward', reason: 'gluster creates the volume on its own once asked; delete it afterwards' },
       }),
       on: {
         WORK_DONE: { target: 'Stopped', actions: 'endTask' },
@@ -75,6 +81,7 @@ export const glusterVolumeMachine = setup({
         operation: { operationDescription: 'Starting', stageDescription: 'starting bricks', stage: [1, 2], extraData: {} },
         work: 'startVolume',
         onResume: 'continue',
+        cancel: { policy: 'rollForward', reason: 'gluster starts the bricks on its own once asked; stop the volume afterwards' },
       }),
       on: {
         WORK_DONE: { target: 'Started', actions: 'endTask' },
@@ -95,8 +102,10 @@ export const glusterVolumeMachine = setup({
         work: 'rebalance',
         // Gluster goes on rebalancing without us: after a restart, only the polling resumes.
         onResume: 'continue',
+        cancel: { policy: 'revert', reason: 'the rebalance is stopped (gluster volume rebalance stop); data already moved stays' },
       }),
       on: {
+        CANCEL: { target: 'CancellingRebalance' },
         WORK_PROGRESS: { actions: 'trackProgress' },
         WORK_DONE: { target: 'Started', actions: { type: 'rebalanceEnded', params: { outcome: 'completed' } } },
         WORK_FAILED: { target: 'Started', actions: { type: 'rebalanceEnded', params: { outcome: 'failed' } } },
@@ -109,9 +118,23 @@ export const glusterVolumeMachine = setup({
         operation: { operationDescription: 'Rebalancing', stageDescription: 'stopping', stage: [1, 2], extraData: {} },
         work: 'stopRebalance',
         onResume: 'restart',
+        cancel: { policy: 'rollForward', reason: 'stopping a rebalance is itself the undo' },
       }),
       on: {
         WORK_DONE: { target: 'Started', actions: { type: 'rebalanceEnded', params: { outcome: 'stopped' } } },
+        WORK_FAILED: { target: 'Started', actions: { type: 'rebalanceEnded', params: { outcome: 'failed' } } },
+      },
+    },
+    CancellingRebalance: {
+      meta: meta({
+        status: 'Started',
+        operation: { operationDescription: 'Rebalancing', stageDescription: 'cancelling', stage: [1, 2], extraData: {} },
+        work: 'stopRebalance',
+        onResume: 'restart',
+        cancel: ALREADY_CANCELLING,
+      }),
+      on: {
+        WORK_DONE: { target: 'Started', actions: 'rebalanceCancelled' },
         WORK_FAILED: { target: 'Started', actions: { type: 'rebalanceEnded', params: { outcome: 'failed' } } },
       },
     },
@@ -121,6 +144,7 @@ export const glusterVolumeMachine = setup({
         operation: { operationDescription: 'Stopping', stageDescription: 'stopping bricks', stage: [1, 2], extraData: {} },
         work: 'stopVolume',
         onResume: 'continue',
+        cancel: { policy: 'rollForward', reason: 'gluster stops the bricks on its own once asked; start the volume afterwards' },
       }),
       on: {
         WORK_DONE: { target: 'Stopped', actions: 'endTask' },

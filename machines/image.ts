@@ -4,8 +4,8 @@
 // (a copy or merge failed on it). A failure leaves it Illegal with lastError, never pretending.
 import { assign, setup } from 'xstate';
 import type { TaskInfo } from '../src/domain/task.ts';
-import type { DriverEvent, EntityContext, StateMeta } from './entity.ts';
-import { beginTask, endTask, scaleProgress } from './entity.ts';
+import type { CancelEvent, DriverEvent, EntityContext, StateMeta } from './entity.ts';
+import { ALREADY_CANCELLING, beginTask, cancelledError, endTask, scaleProgress } from './entity.ts';
 
 export const IMAGE_MACHINE_VERSION = 1;
 
@@ -29,7 +29,7 @@ export type ImageCallEvent =
   | { type: 'MERGE'; task: TaskInfo }
   | { type: 'DELETE'; task: TaskInfo };
 
-export type ImageEvent = ImageCallEvent | DriverEvent;
+export type ImageEvent = ImageCallEvent | DriverEvent | CancelEvent;
 
 const meta = (value: StateMeta): StateMeta => value;
 const settled = { stage: [1, 1] as [number, number] };
@@ -71,6 +71,13 @@ export const imageMachine = setup({
       size: null,
       baseImageId: null,
     })),
+    copyCancelled: assign(() => ({
+      ...endTask(cancelledError('the copy was stopped and its partial destination removed')),
+      size: null,
+      baseImageId: null,
+      sourceImageId: null,
+      extraData: {},
+    })),
     becomeDeleted: assign(() => ({ ...endTask(), size: null, baseImageId: null, sourceImageId: null, extraData: {} })),
     trackProgress: assign(({ event }) =>
       event.type === 'WORK_PROGRESS' ? { percentage: scaleProgress(event.percentage, 0, 100) } : {},
@@ -109,6 +116,7 @@ export const imageMachine = setup({
         operation: { operationDescription: 'Creating', stageDescription: 'allocating', stage: [1, 2], extraData: {} },
         work: 'createImage',
         onResume: 'restart',
+        cancel: { policy: 'rollForward', reason: 'allocating takes a moment; delete the image afterwards' },
       }),
       on: {
         WORK_PROGRESS: { actions: 'trackProgress' },
@@ -123,10 +131,25 @@ export const imageMachine = setup({
         operation: { operationDescription: 'Copying', stageDescription: 'copying data', stage: [1, 2], extraData: {} },
         work: 'copyImage',
         onResume: 'restart',
+        cancel: { policy: 'revert', reason: 'the copy stops and its partial destination is removed: the image stays Absent' },
       }),
       on: {
+        CANCEL: { target: 'CancellingCopy' },
         WORK_PROGRESS: { actions: 'trackProgress' },
         WORK_DONE: { target: 'Ready', actions: 'becomeReady' },
+        WORK_FAILED: { target: 'Broken', actions: 'becomeBroken' },
+      },
+    },
+    CancellingCopy: {
+      meta: meta({
+        status: 'Locked',
+        operation: { operationDescription: 'Copying', stageDescription: 'cancelling', stage: [1, 2], extraData: {} },
+        work: 'abortCopy',
+        onResume: 'restart',
+        cancel: ALREADY_CANCELLING,
+      }),
+      on: {
+        WORK_DONE: { target: 'Absent', actions: 'copyCancelled' },
         WORK_FAILED: { target: 'Broken', actions: 'becomeBroken' },
       },
     },
@@ -146,6 +169,7 @@ export const imageMachine = setup({
         operation: { operationDescription: 'Merging', stageDescription: 'merging into base', stage: [1, 2], extraData: {} },
         work: 'mergeImage',
         onResume: 'restart',
+        cancel: { policy: 'refuse', reason: 'data is being committed into the base image; stopping half-way would leave the base inconsistent' },
       }),
       on: {
         WORK_PROGRESS: { actions: 'trackProgress' },
@@ -160,6 +184,7 @@ export const imageMachine = setup({
         operation: { operationDescription: 'Deleting', stageDescription: 'removing data', stage: [1, 2], extraData: {} },
         work: 'deleteImage',
         onResume: 'restart',
+        cancel: { policy: 'refuse', reason: 'the data is being removed and cannot be brought back' },
       }),
       on: {
         WORK_DONE: { target: 'Absent', actions: 'becomeDeleted' },

@@ -4,6 +4,7 @@ import type { AnyStateMachine } from 'xstate';
 import { EntityKinds, type EntityKind } from '../src/domain/subjects.ts';
 import { GLUSTER_VOLUME_MACHINE_VERSION, glusterVolumeMachine } from './gluster-volume.ts';
 import { IMAGE_MACHINE_VERSION, imageMachine } from './image.ts';
+import { JOB_MACHINE_VERSION, jobMachine } from './job.ts';
 import { STORAGE_CONNECTION_MACHINE_VERSION, storageConnectionMachine } from './storage-connection.ts';
 import { VM_MACHINE_VERSION, vmMachine } from './vm.ts';
 
@@ -23,4 +24,5 @@ export const MACHINES: Record<EntityKind, MachineDefinition> = {
     version: STORAGE_CONNECTION_MACHINE_VERSION,
   },
   [EntityKinds.GlusterVolume]: { kind: EntityKinds.GlusterVolume, machine: glusterVolumeMachine, version: GLUSTER_VOLUME_MACHINE_VERSION },
+  [EntityKinds.Job]: { kind: EntityKinds.Job, machine: jobMachine, version: JOB_MACHINE_VERSION },
 };

@@ -3,8 +3,8 @@
 // failure arrives as WORK_FAILED and the connection is Disconnected with lastError saying why.
 import { assign, setup } from 'xstate';
 import type { TaskInfo } from '../src/domain/task.ts';
-import type { DriverEvent, EntityContext, StateMeta } from './entity.ts';
-import { beginTask, endTask } from './entity.ts';
+import type { CancelEvent, DriverEvent, EntityContext, StateMeta } from './entity.ts';
+import { ALREADY_CANCELLING, beginTask, cancelledError, endTask } from './entity.ts';
 
 export const STORAGE_CONNECTION_MACHINE_VERSION = 1;
 
@@ -17,7 +17,8 @@ export type StorageConnectionContext = EntityContext & {
 export type StorageConnectionEvent =
   | { type: 'CONNECT'; task: TaskInfo; params: Record<string, unknown> }
   | { type: 'DISCONNECT'; task: TaskInfo }
-  | DriverEvent;
+  | DriverEvent
+  | CancelEvent;
 
 const meta = (value: StateMeta): StateMeta => value;
 const settled = { stage: [1, 1] as [number, number] };
@@ -32,6 +33,7 @@ export const storageConnectionMachine = setup({
     beginTask: assign(({ event }) => ('task' in event ? beginTask(event.task) : {})),
     rememberParams: assign(({ event }) => (event.type === 'CONNECT' ? { params: event.params } : {})),
     endTask: assign((): Partial<StorageConnectionContext> => endTask()),
+    cancelled: assign((): Partial<StorageConnectionContext> => endTask(cancelledError('the connection attempt was abandoned; the connection is Disconnected'))),
     failTask: assign(({ event }) => endTask(event.type === 'WORK_FAILED' ? event.error : [1, 'unknown failure'])),
   },
 }).createMachine({
@@ -52,9 +54,24 @@ export const storageConnectionMachine = setup({
         operation: { operationDescription: 'Connecting', stageDescription: 'connecting', stage: [1, 2], extraData: { connected: false } },
         work: 'connect',
         onResume: 'restart',
+        cancel: { policy: 'revert', reason: 'the connection attempt is abandoned and anything opened is closed' },
       }),
       on: {
+        CANCEL: { target: 'CancellingConnect' },
         WORK_DONE: { target: 'Connected', actions: 'endTask' },
+        WORK_FAILED: { target: 'Disconnected', actions: 'failTask' },
+      },
+    },
+    CancellingConnect: {
+      meta: meta({
+        status: 'Connecting',
+        operation: { operationDescription: 'Connecting', stageDescription: 'cancelling', stage: [1, 2], extraData: { connected: false } },
+        work: 'abortConnect',
+        onResume: 'restart',
+        cancel: ALREADY_CANCELLING,
+      }),
+      on: {
+        WORK_DONE: { target: 'Disconnected', actions: 'cancelled' },
         WORK_FAILED: { target: 'Disconnected', actions: 'failTask' },
       },
     },
@@ -77,6 +94,7 @@ export const storageConnectionMachine = setup({
         operation: { operationDescription: 'Disconnecting', stageDescription: 'disconnecting', stage: [1, 2], extraData: { connected: true } },
         work: 'disconnect',
         onResume: 'restart',
+        cancel: { policy: 'rollForward', reason: 'closing a connection is quick and cannot be undone half-way' },
       }),
       on: {
         WORK_DONE: { target: 'Disconnected', actions: 'endTask' },

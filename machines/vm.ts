@@ -3,8 +3,8 @@
 // WORK_* events move it on. Read it as the spec of `vdsm.VM.<id>`.
 import { assign, setup } from 'xstate';
 import type { TaskInfo } from '../src/domain/task.ts';
-import type { DriverEvent, EntityContext, ErrorTuple, StateMeta } from './entity.ts';
-import { beginTask, endTask, scaleProgress } from './entity.ts';
+import type { CancelEvent, DriverEvent, EntityContext, ErrorTuple, StateMeta } from './entity.ts';
+import { ALREADY_CANCELLING, beginTask, cancelledError, endTask, scaleProgress } from './entity.ts';
 
 export const VM_MACHINE_VERSION = 1;
 
@@ -35,10 +35,11 @@ export type VmFaultEvent =
   | { type: 'STOPPED'; error: ErrorTuple }
   | { type: 'RESUMED' };
 
-export type VmEvent = VmCallEvent | VmFaultEvent | DriverEvent;
+export type VmEvent = VmCallEvent | VmFaultEvent | DriverEvent | CancelEvent;
 
 const meta = (value: StateMeta): StateMeta => value;
 const settled = { stage: [1, 1] as [number, number] };
+const MIGRATE_CANCEL = { policy: 'revert', reason: 'migrateCancel: the VM keeps running on this host' } as const;
 
 export const vmMachine = setup({
   types: {
@@ -55,6 +56,7 @@ export const vmMachine = setup({
       ...endTask('error' in event ? event.error : [1, 'unknown failure']),
       dstHost: null,
     })),
+    cancelled: assign((_, params: { outcome: string }) => ({ ...endTask(cancelledError(params.outcome)), dstHost: null })),
     trackProgress: assign(({ event }, range: { from: number; to: number }) =>
       event.type === 'WORK_PROGRESS' ? { percentage: scaleProgress(event.percentage, range.from, range.to) } : {},
     ),
@@ -101,10 +103,30 @@ export const vmMachine = setup({
         },
         work: 'prepare',
         onResume: 'restart',
+        cancel: { policy: 'revert', reason: 'nothing runs yet: the configuration is released and the VM stays Down' },
       }),
       on: {
+        CANCEL: { target: 'CancellingCreate' },
         WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 50 } } },
         WORK_DONE: { target: 'PoweringUp', actions: { type: 'startStage', params: { percentage: 50 } } },
+        WORK_FAILED: { target: 'Down', actions: 'failTask' },
+      },
+    },
+    CancellingCreate: {
+      meta: meta({
+        status: 'WaitForLaunch',
+        operation: {
+          operationDescription: 'Creating',
+          stageDescription: 'cancelling',
+          stage: [1, 2],
+          extraData: { state: 'preparing for launch' },
+        },
+        work: 'abortCreate',
+        onResume: 'restart',
+        cancel: ALREADY_CANCELLING,
+      }),
+      on: {
+        WORK_DONE: { target: 'Down', actions: { type: 'cancelled', params: { outcome: 'the create was reverted and the VM is Down' } } },
         WORK_FAILED: { target: 'Down', actions: 'failTask' },
       },
     },
@@ -119,6 +141,7 @@ export const vmMachine = setup({
         },
         work: 'powerUp',
         onResume: 'continue',
+        cancel: { policy: 'rollForward', reason: 'the guest is booting and will be Up shortly; destroy it to stop it' },
       }),
       on: {
         WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 50, to: 100 } } },
@@ -149,6 +172,7 @@ export const vmMachine = setup({
         operation: { operationDescription: 'Pausing', stageDescription: 'pausing', stage: [1, 2], extraData: { state: 'up' } },
         work: 'pause',
         onResume: 'restart',
+        cancel: { policy: 'rollForward', reason: 'a pause takes a moment and cannot be stopped half-way' },
       }),
       on: {
         WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 100 } } },
@@ -185,6 +209,7 @@ export const vmMachine = setup({
         },
         work: 'resume',
         onResume: 'restart',
+        cancel: { policy: 'rollForward', reason: 'a resume takes a moment and cannot be stopped half-way' },
       }),
       on: {
         WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 100 } } },
@@ -212,9 +237,11 @@ export const vmMachine = setup({
             },
             work: 'prepareMigration',
             onResume: 'restart',
+            cancel: MIGRATE_CANCEL,
           }),
           entry: { type: 'startStage', params: { percentage: -1 } },
           on: {
+            CANCEL: { target: 'cancelling' },
             WORK_DONE: { target: 'copyingMemory', actions: { type: 'startStage', params: { percentage: 0 } } },
           },
         },
@@ -231,10 +258,31 @@ export const vmMachine = setup({
             // The destination's half-received memory cannot be trusted after the agent was gone:
             // the migration fails and the VM keeps running here.
             onResume: 'fail',
+            cancel: MIGRATE_CANCEL,
           }),
           on: {
+            CANCEL: { target: 'cancelling' },
             WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 100 } } },
             WORK_DONE: { target: '#vm.Down', actions: 'endTask' },
+          },
+        },
+        // VDSM's migrateCancel: the destination is told to drop what it received; the VM never
+        // stopped here, so it is Up again once the destination let go.
+        cancelling: {
+          meta: meta({
+            status: 'Migration Source',
+            operation: {
+              operationDescription: 'Migration',
+              stageDescription: 'cancelling',
+              stage: [1, 2],
+              extraData: { state: 'migrating' },
+            },
+            work: 'cancelMigration',
+            onResume: 'restart',
+            cancel: ALREADY_CANCELLING,
+          }),
+          on: {
+            WORK_DONE: { target: '#vm.Up', actions: { type: 'cancelled', params: { outcome: 'the migration was cancelled and the VM keeps running on this host' } } },
           },
         },
       },
@@ -250,6 +298,7 @@ export const vmMachine = setup({
         },
         work: 'powerDown',
         onResume: 'restart',
+        cancel: { policy: 'refuse', reason: 'a destroy cannot be undone: the VM is already being powered off' },
       }),
       on: {
         WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 100 } } },

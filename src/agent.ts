@@ -67,6 +67,12 @@ export type AgentOptions = {
   qemu?: Partial<Omit<QemuVmDriverOptions, 'vmDir' | 'hostId' | 'imagePath'>>;
   /** This host's id on the bus (`opstream.internal.<hostId>.>`); default the host name. */
   hostId?: string;
+  /** How long ended jobs and tasks stay visible (and retries idempotent); default one hour. */
+  jobRetentionMs?: number;
+  /** Per work kind, how long a driver may report nothing before the operation fails as stalled. */
+  stallTimeouts?: Record<string, number>;
+  /** The same for every other work kind; default 10 minutes. */
+  defaultStallMs?: number;
 };
 
 /** The host name as a subject token: dots (a domain) become '_'. */
@@ -131,7 +137,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   if (adopted > 0) logger.warn('trusting unsealed records written before this installation had a history key', { unsealedThrough: adopted });
   const seal = historySeal(credentials.historyKey, { unsealedThrough: adopted });
   const snapshots = snapshotEvery > 0 ? await SnapshotStore.open(nc, logger, { replicas: options.replicas, seal }) : undefined;
-  const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery, seal });
+  const { jobRetentionMs, stallTimeouts, defaultStallMs } = options;
+  const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery, seal, jobRetentionMs, stallTimeouts, defaultStallMs });
   const fanout = await AlertFanout.start(nc, {
     stream,
     seal,

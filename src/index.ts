@@ -12,6 +12,9 @@ export type { ClientOptions, OpstreamClient, TaskRef, VmInfo } from './client/cl
 export type { WebSocketOptions } from './client/ws-transport.ts';
 export type { DeadLetter } from './manager/dead-letters.ts';
 export type { RetryPolicy, RetryPolicyInput } from './domain/retry-policy.ts';
+export type { CancelAnswer, JobFilter, JobsApi } from './client/jobs.ts';
+export type { JobInfo, StepInfo } from './domain/job.ts';
+export type { JobStatus, StepStatus } from './domain/job.ts';
 export type { AlertNotification } from './domain/alert.ts';
 export type { ErrorCode } from './domain/errors.ts';
 export type { OperationDescription, ReceivedOperationInfo } from './domain/operation-info.ts';

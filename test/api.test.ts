@@ -161,10 +161,13 @@ describe('notifications', () => {
     );
     watcher.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'Host.subscribe', params: { filter: `vdsm.VM.${vmId}` } }));
     await new Promise((resolve) => watcher.once('message', resolve));
-    await call('VM.create', { vmId });
+    const created = (await call('VM.create', { vmId })).result as { taskId: string; jobId: string };
     await upSeen;
     watcher.close();
-    expect(Object.keys(notifications[0]?.params ?? {}).sort()).toEqual(['alertName', 'operationInfo', 'seq']);
+    // The seed's fields and seq, plus the job and task the alert belongs to.
+    expect(Object.keys(notifications[0]?.params ?? {}).sort()).toEqual(['alertName', 'jobId', 'operationInfo', 'seq', 'task']);
+    expect(notifications[0]?.params['jobId']).toBe(created.jobId);
+    expect(notifications.at(-1)?.params['task']).toEqual({ id: created.taskId, status: 'finished' });
     const seqs = notifications.map((n) => n.params['seq'] as number);
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     expect(notifications.every((n) => n.params['alertName'] === `vdsm.VM.${vmId}`)).toBe(true);

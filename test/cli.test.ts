@@ -61,7 +61,8 @@ describe('opstream call', () => {
     const vmId = uniqueId('call');
     const created = await cli('call', 'VM.create', `vmId=${vmId}`, 'memoryMiB=256');
     expect(created.code).toBe(0);
-    expect(JSON.parse(created.stdout)).toEqual({ taskId: expect.any(String) });
+    const answer = JSON.parse(created.stdout) as { taskId: string; jobId: string };
+    expect(answer).toEqual({ taskId: expect.any(String), jobId: answer.taskId });
     const refused = await cli('call', 'VM.cont', `vmId=${vmId}`);
     expect(refused.code).toBe(2);
     expect(refused.stderr.trim()).toMatch(new RegExp(`^opstream: error 101: VM ${vmId} is (WaitForLaunch|Powering up|Up): cannot CONT`));

@@ -316,7 +316,7 @@ describe.skipIf(!qemu.available)('QEMU live migration between two agents', () =>
     await new Promise<void>((resolve) => {
       copy = driver.start({ ...ref, work: 'copyMemory', context, resumed: false }, async (event) => {
         events.push(event.type);
-        if (event.type === 'WORK_PROGRESS' && event.percentage > 0) resolve();
+        if (event.type === 'WORK_PROGRESS' && Number(event['percentage']) > 0) resolve();
       });
     });
     copy?.cancel();

@@ -1,12 +1,17 @@
 import type { EntityKind } from '../../src/domain/subjects.ts';
 import type { Driver, EntityEventSink, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
 
+/** Every kind but jobs, whose work (running their steps) the runtime does itself. */
+export type DriverKinds = Record<Exclude<EntityKind, 'Job'>, Driver>;
+
 /** Routes each work to the driver configured for its entity kind. */
 export class CompositeDriver implements Driver {
-  constructor(private readonly drivers: Record<EntityKind, Driver>) {}
+  constructor(private readonly drivers: DriverKinds) {}
 
   start(request: WorkRequest, report: WorkReporter): WorkHandle {
-    return this.drivers[request.kind].start(request, report);
+    const driver = (this.drivers as Partial<Record<EntityKind, Driver>>)[request.kind];
+    if (!driver) throw new Error(`no driver for ${request.kind}`);
+    return driver.start(request, report);
   }
 
   connect(sink: EntityEventSink): void {

@@ -12,8 +12,11 @@ export type WorkRequest = EntityRef & {
   resumed: boolean;
 };
 
-/** Reports one driver event; resolves once the resulting transition is durable (or dropped). */
-export type WorkReporter = (event: DriverEvent) => Promise<void>;
+/**
+ * Reports one driver event (a job runner reports its steps' events the same way); resolves once
+ * the resulting transition is durable (or dropped).
+ */
+export type WorkReporter = (event: DriverEvent | EntityEvent) => Promise<void>;
 
 export type WorkHandle = { cancel(): void };
 

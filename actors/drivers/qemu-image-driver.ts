@@ -26,6 +26,8 @@ export function qemuImgAvailable(qemuImg = 'qemu-img'): boolean {
 
 export class QemuImageDriver implements Driver {
   readonly #qemuImg: string;
+  /** The exit of each image's running qemu-img, so an abort can wait for the process to be gone. */
+  readonly #exits = new Map<string, Promise<void>>();
   /** Every progress figure the tool prints, before rounding (tests compare alerts with it). */
   onToolProgress?: (ref: EntityRef, percent: number) => void;
 
@@ -55,6 +57,10 @@ export class QemuImageDriver implements Driver {
         return this.#run(request, ['commit', '-p', path], report, () => rmSync(path, { force: true }));
       case 'deleteImage':
         return immediately(report, () => rmSync(path, { force: true }));
+      case 'abortCopy':
+        // The runtime killed the copy when the cancel was stored; once qemu-img has exited (or
+        // after a restart, when none runs) the partial destination goes.
+        return this.#afterExit(request.id, report, () => rmSync(path, { force: true }));
       default:
         return immediately(report, () => {
           throw new Error(`the image driver has no work ${request.work}`);
@@ -64,6 +70,11 @@ export class QemuImageDriver implements Driver {
 
   #run(request: WorkRequest, args: string[], report: WorkReporter, afterSuccess?: () => void): WorkHandle {
     const child = spawn(this.#qemuImg, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    this.#exits.set(request.id, exited);
+    void exited.then(() => {
+      if (this.#exits.get(request.id) === exited) this.#exits.delete(request.id);
+    });
     let stderr = '';
     let lastPercent = -1;
     let cancelled = false;
@@ -103,6 +114,20 @@ export class QemuImageDriver implements Driver {
         child.kill('SIGTERM');
       },
     };
+  }
+
+  #afterExit(imageId: string, report: WorkReporter, work: () => void): WorkHandle {
+    let cancelled = false;
+    void (this.#exits.get(imageId) ?? Promise.resolve()).then(() => {
+      if (cancelled) return;
+      try {
+        work();
+        void report({ type: 'WORK_DONE' });
+      } catch (error) {
+        void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+      }
+    });
+    return { cancel: () => (cancelled = true) };
   }
 }
 

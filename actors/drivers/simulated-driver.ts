@@ -20,6 +20,9 @@ const DEMO_TIMINGS: Record<string, SimTiming> = {
   prepareMigration: { steps: 2, stepMs: 300 },
   copyMemory: { steps: 5, stepMs: 400 },
   powerDown: { steps: 2, stepMs: 250 },
+  // The undo of a cancelled operation: migrateCancel waits for the destination to let go.
+  abortCreate: { steps: 1, stepMs: 200 },
+  cancelMigration: { steps: 3, stepMs: 300 },
 };
 
 export type SimulatedDriverOptions = {

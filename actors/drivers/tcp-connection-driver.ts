@@ -25,6 +25,7 @@ export class TcpConnectionDriver implements Driver {
         if (!socket) return this.#open(request.id, server, port, report, true);
         return this.#hold(socket, target, report);
       }
+      case 'abortConnect':
       case 'disconnect': {
         const socket = this.#held.get(request.id);
         this.#held.delete(request.id);

@@ -10,13 +10,16 @@ import { glusterVolumeMethods } from './methods/gluster-volume.ts';
 import { historyMethods } from './methods/history.ts';
 import { hostMethods } from './methods/host.ts';
 import { imageMethods } from './methods/image.ts';
+import { asJob } from './job-call.ts';
+import { jobMethods } from './methods/job.ts';
 import { simMethods } from './methods/sim.ts';
 import { storageConnectionMethods } from './methods/storage-connection.ts';
 import { vmMethods } from './methods/vm.ts';
 
 const logger = createLogger('api');
 
-export const API_METHODS: readonly MethodSpec[] = [
+/** The methods as they are, before the job layer (the jobs benchmark compares both). */
+export const PLAIN_METHODS: readonly MethodSpec[] = [
   ...vmMethods,
   ...imageMethods,
   ...storageConnectionMethods,
@@ -24,6 +27,13 @@ export const API_METHODS: readonly MethodSpec[] = [
   ...hostMethods,
   ...historyMethods,
 ] as MethodSpec[];
+
+/** Every mutating call (but fault injection and the job methods themselves) runs as a job. */
+const NOT_JOBS = /^(Sim|Job|Task)\./;
+export const API_METHODS: readonly MethodSpec[] = [
+  ...PLAIN_METHODS.map((method) => (NOT_JOBS.test(method.name) ? method : asJob(method))),
+  ...(jobMethods.map((method) => (method.name === 'Host.prepareForMaintenance' ? asJob(method as MethodSpec) : method)) as MethodSpec[]),
+];
 
 /** The methods an agent serves: `Sim.*` only where a simulated driver can act on them. */
 export function apiMethods(services: { sim?: unknown }): readonly MethodSpec[] {

@@ -1,5 +1,5 @@
 // The scripted demo `npm start` runs against its own agent: VMs created, one paused on EIO and
-// continued, one migrated away, one paused and destroyed; then an image created and copied, a
+// continued, a migration cancelled half-way, one migrated away, one paused and destroyed; then an image created and copied, a
 // storage connection, and a gluster volume rebalanced — every step shown as it streams in.
 import { connect, type OpstreamClient } from '../index.ts';
 import { formatAlertLine } from './format.ts';
@@ -22,6 +22,13 @@ export async function runDemo(apiUrl: string, token: string, say: (line: string)
     await waitForStatus(host, [db], 'Paused');
     await host.vm.cont(db);
     await waitForStatus(host, [db], 'Up');
+
+    say(`\n▶ migrating ${db} to host-3, cancelled half-way (migrateCancel: it keeps running here)`);
+    const { jobId } = await host.vm.migrate(db, 'host-3');
+    while ((await host.vm.getInfo(db)).operationInfo.stageDescription !== 'copying memory') await new Promise((resolve) => setTimeout(resolve, 50));
+    await host.jobs.cancel(jobId);
+    const cancelled = await host.waitForJob(jobId, 30_000);
+    say(`  job ${jobId} ${cancelled.status}: ${cancelled.error[1]}`);
 
     say(`\n▶ migrating ${web} to host-2 (ends Down on this host)`);
     await host.vm.migrate(web, 'host-2');

@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
 import { DEFAULT_API_URL } from './agent-access.ts';
 import { call } from './call.ts';
+import { cancel, jobs } from './jobs.ts';
 import { replay } from './replay.ts';
 import { publishedSchemas } from './schema.ts';
 import { start } from './start.ts';
@@ -56,6 +57,8 @@ program
   .option('--demo', 'play the scripted demo against the agent once it is ready', false)
   .option('--snapshot-every <n>', 'snapshot an entity every n alerts; 0 disables snapshots', count, 50)
   .option('--sim-step-ms <ms>', 'tick length of every simulated work (default: demo timings)', count)
+  .option('--job-retention <seconds>', 'how long ended jobs stay visible and retries with their jobId stay idempotent', count, 3600)
+  .option('--stall-timeout <seconds>', 'fail an operation whose driver reports nothing for this long', count, 600)
   .addOption(
     new Option('--image-driver <driver>', 'images as qcow2 files through qemu-img, or simulated')
       .choices(['sim', 'qemu'])
@@ -128,6 +131,25 @@ reachAgent(
     .argument('<method>', 'e.g. VM.create, VM.getInfo, Host.getRunningTasks')
     .argument('[params...]', 'key=value pairs; values that parse as JSON are taken as JSON'),
 ).action(call);
+
+reachAgent(
+  program
+    .command('jobs')
+    .description('jobs with their step tree and progress (all of them, or one)')
+    .argument('[jobId]', 'one job')
+    .option('--status <status>', 'only jobs in this status (pending, running, done, aborting, aborted, failed)')
+    .option('--type <method>', 'only jobs of this method (jobType), e.g. Host.prepareForMaintenance')
+    .option('--flow <flowId>', 'only jobs of this correlation id')
+    .option('--wait', 'with a jobId: wait until it ends', false)
+    .option('--json', 'machine-readable output', false),
+).action(jobs);
+
+reachAgent(
+  program
+    .command('cancel')
+    .description("cancel a job as its running operation's state declares (revert, roll forward, or refuse with a reason)")
+    .argument('<jobId>', 'the job (a one-entity job has its task id)'),
+).action(cancel);
 
 program
   .command('viz')

@@ -1,9 +1,10 @@
 // `opstream schema`: the published contract as JSON Schema — OperationInfo with its agreed
-// operationDescription enum, the alert notification, TaskInfo — for clients in any language.
+// operationDescription enum, the alert notification, TaskInfo, JobInfo — for clients in any language.
 import { z } from 'zod';
 import { AlertNotification } from '../domain/alert.ts';
 import { OperationInfo } from '../domain/operation-info.ts';
 import { TaskInfo } from '../domain/task.ts';
+import { JobInfo } from '../jobs/job-info.ts';
 
 export function publishedSchemas(): Record<string, unknown> {
   return {
@@ -11,5 +12,6 @@ export function publishedSchemas(): Record<string, unknown> {
     OperationInfo: z.toJSONSchema(OperationInfo),
     AlertNotification: z.toJSONSchema(AlertNotification),
     TaskInfo: z.toJSONSchema(TaskInfo),
+    JobInfo: z.toJSONSchema(JobInfo),
   };
 }

@@ -26,6 +26,8 @@ export type StartOptions = {
   hostId?: string;
   /** MiB per second. */
   migrationMaxBandwidth?: number;
+  jobRetention?: number;
+  stallTimeout?: number;
 };
 
 /** However clients behave, a stop signal ends the process within this. */
@@ -60,6 +62,8 @@ export async function start(options: StartOptions): Promise<void> {
     vmDir: options.vmDir,
     hostId: options.hostId,
     qemu: options.migrationMaxBandwidth === undefined ? undefined : { migrationMaxBandwidth: options.migrationMaxBandwidth * 1024 * 1024 },
+    jobRetentionMs: options.jobRetention === undefined ? undefined : options.jobRetention * 1000,
+    defaultStallMs: options.stallTimeout === undefined ? undefined : options.stallTimeout * 1000,
   });
   const embedded = options.natsUrl ? '' : ' (embedded, store ./data/jetstream)';
   console.log(

@@ -9,6 +9,8 @@ import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../domain/
 import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
 import { connectNats, type NatsAccess } from '../nats/connection.ts';
 import { DisconnectedError } from './errors.ts';
+import type { JobInfo } from '../domain/job.ts';
+import { jobsApi, waitForJob, type JobsApi } from './jobs.ts';
 import { AlertInbox } from './inbox.ts';
 import { NatsTransport } from './nats-transport.ts';
 import { SubscriptionTable } from './subscriptions.ts';
@@ -24,7 +26,8 @@ export type VmInfo = {
   seq: number;
 };
 
-export type TaskRef = { taskId: string };
+/** What every mutating call answers: its task, and the job it runs as (the same id for one entity). */
+export type TaskRef = { taskId: string; jobId: string };
 
 export type OpstreamClient = {
   /** Any API method by name; the typed helpers below call this. */
@@ -38,6 +41,10 @@ export type OpstreamClient = {
     getInfo(vmId: string): Promise<VmInfo>;
   };
   getRunningTasks(filter?: string, filterType?: FilterType): Promise<TaskInfo[]>;
+  /** Jobs: every mutating call is one; they stay visible after they end, within the agent's retention. */
+  jobs: JobsApi;
+  /** Resolves once the job ended (done, failed or aborted); TimeoutError after `timeoutMs`. */
+  waitForJob(jobId: string, timeoutMs?: number): Promise<JobInfo>;
   /**
    * Subscribes (one agent subscription per filter) so that waitForEvent sees the filter's alerts
    * from now on — or, with `since`, every matching alert after that stream sequence first.
@@ -185,6 +192,12 @@ class Client implements OpstreamClient {
     destroy: (vmId) => this.call('VM.destroy', { vmId }),
     getInfo: (vmId) => this.call('VM.getInfo', { vmId }),
   };
+
+  readonly jobs: JobsApi = jobsApi((method, params) => this.call(method, params));
+
+  waitForJob(jobId: string, timeoutMs?: number): Promise<JobInfo> {
+    return waitForJob(this.jobs, jobId, timeoutMs);
+  }
 
   getRunningTasks(filter = '*', filterType: FilterType = 'glob'): Promise<TaskInfo[]> {
     return this.call('Host.getRunningTasks', { filter, filterType });

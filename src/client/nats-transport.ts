@@ -2,6 +2,7 @@
 // stream through ordered consumers — which survive reconnects on their own.
 import { randomUUID } from 'node:crypto';
 import { errors, type NatsConnection } from '@nats-io/transport-node';
+import { alertNotification } from '../domain/alert.ts';
 import { API_SUBJECT, READ_API_SUBJECT } from '../domain/api-subjects.ts';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
 import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
@@ -53,7 +54,7 @@ export class NatsTransport implements Transport {
   async subscribe(filter: string, filterType: FilterType, since: number | undefined): Promise<{ id: string; seq: number }> {
     const compiled = compileFilter(filter, filterType);
     const feed = await openAlertFeed(this.nc, { stream: this.options.stream ?? DEFAULT_STREAM, filter: compiled, after: since }, ({ seq, alert }) =>
-      this.onAlert({ alertName: alert.alertName, operationInfo: alert.operationInfo, seq }),
+      this.onAlert(alertNotification(alert, seq)),
     );
     const id = randomUUID();
     this.#feeds.set(id, feed);

@@ -37,5 +37,21 @@ export const AlertNotification = z.object({
   alertName: z.string(),
   operationInfo: ReceivedOperationInfo,
   seq: z.number().int().min(1),
+  /** The job the alert's task belongs to (the task's own id for a one-entity job). */
+  jobId: z.string().optional(),
+  /** The task the alert belongs to, and where it stands after this alert. */
+  task: z.object({ id: z.string(), status: TaskStatus }).optional(),
+  /** The caller's correlation id, when the call gave one. */
+  flowId: z.string().optional(),
 });
 export type AlertNotification = z.infer<typeof AlertNotification>;
+
+/** The notification for a stored alert: the seed's fields, seq, and the job and task it belongs to. */
+export function alertNotification(alert: Alert, seq: number): AlertNotification {
+  const notification: AlertNotification = { alertName: alert.alertName, operationInfo: alert.operationInfo, seq };
+  if (!alert.task) return notification;
+  notification.jobId = alert.task.jobId ?? alert.task.id;
+  notification.task = { id: alert.task.id, status: alert.taskStatus ?? 'running' };
+  if (alert.task.flowId) notification.flowId = alert.task.flowId;
+  return notification;
+}

@@ -18,6 +18,11 @@ export const ErrorCodes = {
   PayloadTooLarge: 107,
   EntityDiverged: 108,
   Forbidden: 109,
+  JobExists: 120,
+  JobNotActive: 121,
+  JobNotDone: 122,
+  CancelRefused: 123,
+  NoSuchJob: 124,
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

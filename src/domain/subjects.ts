@@ -10,6 +10,8 @@ export const EntityKinds = {
   Image: 'Storage.Image',
   StorageConnection: 'Storage.Connection',
   GlusterVolume: 'Gluster.Volume',
+  /** Composite jobs (Host.prepareForMaintenance): the job is an actor on the stream too. */
+  Job: 'Job',
 } as const;
 export type EntityKind = (typeof EntityKinds)[keyof typeof EntityKinds];
 export const ENTITY_KINDS: readonly EntityKind[] = Object.values(EntityKinds);

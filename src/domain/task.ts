@@ -5,6 +5,10 @@ export const TaskInfo = z.object({
   id: z.string().min(1),
   methodName: z.string().min(1),
   kwargs: z.record(z.string(), z.unknown()),
+  /** The job the task belongs to when it is a step of a composite job (else the job is the task). */
+  jobId: z.string().min(1).optional(),
+  /** The caller's correlation id (VDSM's flow_id), carried by every alert of the task's work. */
+  flowId: z.string().min(1).optional(),
 });
 export type TaskInfo = z.infer<typeof TaskInfo>;
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { alertNotification } from '../../domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
 import type { TaskInfo } from '../../domain/task.ts';
 import { compileFilter, FILTER_TYPES } from '../../filters/alert-filter.ts';
@@ -65,7 +66,7 @@ export const hostMethods = [
         fanout.subscribe(
           compiled,
           since ?? latest,
-          ({ seq, alert }) => connection.notify('alert', { alertName: alert.alertName, operationInfo: alert.operationInfo, seq }),
+          ({ seq, alert }) => connection.notify('alert', alertNotification(alert, seq)),
           // Ended without being asked (too far behind, the agent stopping): the client is told and
           // resubscribes with `since` from the last seq it saw.
           (reason) => {
