@@ -140,7 +140,7 @@ export class Runtime {
     // runners await `tasks.ready`.
     // A task still running is known at once, however long ago it started (a day-long rebalance).
     for (const { task, alertName, seq } of this.runningTasks()) this.tasks.seedRunning(task, alertName, seq, this.options.now());
-    this.tasks.startLoading(this.nc, this.alertLog.stream, this.options.logger);
+    this.tasks.startLoading(this.nc, this.alertLog.stream, this.options.logger, this.options.seal);
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
     for (const [seq, subject] of this.#earlyObservations.splice(0)) this.observe(seq, subject);

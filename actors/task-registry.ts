@@ -4,6 +4,7 @@
 // so the write path stores nothing extra; at start the index is rebuilt from the stream's last
 // `retention` of alerts, whatever snapshots recovery used.
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
+import { SEAL_HEADER, type HistorySeal } from '../src/security/history-seal.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ErrorTuple } from '../machines/entity.ts';
 import { TaskInfo as TaskInfoSchema, TaskStatus as TaskStatusSchema } from '../src/domain/task.ts';
@@ -131,9 +132,14 @@ export class TaskRegistry {
    * Rebuilds the index from the alerts of the last `retentionMs`, in the background: an agent is
    * ready (entities recovered) without waiting for it; what needs ended tasks awaits `ready`.
    */
-  startLoading(nc: NatsConnection, stream: string, logger: { info(message: string, fields: Record<string, unknown>): void; warn(message: string, fields: Record<string, unknown>): void }): void {
+  startLoading(
+    nc: NatsConnection,
+    stream: string,
+    logger: { info(message: string, fields: Record<string, unknown>): void; warn(message: string, fields: Record<string, unknown>): void },
+    seal?: HistorySeal,
+  ): void {
     const started = performance.now();
-    this.#loaded = this.#load(nc, stream).then(
+    this.#loaded = this.#load(nc, stream, seal).then(
       (read) => logger.info('task index rebuilt', { alertsRead: read, tasks: this.#tasks.size, ms: Math.round(performance.now() - started) }),
       (error: unknown) => {
         // Stopped while loading (a shutdown): nothing to report.
@@ -146,7 +152,7 @@ export class TaskRegistry {
     this.#stopLoading = true;
   }
 
-  async #load(nc: NatsConnection, stream: string): Promise<number> {
+  async #load(nc: NatsConnection, stream: string, seal: HistorySeal | undefined): Promise<number> {
     const js = jetstream(nc);
     const since = new Date(this.now().getTime() - this.retentionMs);
     const consumer = await js.consumers.get(stream, {
@@ -162,8 +168,10 @@ export class TaskRegistry {
       for await (const message of messages) {
         read += 1;
         // Only the task fields matter here: picked without validating the whole alert, so this
-        // pass stays cheap beside recovery's. A record it cannot read is recovery's business.
-        const facts = taskFacts(safeJson(message.data));
+        // pass stays cheap beside recovery's. A record it cannot read is recovery's business; one
+        // an agent did not seal is not history, and must not make a jobId look taken.
+        const sealed = !seal || seal.verify(message.subject, message.data, message.headers?.get(SEAL_HEADER) || undefined, message.seq);
+        const facts = sealed ? taskFacts(safeJson(message.data)) : undefined;
         if (facts) this.observe({ seq: message.seq, alert: facts });
         if (message.info.pending === 0 || this.#stopLoading) break;
       }
