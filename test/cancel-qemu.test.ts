@@ -29,7 +29,7 @@ beforeAll(async () => {
   server = await NatsTestServer.start();
   imageDir = mkdtempSync(join(tmpdir(), 'opstream-cancel-'));
   agent = await startAgent({ natsUrl: server.url, root: process.cwd(), port: 0, imageDriver: 'qemu', imageDir });
-  host = await connect(agent.api.url);
+  host = await connect(agent.api.url, { token: agent.credentials.operatorToken });
 });
 afterAll(async () => {
   await host?.close();

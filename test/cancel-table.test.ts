@@ -20,7 +20,9 @@ function statesOf(machine: AnyStateMachine): Node[] {
   return all;
 }
 /** States with work but no operation (a held connection): nothing to cancel. */
-const NO_OPERATION = new Set(['Storage.Connection:Connected']);
+// Settled states whose work only watches (a held connection, a running or paused guest): no task
+// runs there, so there is nothing to cancel.
+const NO_OPERATION = new Set(['Storage.Connection:Connected', 'VM:Up', 'VM:Paused']);
 
 describe('cancel policy in state meta', () => {
   for (const { kind, machine } of Object.values(MACHINES)) {

@@ -46,7 +46,7 @@ describe('kill -9 while a job is aborting', () => {
   ])('completes the abort after the agent restarts (killed %s)', async (_when, afterChildCancel) => {
     // 200 ms ticks: a migration's memory copy takes 1 s, migrateCancel 600 ms — time to kill in.
     const first = await spawnAgent(server.url, ['--sim-step-ms', '200', '--snapshot-every', '3']);
-    let host: OpstreamClient = await connect(first.url);
+    let host: OpstreamClient = await connect(first.url, { token: first.token });
     const vms = [`crash-a-${Number(afterChildCancel)}`, `crash-b-${Number(afterChildCancel)}`];
     const created = await Promise.all(vms.map((vmId) => host.call<{ jobId: string }>('VM.create', { vmId })));
     for (const { jobId } of created) {
@@ -77,7 +77,7 @@ describe('kill -9 while a job is aborting', () => {
     if (afterChildCancel) expect(child).toMatchObject({ event: { type: 'CANCEL' }, state: { MigrationSource: 'cancelling' } });
 
     const second = await spawnAgent(server.url, ['--sim-step-ms', '200']);
-    host = await connect(second.url);
+    host = await connect(second.url, { token: second.token });
     const ended = await until('the job to end', async () => {
       const info = await host.call<JobInfo>('Job.getInfo', { jobId });
       return info.status === 'aborting' || info.status === 'running' ? undefined : info;
@@ -113,7 +113,7 @@ describe('jobs across an agent restart', () => {
     const vmId = `restart-${randomUUID().slice(0, 8)}`;
     const jobId = randomUUID();
     const first = await startAgent(options());
-    let host = await connect(first.api.url);
+    let host = await connect(first.api.url, { token: first.credentials.operatorToken });
     const answer = await host.call('VM.create', { vmId, jobId, flowId: 'retry-flow' });
     await host.waitForJob(jobId, 10_000);
     await host.close();
@@ -121,7 +121,7 @@ describe('jobs across an agent restart', () => {
     await first.stop();
 
     const second = await startAgent(options());
-    host = await connect(second.api.url);
+    host = await connect(second.api.url, { token: second.credentials.operatorToken });
     expect(await host.call('VM.create', { vmId, jobId, flowId: 'retry-flow' })).toEqual(answer);
     await expect(host.call('VM.destroy', { vmId, jobId })).rejects.toMatchObject({ code: ErrorCodes.JobExists });
     expect(await host.jobs.get(jobId)).toMatchObject({ status: 'done', correlationId: 'retry-flow' });
@@ -134,7 +134,7 @@ describe('jobs across an agent restart', () => {
 
   it('forgets ended jobs older than the retention, live and after a restart', async () => {
     const agent = await startAgent({ ...options(), jobRetentionMs: 300 });
-    const host = await connect(agent.api.url);
+    const host = await connect(agent.api.url, { token: agent.credentials.operatorToken });
     const { jobId } = await host.vm.create(`retention-${randomUUID().slice(0, 8)}`);
     await host.waitForJob(jobId, 10_000);
     await new Promise((resolve) => setTimeout(resolve, 400));

@@ -23,7 +23,7 @@ afterAll(async () => {
 });
 
 const cli = (...args: string[]) =>
-  run('node', ['bin/opstream.js', ...args, '--url', stack.agent.api.url]).then(
+  run('node', ['bin/opstream.js', ...args, '--url', stack.agent.api.url, '--token', stack.agent.credentials.operatorToken]).then(
     ({ stdout }) => ({ code: 0, stdout, stderr: '' }),
     (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
   );

@@ -32,7 +32,7 @@ beforeAll(async () => {
     port: 0,
     sim: { stepMs: 5, timings: { copyMemory: { steps: 30, stepMs: 20 }, cancelMigration: { steps: 2, stepMs: 20 } } },
   });
-  host = await connect(agent.api.url);
+  host = await connect(agent.api.url, { token: agent.credentials.operatorToken });
 });
 afterAll(async () => {
   await host?.close();
@@ -118,7 +118,7 @@ describe('every mutating call is a job', () => {
     const vmId = uniqueId();
     const jobId = randomUUID();
     const history = await recordAlerts(agent.nc, 'VDSM', `vdsm.VM.${vmId}`);
-    const socket = new WebSocket(`ws://127.0.0.1:${proxy.port}${new URL(agent.api.url).pathname}`);
+    const socket = new WebSocket(`ws://127.0.0.1:${proxy.port}${new URL(agent.api.url).pathname}`, { headers: { authorization: `Bearer ${agent.credentials.operatorToken}` } });
     await new Promise((resolve) => socket.once('open', resolve));
     socket.on('error', () => undefined);
     let answered = false;
@@ -137,7 +137,7 @@ describe('every mutating call is a job', () => {
   });
 
   it('a JSON-RPC batch of mutating calls gives one job per call', async () => {
-    const socket = await openRawSocket(agent.api.url);
+    const socket = await openRawSocket(agent.api.url, agent.credentials.operatorToken);
     const ids = [uniqueId(), uniqueId(), uniqueId()];
     const replies = (await socket.send(
       JSON.stringify(ids.map((vmId, index) => ({ jsonrpc: '2.0', id: index + 1, method: 'VM.create', params: { vmId } }))),

@@ -38,7 +38,7 @@ const find = (state: StateDescription, path: string): StateDescription | undefin
 describe('Machine.list and Machine.describe', () => {
   it('lists every kind the agent runs, with the alert prefix to recognise its entities', async () => {
     const kinds = await call<{ kind: string; id: string; alertPrefix: string }[]>('Machine.list');
-    expect(kinds.map((kind) => kind.kind)).toEqual(['VM', 'Storage.Image', 'Storage.Connection', 'Gluster.Volume']);
+    expect(kinds.map((kind) => kind.kind)).toEqual(['VM', 'Storage.Image', 'Storage.Connection', 'Gluster.Volume', 'Job']);
     expect(kinds[0]).toMatchObject({ id: 'vm', alertPrefix: 'vdsm.VM.' });
   });
 

@@ -4,7 +4,8 @@
 // the limit. Each case says the exact error code each transport must answer and what the message
 // must name. None of them may write anything.
 import type { z } from 'zod';
-import { API_METHODS } from '../../src/api/dispatcher.ts';
+import { PLAIN_METHODS } from '../../src/api/dispatcher.ts';
+import { jobMethods } from '../../src/api/methods/job.ts';
 import { simMethods } from '../../src/api/methods/sim.ts';
 import type { MethodSpec } from '../../src/api/method.ts';
 
@@ -79,7 +80,8 @@ function shapeOf(method: MethodSpec): Record<string, z.ZodType> {
 }
 
 /** Every method every agent of the test stack serves (the simulator is on). */
-export const CORPUS_METHODS: readonly MethodSpec[] = [...API_METHODS, ...(simMethods as MethodSpec[])];
+// Their params as each method declares them; the job layer in front adds only jobId and flowId.
+export const CORPUS_METHODS: readonly MethodSpec[] = [...PLAIN_METHODS, ...(jobMethods as MethodSpec[]), ...(simMethods as MethodSpec[])];
 
 export function buildCorpus(): BadInput[] {
   const corpus: BadInput[] = [];
