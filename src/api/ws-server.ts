@@ -30,6 +30,8 @@ const MAX_BUFFERED_BYTES = 32 * 1024 * 1024;
 /** Requests one connection may have in progress; more wait unread in the socket. */
 const MAX_IN_FLIGHT = 128;
 const PING_EVERY_MS = 15_000;
+/** Reading paused and not one byte taken off its queue for this long: the client does not read. */
+const STALLED_MS = 5_000;
 
 export type ApiServerOptions = AgentServices & {
   host?: string;
@@ -168,18 +170,32 @@ function serveConnection(socket: WebSocket, endpoint: RpcEndpoint, base: AgentSe
     socket.send(text);
     return true;
   };
-  /** Stops reading requests while the client is behind or has too many in progress. */
+  /**
+   * Stops reading requests while the client is behind or has too many in progress; one that takes
+   * nothing off its queue for STALLED_MS is not reading at all and is closed, so it cannot hold a
+   * connection (and the replies queued on it) forever.
+   */
   const throttle = () => {
     const behind = socket.bufferedAmount > HIGH_WATER_BYTES || inFlight >= MAX_IN_FLIGHT;
     if (behind && !paused && socket.readyState === socket.OPEN) {
       paused = true;
       socket.pause();
+      let lowest = socket.bufferedAmount;
+      let progressAt = Date.now();
       const check = setInterval(() => {
-        if (socket.readyState !== socket.OPEN) clearInterval(check);
-        else if (socket.bufferedAmount <= HIGH_WATER_BYTES && inFlight < MAX_IN_FLIGHT) {
+        if (socket.readyState !== socket.OPEN) {
+          clearInterval(check);
+        } else if (socket.bufferedAmount <= HIGH_WATER_BYTES && inFlight < MAX_IN_FLIGHT) {
           clearInterval(check);
           paused = false;
           socket.resume();
+        } else if (socket.bufferedAmount < lowest) {
+          lowest = socket.bufferedAmount;
+          progressAt = Date.now();
+        } else if (socket.bufferedAmount > 0 && Date.now() - progressAt > STALLED_MS) {
+          clearInterval(check);
+          logger.warn('closing a connection that stopped reading what it asked for', { buffered: socket.bufferedAmount });
+          socket.terminate();
         }
       }, 10);
     }
