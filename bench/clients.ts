@@ -93,7 +93,7 @@ export async function benchCatchUp(alerts: number): Promise<Figure[]> {
     const seeder = await connectNats(server.url, 'bench-seeder');
     const before = await agent.runtime.alertLog.streamLastSequence();
     const entities = Math.ceil(alerts / 100);
-    await seedStream(seeder, entities, 100, undefined, 'catch');
+    await seedStream(seeder, entities, 100, undefined, 'catch', agent.runtime.seal);
     await seeder.drain();
     const total = entities * 100;
 

@@ -1,5 +1,7 @@
 // Replay rate beside the raw read rate of the same stream; restart time with and without
 // snapshots; memory per idle entity. One server, one seeded stream, one run.
+import { randomBytes } from 'node:crypto';
+import { historySeal } from '../src/security/history-seal.ts';
 import { SimulatedDriver } from '../actors/drivers/simulated-driver.ts';
 import { Runtime } from '../actors/runtime.ts';
 import { SnapshotStore } from '../actors/snapshot-store.ts';
@@ -19,14 +21,21 @@ export async function benchRecovery({ entities, alertsPerEntity }: RecoveryBench
   const nc = await connectNats(server.url, 'bench-recovery');
   try {
     const stream = await ensureAlertStream(nc);
+    // Sealed like an agent's history, and checked like one on every replay below.
+    const seal = historySeal(randomBytes(32));
     const seedStarted = performance.now();
-    const alerts = await seedStream(nc, entities, alertsPerEntity, (done, total) =>
-      console.log(`  seeding the stream: ${Math.round((100 * done) / total)}% of ${total.toLocaleString('en-US')} alerts`),
+    const alerts = await seedStream(
+      nc,
+      entities,
+      alertsPerEntity,
+      (done, total) => console.log(`  seeding the stream: ${Math.round((100 * done) / total)}% of ${total.toLocaleString('en-US')} alerts`),
+      'bench',
+      seal,
     );
     const seedSeconds = (performance.now() - seedStarted) / 1000;
     const driver = new SimulatedDriver({ stepMs: 0 });
-    const snapshots = await SnapshotStore.open(nc, quiet, { bucket: 'BENCH_SNAPSHOTS' });
-    const runtime = () => Runtime.start({ nc, stream, driver, snapshots, snapshotEvery: 1_000_000, logger: quiet });
+    const snapshots = await SnapshotStore.open(nc, quiet, { bucket: 'BENCH_SNAPSHOTS', seal });
+    const runtime = () => Runtime.start({ nc, stream, driver, snapshots, snapshotEvery: 1_000_000, logger: quiet, seal });
 
     // Raw read: every message of the stream through an ordered consumer, bodies untouched.
     const first = await runtime();

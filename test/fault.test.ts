@@ -1,6 +1,9 @@
 // Crashes against real processes: kill -9 the agent at many points of a scripted workload, and
 // kill -9 nats-server under load, then check the whole stream.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { historySeal } from '../src/security/history-seal.ts';
 import { startAgent } from '../src/agent.ts';
 import { connect, DisconnectedError, type OpstreamClient } from '../src/index.ts';
 import { connectNats } from '../src/nats/connection.ts';
@@ -154,7 +157,7 @@ describe('a client across a crash of the agent it talks to', () => {
     // History for the new agent to rebuild: its API is up (answering Unavailable) a while before
     // it is ready, and the client's reconnect lands in that window.
     const seeder = await connectNats(server.url, 'seeder');
-    await seedStream(seeder, 500, 100, undefined, 'history');
+    await seedStream(seeder, 500, 100, undefined, 'history', historySeal(Buffer.from(readFileSync(join(agent.credentialsDir, 'history.key'), 'utf8').trim(), 'base64url')));
     await seeder.drain();
     agent = await spawnAgent(server.url, ['--port', String(port), '--sim-step-ms', '5', '--snapshot-every', '0']);
     const seen = [first.seq];

@@ -1,7 +1,8 @@
 // Fills the alert stream with realistic VM histories fast (benchmarks and manager tests): one VM's history is computed through
 // the real machine and alert builder, then published for every VM with its own name and task ids.
 import { jetstream } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { headers, type NatsConnection } from '@nats-io/transport-node';
+import { SEAL_HEADER, type HistorySeal } from '../../src/security/history-seal.ts';
 import { initialTransition } from 'xstate';
 import { buildAlert } from '../../actors/alert-builder.ts';
 import { EIO_ERROR } from '../../actors/drivers/simulated-driver.ts';
@@ -50,6 +51,8 @@ export async function seedStream(
   alertsPerEntity: number,
   progress: (done: number, total: number) => void = () => undefined,
   prefix = 'bench',
+  /** Seal as an agent of this installation would, so its agents take the records as history. */
+  seal?: HistorySeal,
 ): Promise<number> {
   const template = templateHistory(alertsPerEntity);
   const js = jetstream(nc);
@@ -58,8 +61,12 @@ export async function seedStream(
   let done = 0;
   for (let e = 0; e < entities; e += 1) {
     const id = `${prefix}-${e}`;
-    for (const body of template) {
-      const publish: Promise<unknown> = js.publish(`vdsm.VM.${id}`, body.replaceAll(PLACEHOLDER, id)).then(() => {
+    for (const template_ of template) {
+      const subject = `vdsm.VM.${id}`;
+      const body = template_.replaceAll(PLACEHOLDER, id);
+      const sealed = seal ? headers() : undefined;
+      sealed?.set(SEAL_HEADER, seal?.seal(subject, body) ?? '');
+      const publish: Promise<unknown> = js.publish(subject, body, { headers: sealed }).then(() => {
         inflight.delete(publish);
         done += 1;
         if (done % Math.ceil(total / 10) === 0) progress(done, total);
