@@ -12,6 +12,7 @@ import { historySeal, SEAL_HEADER } from '../src/security/history-seal.ts';
 import { AlertFanout, MAX_QUEUED_PER_SUBSCRIBER } from '../src/subscriptions/fanout.ts';
 import { headers } from '@nats-io/transport-node';
 import { NatsTestServer } from './helpers/nats-server.ts';
+import { seedStream } from './helpers/seed-stream.ts';
 
 let server: NatsTestServer;
 let nc: NatsConnection;
@@ -59,6 +60,24 @@ it('catches a subscriber up from the past while alerts keep coming, then goes li
   expect(seen).toHaveLength(600);
   expect(seen).toEqual([...seen].sort((a, b) => a - b));
   expect(new Set(seen).size).toBe(600);
+  await fanout.stop();
+});
+
+it('catches up from the past while the shared read is still working through a burst larger than any queue', async () => {
+  const fanout = await AlertFanout.start(nc, { stream, seal });
+  const before = fanout.position;
+  // A pipelined burst: the shared read is still far behind when the subscriber asks for the past.
+  const seeding = seedStream(nc, 60, 100, undefined, 'burst', seal);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const seen: number[] = [];
+  let ended = '';
+  await fanout.subscribe(compileFilter('vdsm.VM.burst-*'), before, ({ seq }) => void seen.push(seq), (reason) => (ended = reason));
+  const total = await seeding;
+  expect(total).toBeGreaterThan(MAX_QUEUED_PER_SUBSCRIBER);
+  while (seen.length < total && !ended) await new Promise((resolve) => setTimeout(resolve, 20));
+  expect(ended).toBe('');
+  expect(seen).toHaveLength(total);
+  expect(seen).toEqual([...seen].sort((a, b) => a - b));
   await fanout.stop();
 });
 

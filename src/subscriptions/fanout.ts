@@ -3,11 +3,12 @@
 // once. What a subscriber receives is still only what JetStream has stored: the shared read is an
 // ordinary consumer of the stream, so persist-before-visible holds.
 //
-// A subscription that starts in the past (`since`) first catches up through a consumer of its own
-// over exactly the records before the shared read's position, while what arrives live waits in
-// its queue; then it joins the shared read with nothing missed and nothing twice. A subscriber
-// that falls too far behind is ended with the sequence to resume from, never buffered without
-// bound and never allowed to hold the others back.
+// A subscription that starts in the past (`since`) first catches up through a consumer of its own;
+// meanwhile the shared read only notes the newest matching record it saw. Once the catch-up has
+// delivered at least that far, the subscription joins the shared read in one synchronous step —
+// nothing missed, nothing twice, however far behind the shared read itself is (it may be working
+// through a burst). A live subscriber that falls too far behind is ended with the sequence to
+// resume from, never buffered without bound and never allowed to hold the others back.
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Alert } from '../domain/alert.ts';
@@ -36,8 +37,10 @@ type Subscriber = {
   /** Alerts matched and not yet delivered, in stream order. */
   queue: FeedAlert[];
   lastDelivered: number;
-  /** Until its catch-up is done, live alerts only wait in the queue. */
+  /** Until its catch-up is done, the shared read delivers nothing to it, only notes `seenWhileCatchingUp`. */
   live: boolean;
+  /** The newest matching sequence the shared read passed while this subscriber caught up. */
+  seenWhileCatchingUp: number;
   draining: boolean;
   closed: boolean;
 };
@@ -76,7 +79,8 @@ export class AlertFanout {
 
   /**
    * Delivers every alert the filter matches after `after` (default: from now), in order.
-   * `onEnd` is told why when the subscription ends without being stopped.
+   * `onEnd` is told why when the subscription ends without being stopped. Resolves at once; a
+   * subscription from the past catches up in the background before it goes live.
    */
   async subscribe(
     filter: AlertFilter,
@@ -93,19 +97,17 @@ export class AlertFanout {
       queue: [],
       lastDelivered: from,
       live: from >= position,
+      seenWhileCatchingUp: 0,
       draining: false,
       closed: false,
     };
     this.#subscribers.add(subscriber);
+    // The catch-up runs after the subscription is answered: a client that asks for 100,000 alerts
+    // must have its subscription id before the first of them arrives, not after the last.
     if (!subscriber.live) {
-      try {
-        await this.#catchUp(subscriber, from, position);
-      } catch (error) {
-        this.#remove(subscriber);
-        throw error;
-      }
-      subscriber.live = true;
-      this.#drain(subscriber);
+      void this.#catchUp(subscriber, from).catch((error: unknown) =>
+        this.#end(subscriber, `catching up failed (${String(error)}); resubscribe with since=${subscriber.lastDelivered}`),
+      );
     }
     return {
       startedAfter: from,
@@ -164,6 +166,11 @@ export class AlertFanout {
 
   #enqueue(subscriber: Subscriber, alert: FeedAlert): void {
     if (subscriber.closed || alert.seq <= subscriber.lastDelivered) return;
+    if (!subscriber.live) {
+      // Its own consumer will deliver this one too; the hand-over must wait until it has.
+      subscriber.seenWhileCatchingUp = Math.max(subscriber.seenWhileCatchingUp, alert.seq);
+      return;
+    }
     subscriber.queue.push(alert);
     if (subscriber.queue.length > MAX_QUEUED_PER_SUBSCRIBER) {
       this.#end(subscriber, `the subscriber fell ${MAX_QUEUED_PER_SUBSCRIBER} alerts behind; resubscribe with since=${subscriber.lastDelivered}`);
@@ -192,10 +199,17 @@ export class AlertFanout {
   }
 
   /**
-   * Everything the filter matches in (from, until], through a consumer of the subscriber's own.
-   * Its pending count says how many there are, so an empty range ends at once.
+   * Everything the filter matches after `from`, through a consumer of the subscriber's own, until
+   * it has delivered every matching record the shared read has passed; then the subscriber goes
+   * live. Its pending count says when nothing more is there to read, so an empty range ends at once.
    */
-  async #catchUp(subscriber: Subscriber, from: number, until: number): Promise<void> {
+  async #catchUp(subscriber: Subscriber, from: number): Promise<void> {
+    /** Joins the shared read if nothing it passed is still undelivered; synchronous, so no record slips between. */
+    const handOver = (): boolean => {
+      if (subscriber.seenWhileCatchingUp > subscriber.lastDelivered) return false;
+      subscriber.live = true;
+      return true;
+    };
     const jsm = await jetstreamManager(this.nc);
     const subjects = subscriber.filter.subjects;
     const info = await jsm.consumers.add(this.options.stream, {
@@ -207,25 +221,26 @@ export class AlertFanout {
       inactive_threshold: 30_000_000_000,
     });
     try {
-      if (info.num_pending === 0) return;
+      if (info.num_pending === 0 && handOver()) return;
       const consumer = await jetstream(this.nc).consumers.get(this.options.stream, info.name);
       const messages = await consumer.consume({ max_messages: 1_000 });
-      let left = info.num_pending;
-      for await (const message of messages) {
-        left -= 1;
-        if (message.seq > until || subscriber.closed) break;
-        if (subscriber.filter.matches(message.subject)) {
-          const decoded = this.#decode(message);
-          if (typeof decoded !== 'string') {
-            await subscriber.deliver({ seq: message.seq, alert: decoded });
+      try {
+        for await (const message of messages) {
+          if (subscriber.closed) return;
+          if (message.seq > subscriber.lastDelivered && subscriber.filter.matches(message.subject)) {
+            const decoded = this.#decode(message);
+            if (typeof decoded !== 'string') await subscriber.deliver({ seq: message.seq, alert: decoded });
             subscriber.lastDelivered = message.seq;
           }
+          // Caught up with the stream as it is now, or with all the shared read has passed.
+          if ((message.info.pending === 0 || message.seq >= this.#position) && handOver()) return;
         }
-        if (left === 0 || message.seq === until) break;
+      } finally {
+        await messages.close();
       }
-      await messages.close();
     } finally {
       await jsm.consumers.delete(this.options.stream, info.name).catch(() => undefined);
+      if (subscriber.live && !subscriber.closed) this.#drain(subscriber);
     }
   }
 
