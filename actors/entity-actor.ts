@@ -22,6 +22,7 @@ import { nextSnapshot } from './pure-transition.ts';
 import type { Quarantine } from './quarantine.ts';
 import { replayOne, type Divergence, type ReplayState } from './replay.ts';
 import type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
 export type EntityActorDeps = {
   definition: MachineDefinition;
@@ -41,9 +42,9 @@ export type CancelOutcome = { policy: 'revert' | 'rollForward'; state: string; s
 export type Appended = { seq: number; alert: Alert };
 
 /** lastError of an operation whose state says it cannot survive an agent restart. */
-export const RESUME_FAILED = 900;
+export const RESUME_FAILED = LastErrorCodes.ResumeFailed;
 /** lastError of an operation whose driver reported nothing for longer than its work allows. */
-export const WORK_STALLED = 911;
+export const WORK_STALLED = LastErrorCodes.WorkStalled;
 
 type MachineEvent = EventFromLogic<MachineDefinition['machine']>;
 type RunningWork = { stateKey: string; work: string; handle?: WorkHandle; stallTimer?: NodeJS.Timeout };

@@ -10,6 +10,7 @@ import type { TaskStatus } from '../src/domain/task.ts';
 import type { Logger } from '../src/log.ts';
 import type { Driver, WorkHandle, WorkReporter, WorkRequest } from './drivers/driver.ts';
 import type { TaskRegistry } from './task-registry.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
 export type JobHost = {
   jobContext(jobId: string): JobContext | undefined;
@@ -165,5 +166,5 @@ export class JobRunner implements Driver {
 }
 
 function errorTuple(error: unknown): ErrorTuple {
-  return [isOpstreamError(error) ? error.code : 1, error instanceof Error ? error.message : String(error)];
+  return [isOpstreamError(error) ? error.code : LastErrorCodes.Failed, error instanceof Error ? error.message : String(error)];
 }

@@ -6,6 +6,7 @@ import { assign, setup } from 'xstate';
 import type { TaskInfo } from '../src/domain/task.ts';
 import type { CancelEvent, DriverEvent, EntityContext, StateMeta } from './entity.ts';
 import { ALREADY_CANCELLING, beginTask, cancelledError, endTask, scaleProgress } from './entity.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
 export const IMAGE_MACHINE_VERSION = 1;
 
@@ -54,12 +55,12 @@ export const imageMachine = setup({
       extraData: { imageState: context.baseImageId ? ('degraded' as const) : ('optimized' as const) },
     })),
     becomeBroken: assign(({ event }) => ({
-      ...endTask(event.type === 'WORK_FAILED' ? event.error : [1, 'unknown failure']),
+      ...endTask(event.type === 'WORK_FAILED' ? event.error : [LastErrorCodes.Failed, 'unknown failure']),
       sourceImageId: null,
       extraData: { imageState: 'broken' as const },
     })),
     becomeAbsentAfterFailure: assign(({ event }) => ({
-      ...endTask(event.type === 'WORK_FAILED' ? event.error : [1, 'unknown failure']),
+      ...endTask(event.type === 'WORK_FAILED' ? event.error : [LastErrorCodes.Failed, 'unknown failure']),
       size: null,
       baseImageId: null,
       sourceImageId: null,

@@ -3,9 +3,10 @@
 import type { DriverEvent } from '../../machines/entity.ts';
 import type { BrickHeal, Driver, VolumeQueries, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
 import type { SimulatedGluster } from './simulated-gluster.ts';
+import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
 /** lastError code of a rebalance that failed on a brick. */
-export const REBALANCE_FAILED = 701;
+export const REBALANCE_FAILED = LastErrorCodes.RebalanceFailed;
 
 export class GlusterDriver implements Driver, VolumeQueries {
   constructor(
@@ -78,7 +79,7 @@ export class GlusterDriver implements Driver, VolumeQueries {
       try {
         event = check();
       } catch (error) {
-        event = { type: 'WORK_FAILED', error: [1, (error as Error).message] };
+        event = { type: 'WORK_FAILED', error: [LastErrorCodes.Failed, (error as Error).message] };
       }
       if (event) void report(event);
       if (!event || event.type === 'WORK_PROGRESS') timer = setTimeout(tick, this.options.pollMs ?? 250);
@@ -87,7 +88,7 @@ export class GlusterDriver implements Driver, VolumeQueries {
       try {
         begin();
       } catch (error) {
-        void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+        void report({ type: 'WORK_FAILED', error: [LastErrorCodes.Failed, (error as Error).message] });
         return;
       }
       tick();

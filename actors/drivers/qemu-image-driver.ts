@@ -6,6 +6,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ErrorTuple } from '../../machines/entity.ts';
 import type { Driver, EntityRef, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
 export type QemuImageDriverOptions = {
   /** Where image files live. */
@@ -93,7 +94,7 @@ export class QemuImageDriver implements Driver {
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.once('error', (error) => {
       const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
-      void report({ type: 'WORK_FAILED', error: missing ? [127, QEMU_IMG_HINT] : [1, error.message] });
+      void report({ type: 'WORK_FAILED', error: missing ? [LastErrorCodes.ToolMissing, QEMU_IMG_HINT] : [LastErrorCodes.Failed, error.message] });
     });
     child.once('exit', (code) => {
       if (cancelled) return;
@@ -105,7 +106,7 @@ export class QemuImageDriver implements Driver {
         afterSuccess?.();
         void report({ type: 'WORK_DONE' });
       } catch (error) {
-        void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+        void report({ type: 'WORK_FAILED', error: [LastErrorCodes.Failed, (error as Error).message] });
       }
     });
     return {
@@ -124,7 +125,7 @@ export class QemuImageDriver implements Driver {
         work();
         void report({ type: 'WORK_DONE' });
       } catch (error) {
-        void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+        void report({ type: 'WORK_FAILED', error: [LastErrorCodes.Failed, (error as Error).message] });
       }
     });
     return { cancel: () => (cancelled = true) };
@@ -134,10 +135,10 @@ export class QemuImageDriver implements Driver {
 /** qemu-img's last stderr line, with an errno-like code where one is recognisable. */
 function toolError(stderr: string, exitCode: number | null): ErrorTuple {
   const message = stderr.trim().split('\n').pop() ?? `qemu-img exited with ${exitCode}`;
-  if (/No such file or directory/i.test(message)) return [2, message];
-  if (/No space left on device/i.test(message)) return [28, message];
-  if (/Permission denied/i.test(message)) return [13, message];
-  return [1, message];
+  if (/No such file or directory/i.test(message)) return [LastErrorCodes.NoSuchFile, message];
+  if (/No space left on device/i.test(message)) return [LastErrorCodes.NoSpace, message];
+  if (/Permission denied/i.test(message)) return [LastErrorCodes.PermissionDenied, message];
+  return [LastErrorCodes.Failed, message];
 }
 
 function immediately(report: WorkReporter, work: () => void): WorkHandle {
@@ -146,7 +147,7 @@ function immediately(report: WorkReporter, work: () => void): WorkHandle {
       work();
       void report({ type: 'WORK_DONE' });
     } catch (error) {
-      void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+      void report({ type: 'WORK_FAILED', error: [LastErrorCodes.Failed, (error as Error).message] });
     }
   });
   return { cancel: () => clearImmediate(timer) };

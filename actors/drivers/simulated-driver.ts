@@ -1,6 +1,7 @@
 import type { ErrorTuple } from '../../machines/entity.ts';
 import { ErrorCodes, OpstreamError } from '../../src/domain/errors.ts';
 import type { Driver, EntityEventSink, EntityRef, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
 /** A work runs in `steps` equal ticks of `stepMs`, reporting progress after each. */
 export type SimTiming = { steps: number; stepMs: number };
@@ -9,8 +10,8 @@ export const SIM_FAULTS = ['EIO', 'WORK_FAILURE'] as const;
 export type SimFault = (typeof SIM_FAULTS)[number];
 
 /** The seed's "paused on EIO" error. */
-export const EIO_ERROR: ErrorTuple = [123, 'Error writing to disks'];
-const INJECTED_FAILURE: ErrorTuple = [500, 'injected failure'];
+export const EIO_ERROR: ErrorTuple = [LastErrorCodes.DiskWriteError, 'Error writing to disks'];
+const INJECTED_FAILURE: ErrorTuple = [LastErrorCodes.InjectedFailure, 'injected failure'];
 
 const DEMO_TIMINGS: Record<string, SimTiming> = {
   prepare: { steps: 4, stepMs: 300 },

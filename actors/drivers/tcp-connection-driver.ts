@@ -4,6 +4,7 @@
 import { connect, type Socket } from 'node:net';
 import type { ErrorTuple } from '../../machines/entity.ts';
 import type { Driver, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
 type ConnectionParams = { server?: string; port?: number };
 
@@ -34,7 +35,7 @@ export class TcpConnectionDriver implements Driver {
         return { cancel: () => clearImmediate(timer) };
       }
       default: {
-        const timer = setImmediate(() => void report({ type: 'WORK_FAILED', error: [1, `no connection work ${request.work}`] }));
+        const timer = setImmediate(() => void report({ type: 'WORK_FAILED', error: [LastErrorCodes.Failed, `no connection work ${request.work}`] }));
         return { cancel: () => clearImmediate(timer) };
       }
     }
@@ -49,7 +50,7 @@ export class TcpConnectionDriver implements Driver {
     const lost = () => {
       if (reported) return;
       reported = true;
-      void report({ type: 'WORK_FAILED', error: [605, `connection to ${target} lost`] });
+      void report({ type: 'WORK_FAILED', error: [LastErrorCodes.ConnectionLost, `connection to ${target} lost`] });
     };
     if (socket.destroyed || socket.readableEnded) {
       const timer = setImmediate(lost);
@@ -96,16 +97,16 @@ export class TcpConnectionDriver implements Driver {
 function connectError(error: NodeJS.ErrnoException, target: string): ErrorTuple {
   switch (error.code) {
     case 'ECONNREFUSED':
-      return [601, `connection refused by ${target}`];
+      return [LastErrorCodes.ConnectionRefused, `connection refused by ${target}`];
     case 'ETIMEDOUT':
-      return [602, `no answer from ${target} within ${CONNECT_TIMEOUT_MS / 1000} s`];
+      return [LastErrorCodes.ConnectTimeout, `no answer from ${target} within ${CONNECT_TIMEOUT_MS / 1000} s`];
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return [603, `unknown host ${target.split(':')[0]}`];
+      return [LastErrorCodes.UnknownHost, `unknown host ${target.split(':')[0]}`];
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
-      return [604, `${target} is unreachable`];
+      return [LastErrorCodes.HostUnreachable, `${target} is unreachable`];
     default:
-      return [600, `cannot connect to ${target}: ${error.message}`];
+      return [LastErrorCodes.ConnectFailed, `cannot connect to ${target}: ${error.message}`];
   }
 }
