@@ -7,7 +7,6 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { MACHINES, type MachineDefinition } from '../machines/index.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { redact } from '../src/domain/redaction.ts';
-import { alertSubject } from '../src/domain/subjects.ts';
 import type { OperationInfo } from '../src/domain/operation-info.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
 import { createLogger, type Logger } from '../src/log.ts';
@@ -19,7 +18,7 @@ import { JobRunner } from './job-runner.ts';
 import { claimTaskIdentity, jobScope } from './job-scope.ts';
 import { DEFAULT_JOB_RETENTION_MS, TaskRegistry } from './task-registry.ts';
 import type { JobContext } from '../machines/job.ts';
-import { EntityKinds, parseAlertSubject } from '../src/domain/subjects.ts';
+import { alertSubject, entityKey, EntityKinds, parseAlertSubject } from '../src/domain/subjects.ts';
 import { recoverEntities, type RecoveryReport } from './recovery.ts';
 import { isQuarantined } from './alert-log.ts';
 import { Quarantine, type QuarantineSummary } from './quarantine.ts';
@@ -58,7 +57,6 @@ export type CallResult = { taskId: string; seq: number };
 export type RunningOperation = { task: TaskInfo; alertName: string; status: string; operationInfo: OperationInfo; seq: number };
 
 const definitions = MACHINES as Partial<Record<string, MachineDefinition>>;
-const keyOf = (ref: EntityRef) => `${ref.kind}.${ref.id}`;
 
 export class Runtime {
   readonly #actors = new Map<string, EntityActor>();
@@ -88,7 +86,7 @@ export class Runtime {
     this.#sweep = setInterval(() => this.tasks.sweep(), 60_000);
     this.#sweep.unref();
     this.#jobRunner = new JobRunner({
-      jobContext: (jobId) => this.#actors.get(keyOf({ kind: EntityKinds.Job, id: jobId }))?.snapshot.context as JobContext | undefined,
+      jobContext: (jobId) => this.#actors.get(entityKey({ kind: EntityKinds.Job, id: jobId }))?.snapshot.context as JobContext | undefined,
       tasks: this.tasks,
       runCommand: (command, { taskId, jobId, flowId }) => {
         const { ref, event } = commandTarget(command);
@@ -133,7 +131,7 @@ export class Runtime {
     if (this.options.snapshots) this.options.snapshots.quarantine = this.quarantine;
     const report = await recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger);
     for (const { ref, state, snapshotRevision } of report.entities) {
-      this.#actors.set(keyOf(ref), this.#actor(ref, state, snapshotRevision));
+      this.#actors.set(entityKey(ref), this.#actor(ref, state, snapshotRevision));
     }
     // The task index (the last `retention` of alerts) is rebuilt in the background, so restart
     // time stays what entity recovery costs; job lookups, idempotent retries and resumed job
@@ -157,7 +155,7 @@ export class Runtime {
   /** The actor of an entity, its history replayed on first use (once, however many ask). */
   async entity(ref: EntityRef): Promise<EntityActor> {
     if (this.#stopped) throw new OpstreamError(ErrorCodes.Unavailable, 'the agent is shutting down');
-    const key = keyOf(ref);
+    const key = entityKey(ref);
     const known = this.#actors.get(key);
     if (known) return known;
     let loading = this.#loading.get(key);
@@ -278,7 +276,7 @@ export class Runtime {
     }
     // An entity this runtime holds nothing of is not adopted: another agent on the same stream
     // may own it (see the fleet issue). What this runtime holds, it folds.
-    this.#actors.get(keyOf(ref))?.observe(seq);
+    this.#actors.get(entityKey(ref))?.observe(seq);
   }
 
   /** The loaded entities of one kind (after recover(): all of them), for checks across entities. */
@@ -344,7 +342,7 @@ export class Runtime {
 
   /** A refused create, a lookup of an unknown id: nothing of it is worth keeping. */
   #forgetIfEmpty(actor: EntityActor): void {
-    const key = keyOf(actor.ref);
+    const key = entityKey(actor.ref);
     if (!actor.exists && actor.idle && this.#actors.get(key) === actor) {
       this.#actors.delete(key);
       actor.stop();
@@ -357,7 +355,7 @@ export class Runtime {
     // build a consumer per id. (Should a record race this, the append guard says so: Conflict.)
     if (!this.#recovered) return this.#loadFromStream(ref);
     const actor = this.#actor(ref, initialReplayState(this.#definition(ref), ref.id));
-    this.#actors.set(keyOf(ref), actor);
+    this.#actors.set(entityKey(ref), actor);
     return actor;
   }
 
@@ -379,7 +377,7 @@ export class Runtime {
       this.options.logger.error('history diverges from the machine; refusing to own the entity', { subject, divergence: state.divergence });
     }
     const actor = this.#actor(ref, state);
-    this.#actors.set(keyOf(ref), actor);
+    this.#actors.set(entityKey(ref), actor);
     return actor;
   }
 }

@@ -1,7 +1,7 @@
 import type { DriverEvent } from '../../machines/entity.ts';
-import type { EntityKind } from '../../src/domain/subjects.ts';
+import type { EntityRef } from '../../src/domain/subjects.ts';
 
-export type EntityRef = { kind: EntityKind; id: string };
+export type { EntityRef };
 
 export type WorkRequest = EntityRef & {
   /** The work a state declares in its meta (`prepare`, `powerUp`, `copyMemory`, ...). */

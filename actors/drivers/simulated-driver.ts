@@ -2,6 +2,7 @@ import type { ErrorTuple } from '../../machines/entity.ts';
 import { ErrorCodes, OpstreamError } from '../../src/domain/errors.ts';
 import type { Driver, EntityEventSink, EntityRef, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
 import { LastErrorCodes } from '../../src/domain/last-errors.ts';
+import { entityKey } from '../../src/domain/subjects.ts';
 
 /** A work runs in `steps` equal ticks of `stepMs`, reporting progress after each. */
 export type SimTiming = { steps: number; stepMs: number };
@@ -36,7 +37,7 @@ export type SimulatedDriverOptions = {
 
 type Running = { request: WorkRequest; report: WorkReporter; stop: () => void };
 
-const key = (ref: EntityRef) => `${ref.kind}.${ref.id}`;
+const key = entityKey;
 
 /** Stands for the hypervisor: timed progress, and faults injected on demand. */
 export class SimulatedDriver implements Driver {
