@@ -10,6 +10,8 @@ import type { MachineDefinition } from '../machines/index.ts';
 import type { Alert } from '../src/domain/alert.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
 import { ErrorCodes, isConflict, OpstreamError } from '../src/domain/errors.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
+import { retryDelayMs, retryPolicy, type RetryPolicy } from '../src/domain/retry-policy.ts';
 import { redact } from '../src/domain/redaction.ts';
 import { alertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
@@ -22,7 +24,6 @@ import { nextSnapshot } from './pure-transition.ts';
 import type { Quarantine } from './quarantine.ts';
 import { replayOne, type Divergence, type ReplayState } from './replay.ts';
 import type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
-import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
 export type EntityActorDeps = {
   definition: MachineDefinition;
@@ -34,7 +35,15 @@ export type EntityActorDeps = {
   snapshots?: { store: SnapshotStore; every: number };
   /** How long a work may go without reporting before it counts as stalled (undefined: forever). */
   stallAfterMs?: (work: string) => number | undefined;
+  /** How appends that must land (driver events) and the check after a lost answer are retried. */
+  storeRetry?: RetryPolicy;
 };
+
+/**
+ * The default for storeRetry: 100 ms, doubling, at most 2 s apart, forever — a driver event
+ * describes work already done, so it is never given up.
+ */
+export const STORE_RETRY_POLICY: RetryPolicy = retryPolicy({ initialIntervalMs: 100, maximumIntervalMs: 2_000 });
 
 /** What a cancel request did: reverting (the CANCEL transition is in the stream) or rolling forward. */
 export type CancelOutcome = { policy: 'revert' | 'rollForward'; state: string; status: string; reason: string; appended?: Appended };
@@ -310,7 +319,7 @@ export class EntityActor {
           throw error;
         }
         if (attempt === 0) this.deps.logger.warn('append failed; retrying until the stream is back', { ...this.#logFields(), error: String(error) });
-        await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
+        await sleep(this.#retryDelay(attempt));
       }
     }
   }
@@ -327,9 +336,15 @@ export class EntityActor {
         this.#uncertain = false;
         return;
       } catch {
-        await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
+        await sleep(this.#retryDelay(attempt));
       }
     }
+  }
+
+  /** The wait after failed attempt number `attempt` (0-based); these retries never give up. */
+  #retryDelay(attempt: number): number {
+    const policy = this.deps.storeRetry ?? STORE_RETRY_POLICY;
+    return retryDelayMs(policy, attempt + 1) ?? policy.maximumIntervalMs;
   }
 
   /**

@@ -12,7 +12,7 @@ import type { TaskInfo } from '../src/domain/task.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
-import { EntityActor, type Appended, type CancelOutcome, type EntityActorDeps } from './entity-actor.ts';
+import { EntityActor, STORE_RETRY_POLICY, type Appended, type CancelOutcome, type EntityActorDeps } from './entity-actor.ts';
 import { commandTarget } from './job-commands.ts';
 import { JobRunner } from './job-runner.ts';
 import { claimTaskIdentity, jobScope } from './job-scope.ts';
@@ -25,6 +25,7 @@ import { Quarantine, type QuarantineSummary } from './quarantine.ts';
 import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
+import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../src/domain/retry-policy.ts';
 
 export type RuntimeOptions = {
   nc: NatsConnection;
@@ -45,6 +46,11 @@ export type RuntimeOptions = {
   stallTimeouts?: Record<string, number>;
   /** The same for every other work kind; default 10 minutes. */
   defaultStallMs?: number;
+  /**
+   * How driver events are retried until stored while the stream is away (default: 100 ms doubling
+   * to 2 s). They never give up, so `maximumAttempts` must be 0.
+   */
+  storeRetry?: RetryPolicyInput;
 };
 
 /** Works that legitimately report nothing for long: a held connection, a job waiting on its steps. */
@@ -79,7 +85,7 @@ export class Runtime {
     /** The agent's connection; API feeds read the stream through it too. */
     readonly nc: NatsConnection,
     readonly alertLog: AlertLog,
-    private readonly options: RuntimeOptions & { now: () => Date; logger: Logger },
+    private readonly options: RuntimeOptions & { now: () => Date; logger: Logger; storeRetryPolicy: RetryPolicy },
   ) {
     this.quarantine = new Quarantine(options.logger);
     this.tasks = new TaskRegistry(options.jobRetentionMs ?? DEFAULT_JOB_RETENTION_MS, options.now);
@@ -102,11 +108,16 @@ export class Runtime {
   }
 
   static async start(options: RuntimeOptions): Promise<Runtime> {
+    const storeRetryPolicy = options.storeRetry === undefined ? STORE_RETRY_POLICY : retryPolicy(options.storeRetry);
+    if (storeRetryPolicy.maximumAttempts !== 0) {
+      throw new RangeError('invalid storeRetry: maximumAttempts: must be 0 (driver events are retried until stored)');
+    }
     const log = await AlertLog.open(options.nc, options.stream, options.seal);
     const runtime = new Runtime(options.nc, log, {
       ...options,
       now: options.now ?? (() => new Date()),
       logger: options.logger ?? createLogger('runtime'),
+      storeRetryPolicy,
     });
     options.driver.connect?.((ref, event) => runtime.deliver(ref, event));
     return runtime;
@@ -324,7 +335,7 @@ export class Runtime {
   #actor(ref: EntityRef, state: ReplayState, snapshotRevision = 0): EntityActor {
     const definition = definitions[ref.kind];
     if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
-    const { snapshots, snapshotEvery, now, logger, stallTimeouts, defaultStallMs } = this.options;
+    const { snapshots, snapshotEvery, now, logger, stallTimeouts, defaultStallMs, storeRetryPolicy } = this.options;
     const deps: EntityActorDeps = {
       definition,
       log: this.alertLog,
@@ -333,6 +344,7 @@ export class Runtime {
       logger,
       quarantine: this.quarantine,
       snapshots: snapshots ? { store: snapshots, every: snapshotEvery ?? 50 } : undefined,
+      storeRetry: storeRetryPolicy,
       stallAfterMs: (work) => stallTimeouts?.[work] ?? (NEVER_STALLS.has(work) ? undefined : (defaultStallMs ?? DEFAULT_STALL_MS)),
     };
     const actor = new EntityActor(ref, deps, state, snapshotRevision);
