@@ -37,7 +37,14 @@ export type EntityActorDeps = {
   stallAfterMs?: (work: string) => number | undefined;
   /** How appends that must land (driver events) and the check after a lost answer are retried. */
   storeRetry?: RetryPolicy;
+  /**
+   * How long a call (request, cancel) may wait behind earlier work — a driver event retried until
+   * the stream is back — before it fails with Unavailable; it then never runs. Default 10 s.
+   */
+  callDeadlineMs?: number;
 };
+
+export const DEFAULT_CALL_DEADLINE_MS = 10_000;
 
 /**
  * The default for storeRetry: 100 ms, doubling, at most 2 s apart, forever — a driver event
@@ -111,14 +118,19 @@ export class EntityActor {
     return viewOf(this.#state.snapshot);
   }
 
-  /** A call (or a fault): refused with a clear error when the current state cannot take it. */
-  request(event: EntityEvent): Promise<Appended> {
+  /**
+   * A call (or a fault): refused with a clear error when the current state cannot take it. A call
+   * not started within its deadline fails with Unavailable and never runs; a fault a driver
+   * delivers passes `{ deadline: false }`, because what it reports has happened.
+   */
+  request(event: EntityEvent, { deadline = true }: { deadline?: boolean } = {}): Promise<Appended> {
     if (this.#uncertain) {
       return Promise.reject(
         new OpstreamError(ErrorCodes.Unavailable, `${this.subject}: the outcome of an earlier call is being confirmed with the stream; retry shortly`),
       );
     }
-    return this.#serialize(async () => {
+    const run = deadline ? this.#serializeCall.bind(this) : this.#serialize.bind(this);
+    return run(async () => {
       this.#assertTrusted();
       const outcome = await this.#apply(event as MachineEvent);
       if (typeof outcome === 'object') return outcome;
@@ -151,7 +163,7 @@ export class EntityActor {
     if (this.#uncertain) {
       return Promise.reject(new OpstreamError(ErrorCodes.Unavailable, `${this.subject}: an earlier outcome is being confirmed with the stream; retry the cancel shortly`));
     }
-    return this.#serialize(async () => {
+    return this.#serializeCall(async () => {
       this.#assertTrusted();
       const view = viewOf(this.#state.snapshot);
       if (view.task?.id !== taskId) {
@@ -230,6 +242,35 @@ export class EntityActor {
     const task = (this.#state.snapshot.context as { task?: TaskInfo | null }).task;
     if (!task) return { subject: this.subject };
     return { subject: this.subject, taskId: task.id, jobId: task.jobId ?? task.id, ...(task.flowId ? { flowId: task.flowId } : {}) };
+  }
+
+  /**
+   * #serialize with the call deadline: a call still queued when it passes is answered Unavailable
+   * and its turn, when it comes, does nothing — its client was told it failed, so it must not run.
+   */
+  #serializeCall<T>(job: () => Promise<T>): Promise<T> {
+    const deadlineMs = this.deps.callDeadlineMs ?? DEFAULT_CALL_DEADLINE_MS;
+    return new Promise<T>((resolve, reject) => {
+      let expired = false;
+      const timer = setTimeout(() => {
+        expired = true;
+        reject(
+          new OpstreamError(
+            ErrorCodes.Unavailable,
+            `${this.subject}: the call waited ${deadlineMs} ms behind earlier work (is the stream away?) and was dropped; it will not run — retry`,
+          ),
+        );
+      }, deadlineMs);
+      this.#serialize(async () => {
+        clearTimeout(timer);
+        if (expired) return undefined;
+        return job();
+      }).then((value) => {
+        if (!expired) resolve(value as T);
+      }, (error: unknown) => {
+        if (!expired) reject(error instanceof Error ? error : new Error(String(error)));
+      });
+    });
   }
 
   #serialize<T>(job: () => Promise<T>): Promise<T> {

@@ -51,6 +51,11 @@ export type RuntimeOptions = {
    * to 2 s). They never give up, so `maximumAttempts` must be 0.
    */
   storeRetry?: RetryPolicyInput;
+  /**
+   * How long a call may wait behind an entity's earlier work (a driver event retried while the
+   * stream is away) before it fails with Unavailable and is dropped; default 10 s.
+   */
+  callDeadlineMs?: number;
 };
 
 /** Works that legitimately report nothing for long: a held connection, a job waiting on its steps. */
@@ -109,6 +114,9 @@ export class Runtime {
 
   static async start(options: RuntimeOptions): Promise<Runtime> {
     const storeRetryPolicy = options.storeRetry === undefined ? STORE_RETRY_POLICY : retryPolicy(options.storeRetry);
+    if (options.callDeadlineMs !== undefined && !(Number.isInteger(options.callDeadlineMs) && options.callDeadlineMs > 0)) {
+      throw new RangeError(`invalid callDeadlineMs ${options.callDeadlineMs}: must be a positive whole number of milliseconds`);
+    }
     if (storeRetryPolicy.maximumAttempts !== 0) {
       throw new RangeError('invalid storeRetry: maximumAttempts: must be 0 (driver events are retried until stored)');
     }
@@ -248,7 +256,8 @@ export class Runtime {
   /** An event no call caused (a fault the hypervisor noticed), durable when this resolves. */
   async deliver(ref: EntityRef, event: EntityEvent): Promise<Appended> {
     const actor = await this.existing(ref);
-    return actor.request(event);
+    // What a driver delivers has happened: it waits its turn however long the stream is away.
+    return actor.request(event, { deadline: false });
   }
 
   /**
@@ -335,7 +344,7 @@ export class Runtime {
   #actor(ref: EntityRef, state: ReplayState, snapshotRevision = 0): EntityActor {
     const definition = definitions[ref.kind];
     if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
-    const { snapshots, snapshotEvery, now, logger, stallTimeouts, defaultStallMs, storeRetryPolicy } = this.options;
+    const { snapshots, snapshotEvery, now, logger, stallTimeouts, defaultStallMs, storeRetryPolicy, callDeadlineMs } = this.options;
     const deps: EntityActorDeps = {
       definition,
       log: this.alertLog,
@@ -345,6 +354,7 @@ export class Runtime {
       quarantine: this.quarantine,
       snapshots: snapshots ? { store: snapshots, every: snapshotEvery ?? 50 } : undefined,
       storeRetry: storeRetryPolicy,
+      callDeadlineMs,
       stallAfterMs: (work) => stallTimeouts?.[work] ?? (NEVER_STALLS.has(work) ? undefined : (defaultStallMs ?? DEFAULT_STALL_MS)),
     };
     const actor = new EntityActor(ref, deps, state, snapshotRevision);
