@@ -17,7 +17,7 @@ import { alertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
 import { isUnreachable } from '../src/nats/errors.ts';
 import { isQuarantined, type AlertLog } from './alert-log.ts';
-import type { Driver, EntityEvent, EntityRef, WorkHandle } from './drivers/driver.ts';
+import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
 import { buildAlert } from './alert-builder.ts';
 import { acceptedCalls, stateKey, viewOf, type EntityView } from './entity-snapshot.ts';
 import { nextSnapshot } from './pure-transition.ts';
@@ -63,7 +63,7 @@ export const RESUME_FAILED = LastErrorCodes.ResumeFailed;
 export const WORK_STALLED = LastErrorCodes.WorkStalled;
 
 type MachineEvent = EventFromLogic<MachineDefinition['machine']>;
-type RunningWork = { stateKey: string; work: string; handle?: WorkHandle; stallTimer?: NodeJS.Timeout };
+type RunningWork = { stateKey: string; work: string; controller: AbortController; stallTimer?: NodeJS.Timeout };
 /** What #apply did with an event. */
 type Outcome = Appended | 'refused' | 'unchanged';
 
@@ -216,7 +216,7 @@ export class EntityActor {
   /** Stops driver work; transitions already queued still finish. */
   stopWork(): void {
     clearTimeout(this.#work?.stallTimer);
-    this.#work?.handle?.cancel();
+    this.#work?.controller.abort();
     this.#work = undefined;
   }
 
@@ -446,7 +446,7 @@ export class EntityActor {
         `"${running.work}" stalled: the driver reported nothing for ${Math.round(limit / 1000)} s during "${meta.operation.stageDescription}"`,
       ];
       this.deps.logger.warn('work stalled', { ...this.#logFields(), work: running.work, limitMs: limit });
-      running.handle?.cancel();
+      running.controller.abort();
       void this.#serialize(async () => {
         if (this.#work !== running) return;
         await this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true });
@@ -462,12 +462,13 @@ export class EntityActor {
     this.stopWork();
     const { work } = viewOf(snapshot).meta;
     if (!work) return;
-    const running: RunningWork = { stateKey: key, work };
+    const running: RunningWork = { stateKey: key, work, controller: new AbortController() };
     this.#work = running;
     this.#armStallTimer(running);
-    running.handle = this.deps.driver.start(
+    this.deps.driver.start(
       { ...this.ref, work, context: snapshot.context as Record<string, unknown>, resumed },
       (event) => this.#report(running, event),
+      running.controller.signal,
     );
   }
 }

@@ -8,7 +8,7 @@ import type { EndedStepStatus, JobContext, JobStep, StepCommand } from '../machi
 import { ErrorCodes, isOpstreamError } from '../src/domain/errors.ts';
 import type { TaskStatus } from '../src/domain/task.ts';
 import type { Logger } from '../src/log.ts';
-import type { Driver, WorkHandle, WorkReporter, WorkRequest } from './drivers/driver.ts';
+import { whenAborted, type Driver, type WorkReporter, type WorkRequest } from './drivers/driver.ts';
 import type { TaskRegistry } from './task-registry.ts';
 import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
@@ -36,7 +36,7 @@ export class JobRunner implements Driver {
 
   constructor(private readonly host: JobHost) {}
 
-  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
     const jobId = request.id;
     let stopped = false;
     let running = false;
@@ -68,12 +68,10 @@ export class JobRunner implements Driver {
     void this.host.tasks.ready.then(() => {
       if (!stopped) void tick();
     });
-    return {
-      cancel: () => {
-        stopped = true;
-        unsubscribe();
-      },
-    };
+    whenAborted(signal, () => {
+      stopped = true;
+      unsubscribe();
+    });
   }
 
   /** Reports ended children, then starts pending ones of the lowest unfinished phase. */

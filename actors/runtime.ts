@@ -108,7 +108,7 @@ export class Runtime {
     });
     // A job's work is running its steps: the runtime does it, every other kind goes to the driver.
     this.#driver = {
-      start: (request, report) => (request.kind === EntityKinds.Job ? this.#jobRunner : options.driver).start(request, report),
+      start: (request, report, signal) => (request.kind === EntityKinds.Job ? this.#jobRunner : options.driver).start(request, report, signal),
     };
   }
 

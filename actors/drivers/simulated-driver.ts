@@ -1,6 +1,6 @@
 import type { ErrorTuple } from '../../machines/entity.ts';
 import { ErrorCodes, OpstreamError } from '../../src/domain/errors.ts';
-import type { Driver, EntityEventSink, EntityRef, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import { whenAborted, type Driver, type EntityEventSink, type EntityRef, type WorkReporter, type WorkRequest } from './driver.ts';
 import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 import { entityKey } from '../../src/domain/subjects.ts';
 
@@ -61,9 +61,9 @@ export class SimulatedDriver implements Driver {
     this.#sink = sink;
   }
 
-  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
     // A settled VM's watch is on a real hypervisor; the simulated one has nothing to watch.
-    if (request.work === 'watchRunning' || request.work === 'watchPaused') return { cancel: () => undefined };
+    if (request.work === 'watchRunning' || request.work === 'watchPaused') return;
     const { steps, stepMs } = this.#timings[request.work] ?? this.#defaultTiming;
     const planned = this.#plannedFailures.get(`${key(request)}:${request.work}`);
     this.#plannedFailures.delete(`${key(request)}:${request.work}`);
@@ -90,7 +90,7 @@ export class SimulatedDriver implements Driver {
     };
     timer = setTimeout(tick, stepMs);
     this.#running.set(key(request), { request, report, stop });
-    return { cancel: stop };
+    whenAborted(signal, stop);
   }
 
   /** Makes the next run of `work` on this entity fail halfway with `error`. */
