@@ -7,7 +7,8 @@ import type { CancelEvent, DriverEvent, EntityContext, StateMeta } from './entit
 import { ALREADY_CANCELLING, beginTask, cancelledError, endTask, scaleProgress } from './entity.ts';
 import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
-export const GLUSTER_VOLUME_MACHINE_VERSION = 1;
+/** 2: Absent shows operationDescription "Absent" (version 1 showed "Deleting", stage "deleted"). */
+export const GLUSTER_VOLUME_MACHINE_VERSION = 2;
 
 export type RebalanceOutcome = 'completed' | 'failed' | 'stopped';
 
@@ -56,7 +57,7 @@ export const glusterVolumeMachine = setup({
   initial: 'Absent',
   states: {
     Absent: {
-      meta: meta({ status: 'Absent', operation: { operationDescription: 'Deleting', stageDescription: 'deleted', ...settled, extraData: {} } }),
+      meta: meta({ status: 'Absent', operation: { operationDescription: 'Absent', stageDescription: '', ...settled, extraData: {} } }),
       on: { CREATE: { target: 'Creating', actions: ['beginTask', 'rememberBricks'] } },
     },
     Creating: {

@@ -8,7 +8,8 @@ import type { CancelEvent, DriverEvent, EntityContext, StateMeta } from './entit
 import { ALREADY_CANCELLING, beginTask, cancelledError, endTask, scaleProgress } from './entity.ts';
 import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
-export const IMAGE_MACHINE_VERSION = 1;
+/** 2: Absent shows operationDescription "Absent" (version 1 showed "Deleting", stage "deleted"). */
+export const IMAGE_MACHINE_VERSION = 2;
 
 export const IMAGE_STATES = ['optimized', 'degraded', 'broken'] as const;
 export type ImageState = (typeof IMAGE_STATES)[number];
@@ -104,7 +105,7 @@ export const imageMachine = setup({
     Absent: {
       meta: meta({
         status: 'Absent',
-        operation: { operationDescription: 'Deleting', stageDescription: 'deleted', ...settled, extraData: {} },
+        operation: { operationDescription: 'Absent', stageDescription: '', ...settled, extraData: {} },
       }),
       on: {
         CREATE: { target: 'Creating', actions: ['beginTask', 'beginCreate'] },
