@@ -10,12 +10,14 @@ import type { MachineDefinition } from '../machines/index.ts';
 import type { Alert } from '../src/domain/alert.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
 import { ErrorCodes, isConflict, OpstreamError } from '../src/domain/errors.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
+import { retryDelayMs, retryPolicy, type RetryPolicy } from '../src/domain/retry-policy.ts';
 import { redact } from '../src/domain/redaction.ts';
 import { alertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
 import { isUnreachable } from '../src/nats/errors.ts';
 import { isQuarantined, type AlertLog } from './alert-log.ts';
-import type { Driver, EntityEvent, EntityRef, WorkHandle } from './drivers/driver.ts';
+import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
 import { buildAlert } from './alert-builder.ts';
 import { acceptedCalls, stateKey, viewOf, type EntityView } from './entity-snapshot.ts';
 import { nextSnapshot } from './pure-transition.ts';
@@ -33,7 +35,22 @@ export type EntityActorDeps = {
   snapshots?: { store: SnapshotStore; every: number };
   /** How long a work may go without reporting before it counts as stalled (undefined: forever). */
   stallAfterMs?: (work: string) => number | undefined;
+  /** How appends that must land (driver events) and the check after a lost answer are retried. */
+  storeRetry?: RetryPolicy;
+  /**
+   * How long a call (request, cancel) may wait behind earlier work — a driver event retried until
+   * the stream is back — before it fails with Unavailable; it then never runs. Default 10 s.
+   */
+  callDeadlineMs?: number;
 };
+
+export const DEFAULT_CALL_DEADLINE_MS = 10_000;
+
+/**
+ * The default for storeRetry: 100 ms, doubling, at most 2 s apart, forever — a driver event
+ * describes work already done, so it is never given up.
+ */
+export const STORE_RETRY_POLICY: RetryPolicy = retryPolicy({ initialIntervalMs: 100, maximumIntervalMs: 2_000 });
 
 /** What a cancel request did: reverting (the CANCEL transition is in the stream) or rolling forward. */
 export type CancelOutcome = { policy: 'revert' | 'rollForward'; state: string; status: string; reason: string; appended?: Appended };
@@ -41,12 +58,12 @@ export type CancelOutcome = { policy: 'revert' | 'rollForward'; state: string; s
 export type Appended = { seq: number; alert: Alert };
 
 /** lastError of an operation whose state says it cannot survive an agent restart. */
-export const RESUME_FAILED = 900;
+export const RESUME_FAILED = LastErrorCodes.ResumeFailed;
 /** lastError of an operation whose driver reported nothing for longer than its work allows. */
-export const WORK_STALLED = 911;
+export const WORK_STALLED = LastErrorCodes.WorkStalled;
 
 type MachineEvent = EventFromLogic<MachineDefinition['machine']>;
-type RunningWork = { stateKey: string; work: string; handle?: WorkHandle; stallTimer?: NodeJS.Timeout };
+type RunningWork = { stateKey: string; work: string; controller: AbortController; stallTimer?: NodeJS.Timeout };
 /** What #apply did with an event. */
 type Outcome = Appended | 'refused' | 'unchanged';
 
@@ -101,14 +118,19 @@ export class EntityActor {
     return viewOf(this.#state.snapshot);
   }
 
-  /** A call (or a fault): refused with a clear error when the current state cannot take it. */
-  request(event: EntityEvent): Promise<Appended> {
+  /**
+   * A call (or a fault): refused with a clear error when the current state cannot take it. A call
+   * not started within its deadline fails with Unavailable and never runs; a fault a driver
+   * delivers passes `{ deadline: false }`, because what it reports has happened.
+   */
+  request(event: EntityEvent, { deadline = true }: { deadline?: boolean } = {}): Promise<Appended> {
     if (this.#uncertain) {
       return Promise.reject(
         new OpstreamError(ErrorCodes.Unavailable, `${this.subject}: the outcome of an earlier call is being confirmed with the stream; retry shortly`),
       );
     }
-    return this.#serialize(async () => {
+    const run = deadline ? this.#serializeCall.bind(this) : this.#serialize.bind(this);
+    return run(async () => {
       this.#assertTrusted();
       const outcome = await this.#apply(event as MachineEvent);
       if (typeof outcome === 'object') return outcome;
@@ -141,7 +163,7 @@ export class EntityActor {
     if (this.#uncertain) {
       return Promise.reject(new OpstreamError(ErrorCodes.Unavailable, `${this.subject}: an earlier outcome is being confirmed with the stream; retry the cancel shortly`));
     }
-    return this.#serialize(async () => {
+    return this.#serializeCall(async () => {
       this.#assertTrusted();
       const view = viewOf(this.#state.snapshot);
       if (view.task?.id !== taskId) {
@@ -194,7 +216,7 @@ export class EntityActor {
   /** Stops driver work; transitions already queued still finish. */
   stopWork(): void {
     clearTimeout(this.#work?.stallTimer);
-    this.#work?.handle?.cancel();
+    this.#work?.controller.abort();
     this.#work = undefined;
   }
 
@@ -220,6 +242,35 @@ export class EntityActor {
     const task = (this.#state.snapshot.context as { task?: TaskInfo | null }).task;
     if (!task) return { subject: this.subject };
     return { subject: this.subject, taskId: task.id, jobId: task.jobId ?? task.id, ...(task.flowId ? { flowId: task.flowId } : {}) };
+  }
+
+  /**
+   * #serialize with the call deadline: a call still queued when it passes is answered Unavailable
+   * and its turn, when it comes, does nothing — its client was told it failed, so it must not run.
+   */
+  #serializeCall<T>(job: () => Promise<T>): Promise<T> {
+    const deadlineMs = this.deps.callDeadlineMs ?? DEFAULT_CALL_DEADLINE_MS;
+    return new Promise<T>((resolve, reject) => {
+      let expired = false;
+      const timer = setTimeout(() => {
+        expired = true;
+        reject(
+          new OpstreamError(
+            ErrorCodes.Unavailable,
+            `${this.subject}: the call waited ${deadlineMs} ms behind earlier work (is the stream away?) and was dropped; it will not run — retry`,
+          ),
+        );
+      }, deadlineMs);
+      this.#serialize(async () => {
+        clearTimeout(timer);
+        if (expired) return undefined;
+        return job();
+      }).then((value) => {
+        if (!expired) resolve(value as T);
+      }, (error: unknown) => {
+        if (!expired) reject(error instanceof Error ? error : new Error(String(error)));
+      });
+    });
   }
 
   #serialize<T>(job: () => Promise<T>): Promise<T> {
@@ -309,7 +360,7 @@ export class EntityActor {
           throw error;
         }
         if (attempt === 0) this.deps.logger.warn('append failed; retrying until the stream is back', { ...this.#logFields(), error: String(error) });
-        await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
+        await sleep(this.#retryDelay(attempt));
       }
     }
   }
@@ -326,9 +377,15 @@ export class EntityActor {
         this.#uncertain = false;
         return;
       } catch {
-        await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
+        await sleep(this.#retryDelay(attempt));
       }
     }
+  }
+
+  /** The wait after failed attempt number `attempt` (0-based); these retries never give up. */
+  #retryDelay(attempt: number): number {
+    const policy = this.deps.storeRetry ?? STORE_RETRY_POLICY;
+    return retryDelayMs(policy, attempt + 1) ?? policy.maximumIntervalMs;
   }
 
   /**
@@ -389,7 +446,7 @@ export class EntityActor {
         `"${running.work}" stalled: the driver reported nothing for ${Math.round(limit / 1000)} s during "${meta.operation.stageDescription}"`,
       ];
       this.deps.logger.warn('work stalled', { ...this.#logFields(), work: running.work, limitMs: limit });
-      running.handle?.cancel();
+      running.controller.abort();
       void this.#serialize(async () => {
         if (this.#work !== running) return;
         await this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true });
@@ -405,12 +462,13 @@ export class EntityActor {
     this.stopWork();
     const { work } = viewOf(snapshot).meta;
     if (!work) return;
-    const running: RunningWork = { stateKey: key, work };
+    const running: RunningWork = { stateKey: key, work, controller: new AbortController() };
     this.#work = running;
     this.#armStallTimer(running);
-    running.handle = this.deps.driver.start(
+    this.deps.driver.start(
       { ...this.ref, work, context: snapshot.context as Record<string, unknown>, resumed },
       (event) => this.#report(running, event),
+      running.controller.signal,
     );
   }
 }

@@ -8,8 +8,9 @@ import type { EndedStepStatus, JobContext, JobStep, StepCommand } from '../machi
 import { ErrorCodes, isOpstreamError } from '../src/domain/errors.ts';
 import type { TaskStatus } from '../src/domain/task.ts';
 import type { Logger } from '../src/log.ts';
-import type { Driver, WorkHandle, WorkReporter, WorkRequest } from './drivers/driver.ts';
+import { whenAborted, type Driver, type WorkReporter, type WorkRequest } from './drivers/driver.ts';
 import type { TaskRegistry } from './task-registry.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
 export type JobHost = {
   jobContext(jobId: string): JobContext | undefined;
@@ -35,7 +36,7 @@ export class JobRunner implements Driver {
 
   constructor(private readonly host: JobHost) {}
 
-  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
     const jobId = request.id;
     let stopped = false;
     let running = false;
@@ -67,12 +68,10 @@ export class JobRunner implements Driver {
     void this.host.tasks.ready.then(() => {
       if (!stopped) void tick();
     });
-    return {
-      cancel: () => {
-        stopped = true;
-        unsubscribe();
-      },
-    };
+    whenAborted(signal, () => {
+      stopped = true;
+      unsubscribe();
+    });
   }
 
   /** Reports ended children, then starts pending ones of the lowest unfinished phase. */
@@ -165,5 +164,5 @@ export class JobRunner implements Driver {
 }
 
 function errorTuple(error: unknown): ErrorTuple {
-  return [isOpstreamError(error) ? error.code : 1, error instanceof Error ? error.message : String(error)];
+  return [isOpstreamError(error) ? error.code : LastErrorCodes.Failed, error instanceof Error ? error.message : String(error)];
 }

@@ -3,7 +3,7 @@
 // against the recorded state. No record stops it: one that cannot be history is quarantined and
 // only the entity whose subject holds it is affected (it diverges there).
 import { MACHINES, type MachineDefinition } from '../machines/index.ts';
-import { alertSubject, parseAlertSubject } from '../src/domain/subjects.ts';
+import { alertSubject, entityKey, parseAlertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
 import { isQuarantined, type AlertLog } from './alert-log.ts';
 import type { EntityRef } from './drivers/driver.ts';
@@ -38,7 +38,7 @@ export async function recoverEntities(
   const loaded = snapshots ? await snapshots.loadAll(definitions, streamLast) : undefined;
   const states = new Map<string, RecoveredEntity>();
   const entityFor = (ref: EntityRef, definition: MachineDefinition): RecoveredEntity => {
-    const key = `${ref.kind}.${ref.id}`;
+    const key = entityKey(ref);
     let entity = states.get(key);
     if (!entity) {
       entity = { ref, definition, state: initialReplayState(definition, ref.id), snapshotRevision: 0 };

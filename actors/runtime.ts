@@ -7,25 +7,25 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { MACHINES, type MachineDefinition } from '../machines/index.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { redact } from '../src/domain/redaction.ts';
-import { alertSubject } from '../src/domain/subjects.ts';
 import type { OperationInfo } from '../src/domain/operation-info.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
-import { EntityActor, type Appended, type CancelOutcome, type EntityActorDeps } from './entity-actor.ts';
+import { EntityActor, STORE_RETRY_POLICY, type Appended, type CancelOutcome, type EntityActorDeps } from './entity-actor.ts';
 import { commandTarget } from './job-commands.ts';
 import { JobRunner } from './job-runner.ts';
 import { claimTaskIdentity, jobScope } from './job-scope.ts';
 import { DEFAULT_JOB_RETENTION_MS, TaskRegistry } from './task-registry.ts';
 import type { JobContext } from '../machines/job.ts';
-import { EntityKinds, parseAlertSubject } from '../src/domain/subjects.ts';
+import { alertSubject, entityKey, EntityKinds, parseAlertSubject } from '../src/domain/subjects.ts';
 import { recoverEntities, type RecoveryReport } from './recovery.ts';
 import { isQuarantined } from './alert-log.ts';
 import { Quarantine, type QuarantineSummary } from './quarantine.ts';
 import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
+import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../src/domain/retry-policy.ts';
 
 export type RuntimeOptions = {
   nc: NatsConnection;
@@ -46,6 +46,16 @@ export type RuntimeOptions = {
   stallTimeouts?: Record<string, number>;
   /** The same for every other work kind; default 10 minutes. */
   defaultStallMs?: number;
+  /**
+   * How driver events are retried until stored while the stream is away (default: 100 ms doubling
+   * to 2 s). They never give up, so `maximumAttempts` must be 0.
+   */
+  storeRetry?: RetryPolicyInput;
+  /**
+   * How long a call may wait behind an entity's earlier work (a driver event retried while the
+   * stream is away) before it fails with Unavailable and is dropped; default 10 s.
+   */
+  callDeadlineMs?: number;
 };
 
 /** Works that legitimately report nothing for long: a held connection, a job waiting on its steps. */
@@ -58,7 +68,6 @@ export type CallResult = { taskId: string; seq: number };
 export type RunningOperation = { task: TaskInfo; alertName: string; status: string; operationInfo: OperationInfo; seq: number };
 
 const definitions = MACHINES as Partial<Record<string, MachineDefinition>>;
-const keyOf = (ref: EntityRef) => `${ref.kind}.${ref.id}`;
 
 export class Runtime {
   readonly #actors = new Map<string, EntityActor>();
@@ -81,14 +90,14 @@ export class Runtime {
     /** The agent's connection; API feeds read the stream through it too. */
     readonly nc: NatsConnection,
     readonly alertLog: AlertLog,
-    private readonly options: RuntimeOptions & { now: () => Date; logger: Logger },
+    private readonly options: RuntimeOptions & { now: () => Date; logger: Logger; storeRetryPolicy: RetryPolicy },
   ) {
     this.quarantine = new Quarantine(options.logger);
     this.tasks = new TaskRegistry(options.jobRetentionMs ?? DEFAULT_JOB_RETENTION_MS, options.now);
     this.#sweep = setInterval(() => this.tasks.sweep(), 60_000);
     this.#sweep.unref();
     this.#jobRunner = new JobRunner({
-      jobContext: (jobId) => this.#actors.get(keyOf({ kind: EntityKinds.Job, id: jobId }))?.snapshot.context as JobContext | undefined,
+      jobContext: (jobId) => this.#actors.get(entityKey({ kind: EntityKinds.Job, id: jobId }))?.snapshot.context as JobContext | undefined,
       tasks: this.tasks,
       runCommand: (command, { taskId, jobId, flowId }) => {
         const { ref, event } = commandTarget(command);
@@ -99,16 +108,24 @@ export class Runtime {
     });
     // A job's work is running its steps: the runtime does it, every other kind goes to the driver.
     this.#driver = {
-      start: (request, report) => (request.kind === EntityKinds.Job ? this.#jobRunner : options.driver).start(request, report),
+      start: (request, report, signal) => (request.kind === EntityKinds.Job ? this.#jobRunner : options.driver).start(request, report, signal),
     };
   }
 
   static async start(options: RuntimeOptions): Promise<Runtime> {
+    const storeRetryPolicy = options.storeRetry === undefined ? STORE_RETRY_POLICY : retryPolicy(options.storeRetry);
+    if (options.callDeadlineMs !== undefined && !(Number.isInteger(options.callDeadlineMs) && options.callDeadlineMs > 0)) {
+      throw new RangeError(`invalid callDeadlineMs ${options.callDeadlineMs}: must be a positive whole number of milliseconds`);
+    }
+    if (storeRetryPolicy.maximumAttempts !== 0) {
+      throw new RangeError('invalid storeRetry: maximumAttempts: must be 0 (driver events are retried until stored)');
+    }
     const log = await AlertLog.open(options.nc, options.stream, options.seal);
     const runtime = new Runtime(options.nc, log, {
       ...options,
       now: options.now ?? (() => new Date()),
       logger: options.logger ?? createLogger('runtime'),
+      storeRetryPolicy,
     });
     options.driver.connect?.((ref, event) => runtime.deliver(ref, event));
     return runtime;
@@ -133,7 +150,7 @@ export class Runtime {
     if (this.options.snapshots) this.options.snapshots.quarantine = this.quarantine;
     const report = await recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger);
     for (const { ref, state, snapshotRevision } of report.entities) {
-      this.#actors.set(keyOf(ref), this.#actor(ref, state, snapshotRevision));
+      this.#actors.set(entityKey(ref), this.#actor(ref, state, snapshotRevision));
     }
     // The task index (the last `retention` of alerts) is rebuilt in the background, so restart
     // time stays what entity recovery costs; job lookups, idempotent retries and resumed job
@@ -157,7 +174,7 @@ export class Runtime {
   /** The actor of an entity, its history replayed on first use (once, however many ask). */
   async entity(ref: EntityRef): Promise<EntityActor> {
     if (this.#stopped) throw new OpstreamError(ErrorCodes.Unavailable, 'the agent is shutting down');
-    const key = keyOf(ref);
+    const key = entityKey(ref);
     const known = this.#actors.get(key);
     if (known) return known;
     let loading = this.#loading.get(key);
@@ -239,7 +256,8 @@ export class Runtime {
   /** An event no call caused (a fault the hypervisor noticed), durable when this resolves. */
   async deliver(ref: EntityRef, event: EntityEvent): Promise<Appended> {
     const actor = await this.existing(ref);
-    return actor.request(event);
+    // What a driver delivers has happened: it waits its turn however long the stream is away.
+    return actor.request(event, { deadline: false });
   }
 
   /**
@@ -278,7 +296,7 @@ export class Runtime {
     }
     // An entity this runtime holds nothing of is not adopted: another agent on the same stream
     // may own it (see the fleet issue). What this runtime holds, it folds.
-    this.#actors.get(keyOf(ref))?.observe(seq);
+    this.#actors.get(entityKey(ref))?.observe(seq);
   }
 
   /** The loaded entities of one kind (after recover(): all of them), for checks across entities. */
@@ -326,7 +344,7 @@ export class Runtime {
   #actor(ref: EntityRef, state: ReplayState, snapshotRevision = 0): EntityActor {
     const definition = definitions[ref.kind];
     if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
-    const { snapshots, snapshotEvery, now, logger, stallTimeouts, defaultStallMs } = this.options;
+    const { snapshots, snapshotEvery, now, logger, stallTimeouts, defaultStallMs, storeRetryPolicy, callDeadlineMs } = this.options;
     const deps: EntityActorDeps = {
       definition,
       log: this.alertLog,
@@ -335,6 +353,8 @@ export class Runtime {
       logger,
       quarantine: this.quarantine,
       snapshots: snapshots ? { store: snapshots, every: snapshotEvery ?? 50 } : undefined,
+      storeRetry: storeRetryPolicy,
+      callDeadlineMs,
       stallAfterMs: (work) => stallTimeouts?.[work] ?? (NEVER_STALLS.has(work) ? undefined : (defaultStallMs ?? DEFAULT_STALL_MS)),
     };
     const actor = new EntityActor(ref, deps, state, snapshotRevision);
@@ -344,7 +364,7 @@ export class Runtime {
 
   /** A refused create, a lookup of an unknown id: nothing of it is worth keeping. */
   #forgetIfEmpty(actor: EntityActor): void {
-    const key = keyOf(actor.ref);
+    const key = entityKey(actor.ref);
     if (!actor.exists && actor.idle && this.#actors.get(key) === actor) {
       this.#actors.delete(key);
       actor.stop();
@@ -357,7 +377,7 @@ export class Runtime {
     // build a consumer per id. (Should a record race this, the append guard says so: Conflict.)
     if (!this.#recovered) return this.#loadFromStream(ref);
     const actor = this.#actor(ref, initialReplayState(this.#definition(ref), ref.id));
-    this.#actors.set(keyOf(ref), actor);
+    this.#actors.set(entityKey(ref), actor);
     return actor;
   }
 
@@ -379,7 +399,7 @@ export class Runtime {
       this.options.logger.error('history diverges from the machine; refusing to own the entity', { subject, divergence: state.divergence });
     }
     const actor = this.#actor(ref, state);
-    this.#actors.set(keyOf(ref), actor);
+    this.#actors.set(entityKey(ref), actor);
     return actor;
   }
 }

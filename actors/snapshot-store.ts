@@ -6,7 +6,7 @@ import { Kvm, KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import type { MachineDefinition } from '../machines/index.ts';
-import type { EntityKind } from '../src/domain/subjects.ts';
+import { entityKey, type EntityKind } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
 import type { EntityRef } from './drivers/driver.ts';
@@ -134,7 +134,7 @@ export class SnapshotStore {
       }
       if (snapshot.machine.id !== definition.machine.id || snapshot.machine.version !== definition.version) {
         this.logger.info('snapshot is from another machine version; replaying the stream instead', {
-          entity: `${ref.kind}.${ref.id}`,
+          entity: entityKey(ref),
           snapshot: snapshot.machine,
           current: { id: definition.machine.id, version: definition.version },
         });

@@ -4,6 +4,7 @@
 import type { OperationDescription, OperationInfo } from '../src/domain/operation-info.ts';
 import { NO_ERROR } from '../src/domain/operation-info.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
 export type ErrorTuple = [code: number, message: string];
 
@@ -63,7 +64,7 @@ export type CancelPolicy = { policy: (typeof CANCEL_POLICIES)[number]; reason: s
 export type CancelEvent = { type: 'CANCEL' };
 
 /** lastError code of an operation cancelled by request: its task ends `cancelled`. */
-export const CANCELLED_CODE = 910;
+export const CANCELLED_CODE = LastErrorCodes.Cancelled;
 
 /** lastError of a cancelled operation; `outcome` says where the revert left the entity. */
 export function cancelledError(outcome: string): ErrorTuple {

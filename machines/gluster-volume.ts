@@ -5,8 +5,10 @@ import { assign, setup } from 'xstate';
 import type { TaskInfo } from '../src/domain/task.ts';
 import type { CancelEvent, DriverEvent, EntityContext, StateMeta } from './entity.ts';
 import { ALREADY_CANCELLING, beginTask, cancelledError, endTask, scaleProgress } from './entity.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
-export const GLUSTER_VOLUME_MACHINE_VERSION = 1;
+/** 2: Absent shows operationDescription "Absent" (version 1 showed "Deleting", stage "deleted"). */
+export const GLUSTER_VOLUME_MACHINE_VERSION = 2;
 
 export type RebalanceOutcome = 'completed' | 'failed' | 'stopped';
 
@@ -38,7 +40,7 @@ export const glusterVolumeMachine = setup({
     beginTask: assign(({ event }) => ('task' in event ? beginTask(event.task) : {})),
     rememberBricks: assign(({ event }) => (event.type === 'CREATE' ? { bricks: event.bricks, extraData: {} } : {})),
     endTask: assign((): Partial<GlusterVolumeContext> => endTask()),
-    failTask: assign(({ event }) => endTask(event.type === 'WORK_FAILED' ? event.error : [1, 'unknown failure'])),
+    failTask: assign(({ event }) => endTask(event.type === 'WORK_FAILED' ? event.error : [LastErrorCodes.Failed, 'unknown failure'])),
     trackProgress: assign(({ event }) => (event.type === 'WORK_PROGRESS' ? { percentage: scaleProgress(event.percentage, 0, 100) } : {})),
     rebalanceCancelled: assign(() => ({
       ...endTask(cancelledError('the rebalance was stopped; data already moved stays where it is')),
@@ -55,7 +57,7 @@ export const glusterVolumeMachine = setup({
   initial: 'Absent',
   states: {
     Absent: {
-      meta: meta({ status: 'Absent', operation: { operationDescription: 'Deleting', stageDescription: 'deleted', ...settled, extraData: {} } }),
+      meta: meta({ status: 'Absent', operation: { operationDescription: 'Absent', stageDescription: '', ...settled, extraData: {} } }),
       on: { CREATE: { target: 'Creating', actions: ['beginTask', 'rememberBricks'] } },
     },
     Creating: {

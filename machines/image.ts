@@ -6,8 +6,10 @@ import { assign, setup } from 'xstate';
 import type { TaskInfo } from '../src/domain/task.ts';
 import type { CancelEvent, DriverEvent, EntityContext, StateMeta } from './entity.ts';
 import { ALREADY_CANCELLING, beginTask, cancelledError, endTask, scaleProgress } from './entity.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
-export const IMAGE_MACHINE_VERSION = 1;
+/** 2: Absent shows operationDescription "Absent" (version 1 showed "Deleting", stage "deleted"). */
+export const IMAGE_MACHINE_VERSION = 2;
 
 export const IMAGE_STATES = ['optimized', 'degraded', 'broken'] as const;
 export type ImageState = (typeof IMAGE_STATES)[number];
@@ -54,12 +56,12 @@ export const imageMachine = setup({
       extraData: { imageState: context.baseImageId ? ('degraded' as const) : ('optimized' as const) },
     })),
     becomeBroken: assign(({ event }) => ({
-      ...endTask(event.type === 'WORK_FAILED' ? event.error : [1, 'unknown failure']),
+      ...endTask(event.type === 'WORK_FAILED' ? event.error : [LastErrorCodes.Failed, 'unknown failure']),
       sourceImageId: null,
       extraData: { imageState: 'broken' as const },
     })),
     becomeAbsentAfterFailure: assign(({ event }) => ({
-      ...endTask(event.type === 'WORK_FAILED' ? event.error : [1, 'unknown failure']),
+      ...endTask(event.type === 'WORK_FAILED' ? event.error : [LastErrorCodes.Failed, 'unknown failure']),
       size: null,
       baseImageId: null,
       sourceImageId: null,
@@ -103,7 +105,7 @@ export const imageMachine = setup({
     Absent: {
       meta: meta({
         status: 'Absent',
-        operation: { operationDescription: 'Deleting', stageDescription: 'deleted', ...settled, extraData: {} },
+        operation: { operationDescription: 'Absent', stageDescription: '', ...settled, extraData: {} },
       }),
       on: {
         CREATE: { target: 'Creating', actions: ['beginTask', 'beginCreate'] },

@@ -10,6 +10,7 @@ import { ALREADY_CANCELLING, beginTask, cancelledError, endTask } from './entity
 export const JOB_MACHINE_VERSION = 1;
 
 import { JOB_STATUSES, STEP_STATUSES, type JobStatus, type StepStatus } from '../src/domain/job.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
 export { JOB_STATUSES, STEP_STATUSES, type JobStatus, type StepStatus };
 export type EndedStepStatus = Exclude<StepStatus, 'pending' | 'running'>;
@@ -133,7 +134,7 @@ export const jobMachine = setup({
         params.outcome === 'aborted'
           ? cancelledError('steps not started were skipped, running ones cancelled as their state declares, finished ones kept')
           : params.outcome === 'failed'
-            ? [failed?.error[0] || 1, `step ${failed?.number} (${failed?.description}) failed: ${failed?.error[1]}`]
+            ? [failed?.error[0] || LastErrorCodes.Failed, `step ${failed?.number} (${failed?.description}) failed: ${failed?.error[1]}`]
             : [0, ''];
       return { ...endTask(error), stage: [context.stage[1], context.stage[1]] as [number, number] };
     }),

@@ -5,6 +5,7 @@ import { assign, setup } from 'xstate';
 import type { TaskInfo } from '../src/domain/task.ts';
 import type { CancelEvent, DriverEvent, EntityContext, StateMeta } from './entity.ts';
 import { ALREADY_CANCELLING, beginTask, cancelledError, endTask } from './entity.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
 export const STORAGE_CONNECTION_MACHINE_VERSION = 1;
 
@@ -34,7 +35,7 @@ export const storageConnectionMachine = setup({
     rememberParams: assign(({ event }) => (event.type === 'CONNECT' ? { params: event.params } : {})),
     endTask: assign((): Partial<StorageConnectionContext> => endTask()),
     cancelled: assign((): Partial<StorageConnectionContext> => endTask(cancelledError('the connection attempt was abandoned; the connection is Disconnected'))),
-    failTask: assign(({ event }) => endTask(event.type === 'WORK_FAILED' ? event.error : [1, 'unknown failure'])),
+    failTask: assign(({ event }) => endTask(event.type === 'WORK_FAILED' ? event.error : [LastErrorCodes.Failed, 'unknown failure'])),
   },
 }).createMachine({
   id: 'storageConnection',

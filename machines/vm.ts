@@ -5,6 +5,7 @@ import { assign, setup } from 'xstate';
 import type { TaskInfo } from '../src/domain/task.ts';
 import type { CancelEvent, DriverEvent, EntityContext, ErrorTuple, StateMeta } from './entity.ts';
 import { ALREADY_CANCELLING, beginTask, cancelledError, endTask, scaleProgress } from './entity.ts';
+import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
 export const VM_MACHINE_VERSION = 1;
 
@@ -53,7 +54,7 @@ export const vmMachine = setup({
     beginMigration: assign(({ event }) => (event.type === 'MIGRATE' ? { dstHost: event.dstHost } : {})),
     endTask: assign(() => ({ ...endTask(), dstHost: null })),
     failTask: assign(({ event }) => ({
-      ...endTask('error' in event ? event.error : [1, 'unknown failure']),
+      ...endTask('error' in event ? event.error : [LastErrorCodes.Failed, 'unknown failure']),
       dstHost: null,
     })),
     cancelled: assign((_, params: { outcome: string }) => ({ ...endTask(cancelledError(params.outcome)), dstHost: null })),

@@ -145,7 +145,7 @@ describe.skipIf(!qemu.available)('QEMU VM driver', () => {
       const driver = new QemuVmDriver({ vmDir, hostId: 'qemu-a', ...options });
       return new Promise((resolve) => driver.start({ kind: 'VM', id: vmId, work: 'powerUp', context: { params: { memoryMiB: 64 } }, resumed: false }, async (event) => {
         if (event.type !== 'WORK_PROGRESS') resolve(event);
-      }));
+      }, new AbortController().signal));
     };
     expect(await launch({ binary: '/nonexistent/qemu-system-x86_64' }, uniqueId('nobinary'))).toEqual({ type: 'WORK_FAILED', error: [127, QEMU_SYSTEM_HINT] });
     expect(await launch({ extraArgs: ['-no-such-option'] }, uniqueId('badargs'))).toEqual({
@@ -304,22 +304,22 @@ describe.skipIf(!qemu.available)('QEMU live migration between two agents', () =>
     await api.call('VM.create', { vmId, memoryMiB: 96 });
     await watch.until('Up', 0, 30_000);
     await watch.stop();
-    // The driver's own cancel, as the runtime calls it when a copy's state is left.
+    // The work's signal aborted, as the runtime aborts it when a copy's state is left.
     const driver = source.vms as QemuVmDriver;
     const ref = { kind: 'VM' as const, id: vmId };
     const context = { params: { memoryMiB: 96 }, dstHost: 'mig-dst' };
-    const prepared = await new Promise((resolve) => driver.start({ ...ref, work: 'prepareMigration', context, resumed: false }, async (event) => resolve(event)));
+    const prepared = await new Promise((resolve) => driver.start({ ...ref, work: 'prepareMigration', context, resumed: false }, async (event) => resolve(event), new AbortController().signal));
     expect(prepared).toEqual({ type: 'WORK_DONE' });
     const dstPid = (await destination.vms?.status(vmId))?.pid ?? -1;
     const events: string[] = [];
-    let copy: { cancel(): void } | undefined;
+    const copy = new AbortController();
     await new Promise<void>((resolve) => {
-      copy = driver.start({ ...ref, work: 'copyMemory', context, resumed: false }, async (event) => {
+      driver.start({ ...ref, work: 'copyMemory', context, resumed: false }, async (event) => {
         events.push(event.type);
         if (event.type === 'WORK_PROGRESS' && Number(event['percentage']) > 0) resolve();
-      });
+      }, copy.signal);
     });
-    copy?.cancel();
+    copy.abort();
     for (let tries = 0; (await driver.qmp(vmId, 'query-migrate')).status !== 'cancelled' && tries < 100; tries += 1) await sleep(50);
     expect(await driver.qmp(vmId, 'query-migrate')).toMatchObject({ status: 'cancelled' });
     expect(await driver.status(vmId)).toMatchObject({ status: 'running', running: true });

@@ -1,5 +1,5 @@
 import type { EntityKind } from '../../src/domain/subjects.ts';
-import type { Driver, EntityEventSink, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import type { Driver, EntityEventSink, WorkReporter, WorkRequest } from './driver.ts';
 
 /** Every kind but jobs, whose work (running their steps) the runtime does itself. */
 export type DriverKinds = Record<Exclude<EntityKind, 'Job'>, Driver>;
@@ -8,10 +8,10 @@ export type DriverKinds = Record<Exclude<EntityKind, 'Job'>, Driver>;
 export class CompositeDriver implements Driver {
   constructor(private readonly drivers: DriverKinds) {}
 
-  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
     const driver = (this.drivers as Partial<Record<EntityKind, Driver>>)[request.kind];
     if (!driver) throw new Error(`no driver for ${request.kind}`);
-    return driver.start(request, report);
+    driver.start(request, report, signal);
   }
 
   connect(sink: EntityEventSink): void {

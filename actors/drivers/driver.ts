@@ -1,7 +1,7 @@
 import type { DriverEvent } from '../../machines/entity.ts';
-import type { EntityKind } from '../../src/domain/subjects.ts';
+import type { EntityRef } from '../../src/domain/subjects.ts';
 
-export type EntityRef = { kind: EntityKind; id: string };
+export type { EntityRef };
 
 export type WorkRequest = EntityRef & {
   /** The work a state declares in its meta (`prepare`, `powerUp`, `copyMemory`, ...). */
@@ -18,16 +18,22 @@ export type WorkRequest = EntityRef & {
  */
 export type WorkReporter = (event: DriverEvent | EntityEvent) => Promise<void>;
 
-export type WorkHandle = { cancel(): void };
-
 /**
  * Does the work an operation stands for. Timers and I/O live here, never in machines: the
  * driver's progress and its end come back as events, which the runtime persists in turn.
+ * The runtime aborts `signal` when the work's state is left (a cancel, a stall, a stop): the
+ * driver then stops its timers, processes or QMP jobs and reports nothing more.
  */
 export interface Driver {
-  start(request: WorkRequest, report: WorkReporter): WorkHandle;
+  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void;
   /** Where the driver sends events no work caused (faults); the runtime connects itself. */
   connect?(sink: EntityEventSink): void;
+}
+
+/** Runs `stop` once `signal` aborts — at once when it already has. */
+export function whenAborted(signal: AbortSignal, stop: () => void): void {
+  if (signal.aborted) stop();
+  else signal.addEventListener('abort', stop, { once: true });
 }
 
 /** Events an entity receives without a call: faults the hypervisor notices on its own. */

@@ -1,11 +1,12 @@
 // Gluster work by asking and polling: the driver tells gluster to start something, then polls
 // its status every `pollMs` and reports what it sees — progress, the end, or the brick it failed on.
 import type { DriverEvent } from '../../machines/entity.ts';
-import type { BrickHeal, Driver, VolumeQueries, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import { whenAborted, type BrickHeal, type Driver, type VolumeQueries, type WorkReporter, type WorkRequest } from './driver.ts';
 import type { SimulatedGluster } from './simulated-gluster.ts';
+import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
 /** lastError code of a rebalance that failed on a brick. */
-export const REBALANCE_FAILED = 701;
+export const REBALANCE_FAILED = LastErrorCodes.RebalanceFailed;
 
 export class GlusterDriver implements Driver, VolumeQueries {
   constructor(
@@ -13,26 +14,26 @@ export class GlusterDriver implements Driver, VolumeQueries {
     private readonly options: { pollMs?: number } = {},
   ) {}
 
-  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
     const name = request.id;
     const { bricks = [] } = request.context as { bricks?: string[] };
     switch (request.work) {
       case 'createVolume':
-        return this.#poll(report, () => (request.resumed && this.#exists(name) ? undefined : this.gluster.create(name, bricks)), () => ({ type: 'WORK_DONE' }));
+        return this.#poll(report, signal, () => (request.resumed && this.#exists(name) ? undefined : this.gluster.create(name, bricks)), () => ({ type: 'WORK_DONE' }));
       case 'startVolume':
-        return this.#poll(report, () => this.gluster.start(name), () => (this.gluster.isStarted(name) ? { type: 'WORK_DONE' } : undefined));
+        return this.#poll(report, signal, () => this.gluster.start(name), () => (this.gluster.isStarted(name) ? { type: 'WORK_DONE' } : undefined));
       case 'stopVolume':
-        return this.#poll(report, () => this.gluster.stop(name), () => (this.gluster.isStarted(name) ? undefined : { type: 'WORK_DONE' }));
+        return this.#poll(report, signal, () => this.gluster.stop(name), () => (this.gluster.isStarted(name) ? undefined : { type: 'WORK_DONE' }));
       case 'rebalance':
         // Resumed after an agent restart: gluster kept going, so only the polling starts again.
-        return this.#poll(report, () => (request.resumed ? undefined : this.gluster.startRebalance(name)), () => this.#rebalanceEvent(name));
+        return this.#poll(report, signal, () => (request.resumed ? undefined : this.gluster.startRebalance(name)), () => this.#rebalanceEvent(name));
       case 'stopRebalance':
-        return this.#poll(report, () => this.gluster.stopRebalance(name), () => {
+        return this.#poll(report, signal, () => this.gluster.stopRebalance(name), () => {
           const { state } = this.gluster.rebalanceStatus(name);
           return state === 'in progress' ? undefined : { type: 'WORK_DONE' };
         });
       default:
-        return this.#poll(report, () => {
+        return this.#poll(report, signal, () => {
           throw new Error(`the gluster driver has no work ${request.work}`);
         }, () => undefined);
     }
@@ -71,14 +72,15 @@ export class GlusterDriver implements Driver, VolumeQueries {
    * Runs `begin`, then asks `check` every pollMs until it answers with a WORK_DONE or WORK_FAILED;
    * WORK_PROGRESS answers are reported and polling goes on.
    */
-  #poll(report: WorkReporter, begin: () => void, check: () => DriverEvent | undefined): WorkHandle {
+  #poll(report: WorkReporter, signal: AbortSignal, begin: () => void, check: () => DriverEvent | undefined): void {
     let timer: NodeJS.Timeout | undefined;
     const tick = () => {
+      if (signal.aborted) return;
       let event: DriverEvent | undefined;
       try {
         event = check();
       } catch (error) {
-        event = { type: 'WORK_FAILED', error: [1, (error as Error).message] };
+        event = { type: 'WORK_FAILED', error: [LastErrorCodes.Failed, (error as Error).message] };
       }
       if (event) void report(event);
       if (!event || event.type === 'WORK_PROGRESS') timer = setTimeout(tick, this.options.pollMs ?? 250);
@@ -87,11 +89,11 @@ export class GlusterDriver implements Driver, VolumeQueries {
       try {
         begin();
       } catch (error) {
-        void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+        void report({ type: 'WORK_FAILED', error: [LastErrorCodes.Failed, (error as Error).message] });
         return;
       }
       tick();
     }, 0);
-    return { cancel: () => clearTimeout(timer) };
+    whenAborted(signal, () => clearTimeout(timer));
   }
 }

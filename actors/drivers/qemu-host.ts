@@ -7,6 +7,7 @@ import type { EntityEvent } from './driver.ts';
 import { defaultAccel, launchQemu, logTail, qemuFiles, QEMU_SYSTEM_HINT, runningPid, type QemuFiles } from './qemu-process.ts';
 import { killPid, QemuErrors, QemuVm, WorkError } from './qemu-vm.ts';
 import { QmpClient } from './qmp.ts';
+import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
 /** What a VM's QEMU is made of, from its definition. */
 export type Definition = { memoryMiB: number; cpus: number; disks: string[] };
@@ -86,7 +87,7 @@ export class QemuHost {
       qmp = await QmpClient.connectWhenReady(files.socket, { timeoutMs: 20_000, alive: () => !spawnError && child.exitCode === null && child.signalCode === null });
     } catch (error) {
       if (child.pid !== undefined) await killPid(child.pid, 0);
-      if ((spawnError as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new WorkError(127, QEMU_SYSTEM_HINT);
+      if ((spawnError as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new WorkError(LastErrorCodes.ToolMissing, QEMU_SYSTEM_HINT);
       throw new WorkError(QemuErrors.Failed, `QEMU did not start: ${logTail(files) || (error as Error).message}`);
     }
     return this.#adopt(vmId, files, child.pid ?? -1, qmp, child);

@@ -5,7 +5,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ErrorTuple } from '../../machines/entity.ts';
-import type { Driver, EntityRef, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import { whenAborted, type Driver, type EntityRef, type WorkReporter, type WorkRequest } from './driver.ts';
+import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
 export type QemuImageDriverOptions = {
   /** Where image files live. */
@@ -41,7 +42,7 @@ export class QemuImageDriver implements Driver {
     return join(this.options.imageDir, `${Buffer.from(imageId).toString('base64url')}.qcow2`);
   }
 
-  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
     const context = request.context as ImageWorkContext;
     const path = this.pathOf(request.id);
     switch (request.work) {
@@ -49,26 +50,32 @@ export class QemuImageDriver implements Driver {
         const args = context.baseImageId
           ? ['create', '-f', 'qcow2', '-b', this.pathOf(context.baseImageId), '-F', 'qcow2', path, ...(context.size ? [String(context.size)] : [])]
           : ['create', '-f', 'qcow2', path, String(context.size ?? 0)];
-        return this.#run(request, args, report);
+        this.#run(request, args, report, signal);
+        return;
       }
       case 'copyImage':
-        return this.#run(request, ['convert', '-p', '-O', 'qcow2', this.pathOf(context.sourceImageId ?? ''), path], report);
+        this.#run(request, ['convert', '-p', '-O', 'qcow2', this.pathOf(context.sourceImageId ?? ''), path], report, signal);
+        return;
       case 'mergeImage':
-        return this.#run(request, ['commit', '-p', path], report, () => rmSync(path, { force: true }));
+        this.#run(request, ['commit', '-p', path], report, signal, () => rmSync(path, { force: true }));
+        return;
       case 'deleteImage':
-        return immediately(report, () => rmSync(path, { force: true }));
+        immediately(report, signal, () => rmSync(path, { force: true }));
+        return;
       case 'abortCopy':
         // The runtime killed the copy when the cancel was stored; once qemu-img has exited (or
         // after a restart, when none runs) the partial destination goes.
-        return this.#afterExit(request.id, report, () => rmSync(path, { force: true }));
+        this.#afterExit(request.id, report, signal, () => rmSync(path, { force: true }));
+        return;
       default:
-        return immediately(report, () => {
+        immediately(report, signal, () => {
           throw new Error(`the image driver has no work ${request.work}`);
         });
     }
   }
 
-  #run(request: WorkRequest, args: string[], report: WorkReporter, afterSuccess?: () => void): WorkHandle {
+  #run(request: WorkRequest, args: string[], report: WorkReporter, signal: AbortSignal, afterSuccess?: () => void): void {
+    if (signal.aborted) return;
     const child = spawn(this.#qemuImg, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
     this.#exits.set(request.id, exited);
@@ -93,7 +100,7 @@ export class QemuImageDriver implements Driver {
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.once('error', (error) => {
       const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
-      void report({ type: 'WORK_FAILED', error: missing ? [127, QEMU_IMG_HINT] : [1, error.message] });
+      void report({ type: 'WORK_FAILED', error: missing ? [LastErrorCodes.ToolMissing, QEMU_IMG_HINT] : [LastErrorCodes.Failed, error.message] });
     });
     child.once('exit', (code) => {
       if (cancelled) return;
@@ -105,49 +112,45 @@ export class QemuImageDriver implements Driver {
         afterSuccess?.();
         void report({ type: 'WORK_DONE' });
       } catch (error) {
-        void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+        void report({ type: 'WORK_FAILED', error: [LastErrorCodes.Failed, (error as Error).message] });
       }
     });
-    return {
-      cancel: () => {
-        cancelled = true;
-        child.kill('SIGTERM');
-      },
-    };
+    whenAborted(signal, () => {
+      cancelled = true;
+      child.kill('SIGTERM');
+    });
   }
 
-  #afterExit(imageId: string, report: WorkReporter, work: () => void): WorkHandle {
-    let cancelled = false;
+  #afterExit(imageId: string, report: WorkReporter, signal: AbortSignal, work: () => void): void {
     void (this.#exits.get(imageId) ?? Promise.resolve()).then(() => {
-      if (cancelled) return;
+      if (signal.aborted) return;
       try {
         work();
         void report({ type: 'WORK_DONE' });
       } catch (error) {
-        void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+        void report({ type: 'WORK_FAILED', error: [LastErrorCodes.Failed, (error as Error).message] });
       }
     });
-    return { cancel: () => (cancelled = true) };
   }
 }
 
 /** qemu-img's last stderr line, with an errno-like code where one is recognisable. */
 function toolError(stderr: string, exitCode: number | null): ErrorTuple {
   const message = stderr.trim().split('\n').pop() ?? `qemu-img exited with ${exitCode}`;
-  if (/No such file or directory/i.test(message)) return [2, message];
-  if (/No space left on device/i.test(message)) return [28, message];
-  if (/Permission denied/i.test(message)) return [13, message];
-  return [1, message];
+  if (/No such file or directory/i.test(message)) return [LastErrorCodes.NoSuchFile, message];
+  if (/No space left on device/i.test(message)) return [LastErrorCodes.NoSpace, message];
+  if (/Permission denied/i.test(message)) return [LastErrorCodes.PermissionDenied, message];
+  return [LastErrorCodes.Failed, message];
 }
 
-function immediately(report: WorkReporter, work: () => void): WorkHandle {
+function immediately(report: WorkReporter, signal: AbortSignal, work: () => void): void {
   const timer = setImmediate(() => {
     try {
       work();
       void report({ type: 'WORK_DONE' });
     } catch (error) {
-      void report({ type: 'WORK_FAILED', error: [1, (error as Error).message] });
+      void report({ type: 'WORK_FAILED', error: [LastErrorCodes.Failed, (error as Error).message] });
     }
   });
-  return { cancel: () => clearImmediate(timer) };
+  whenAborted(signal, () => clearImmediate(timer));
 }

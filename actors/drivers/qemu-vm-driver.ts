@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { DriverEvent } from '../../machines/entity.ts';
 import { EntityKinds } from '../../src/domain/subjects.ts';
 import { createLogger, type Logger } from '../../src/log.ts';
-import type { Driver, EntityEvent, EntityEventSink, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import type { Driver, EntityEvent, EntityEventSink, WorkReporter, WorkRequest } from './driver.ts';
 import { QemuHost, type Definition } from './qemu-host.ts';
 import { listenForMigration, migrate, requestIncoming, serveIncoming, type IncomingRequest } from './qemu-migration.ts';
 import { runningPid, type QemuFiles } from './qemu-process.ts';
@@ -85,11 +85,9 @@ export class QemuVmDriver implements Driver {
     this.#host.detachAll();
   }
 
-  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
     // Work for a VM means this agent's runtime runs its entity: its QEMU's events are ours.
     this.#host.claim(request.id);
-    const controller = new AbortController();
-    const { signal } = controller;
     const progress = (percentage: number) => void report({ type: 'WORK_PROGRESS', percentage });
     const finish = (event: DriverEvent) => {
       if (!signal.aborted) void report(event);
@@ -100,7 +98,6 @@ export class QemuVmDriver implements Driver {
         const code = error instanceof WorkError ? error.code : QemuErrors.Failed;
         finish({ type: 'WORK_FAILED', error: [code, error instanceof Error ? error.message : String(error)] });
       });
-    return { cancel: () => controller.abort() };
   }
 
   /** Does one work; true when it ends with WORK_DONE (watches end with nothing to report). */

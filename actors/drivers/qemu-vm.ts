@@ -10,16 +10,17 @@ import type { EntityEvent } from './driver.ts';
 import { processRuns, type QemuFiles } from './qemu-process.ts';
 import type { QmpClient, QmpEvent } from './qmp.ts';
 import { EIO_ERROR } from './simulated-driver.ts';
+import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
-/** lastError codes the QEMU driver sets (123, the seed's disk error, comes from EIO_ERROR). */
+/** lastError codes the QEMU driver sets, by its own names (the seed's disk error comes from EIO_ERROR). */
 export const QemuErrors = {
   /** QEMU would not start, or a QMP command failed. */
-  Failed: 1,
+  Failed: LastErrorCodes.Failed,
   /** The QEMU process ended without the agent asking. */
-  Exited: 130,
+  Exited: LastErrorCodes.QemuExited,
   /** QEMU paused the guest without the agent asking (someone else on its monitor, a watchdog...). */
-  PausedOutside: 131,
-  Migration: 132,
+  PausedOutside: LastErrorCodes.QemuPausedOutside,
+  Migration: LastErrorCodes.MigrationFailed,
 } as const;
 
 /** A work that failed with the lastError code it should carry. */

@@ -1,6 +1,8 @@
 import type { ErrorTuple } from '../../machines/entity.ts';
 import { ErrorCodes, OpstreamError } from '../../src/domain/errors.ts';
-import type { Driver, EntityEventSink, EntityRef, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import { whenAborted, type Driver, type EntityEventSink, type EntityRef, type WorkReporter, type WorkRequest } from './driver.ts';
+import { LastErrorCodes } from '../../src/domain/last-errors.ts';
+import { entityKey } from '../../src/domain/subjects.ts';
 
 /** A work runs in `steps` equal ticks of `stepMs`, reporting progress after each. */
 export type SimTiming = { steps: number; stepMs: number };
@@ -9,8 +11,8 @@ export const SIM_FAULTS = ['EIO', 'WORK_FAILURE'] as const;
 export type SimFault = (typeof SIM_FAULTS)[number];
 
 /** The seed's "paused on EIO" error. */
-export const EIO_ERROR: ErrorTuple = [123, 'Error writing to disks'];
-const INJECTED_FAILURE: ErrorTuple = [500, 'injected failure'];
+export const EIO_ERROR: ErrorTuple = [LastErrorCodes.DiskWriteError, 'Error writing to disks'];
+const INJECTED_FAILURE: ErrorTuple = [LastErrorCodes.InjectedFailure, 'injected failure'];
 
 const DEMO_TIMINGS: Record<string, SimTiming> = {
   prepare: { steps: 4, stepMs: 300 },
@@ -35,7 +37,7 @@ export type SimulatedDriverOptions = {
 
 type Running = { request: WorkRequest; report: WorkReporter; stop: () => void };
 
-const key = (ref: EntityRef) => `${ref.kind}.${ref.id}`;
+const key = entityKey;
 
 /** Stands for the hypervisor: timed progress, and faults injected on demand. */
 export class SimulatedDriver implements Driver {
@@ -59,9 +61,9 @@ export class SimulatedDriver implements Driver {
     this.#sink = sink;
   }
 
-  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
     // A settled VM's watch is on a real hypervisor; the simulated one has nothing to watch.
-    if (request.work === 'watchRunning' || request.work === 'watchPaused') return { cancel: () => undefined };
+    if (request.work === 'watchRunning' || request.work === 'watchPaused') return;
     const { steps, stepMs } = this.#timings[request.work] ?? this.#defaultTiming;
     const planned = this.#plannedFailures.get(`${key(request)}:${request.work}`);
     this.#plannedFailures.delete(`${key(request)}:${request.work}`);
@@ -88,7 +90,7 @@ export class SimulatedDriver implements Driver {
     };
     timer = setTimeout(tick, stepMs);
     this.#running.set(key(request), { request, report, stop });
-    return { cancel: stop };
+    whenAborted(signal, stop);
   }
 
   /** Makes the next run of `work` on this entity fail halfway with `error`. */

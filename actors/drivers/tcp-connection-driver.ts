@@ -3,7 +3,8 @@
 // `disconnect`. Refused, unreachable and unknown hosts come back as lastError.
 import { connect, type Socket } from 'node:net';
 import type { ErrorTuple } from '../../machines/entity.ts';
-import type { Driver, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
+import { whenAborted, type Driver, type WorkReporter, type WorkRequest } from './driver.ts';
+import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
 type ConnectionParams = { server?: string; port?: number };
 
@@ -13,17 +14,19 @@ const KEEPALIVE_MS = 10_000;
 export class TcpConnectionDriver implements Driver {
   readonly #held = new Map<string, Socket>();
 
-  start(request: WorkRequest, report: WorkReporter): WorkHandle {
+  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
     const { server = '', port = 2049 } = ((request.context as { params?: ConnectionParams }).params ?? {}) as ConnectionParams;
     const target = `${server}:${port}`;
     switch (request.work) {
       case 'connect':
-        return this.#open(request.id, server, port, report);
+        this.#open(request.id, server, port, report, signal);
+        return;
       case 'holdConnection': {
         // After an agent restart nothing is held yet: open it again, as `restart` declares.
         const socket = this.#held.get(request.id);
-        if (!socket) return this.#open(request.id, server, port, report, true);
-        return this.#hold(socket, target, report);
+        if (!socket) this.#open(request.id, server, port, report, signal, true);
+        else this.#hold(socket, target, report, signal);
+        return;
       }
       case 'abortConnect':
       case 'disconnect': {
@@ -31,11 +34,12 @@ export class TcpConnectionDriver implements Driver {
         this.#held.delete(request.id);
         socket?.destroy();
         const timer = setImmediate(() => void report({ type: 'WORK_DONE' }));
-        return { cancel: () => clearImmediate(timer) };
+        whenAborted(signal, () => clearImmediate(timer));
+        return;
       }
       default: {
-        const timer = setImmediate(() => void report({ type: 'WORK_FAILED', error: [1, `no connection work ${request.work}`] }));
-        return { cancel: () => clearImmediate(timer) };
+        const timer = setImmediate(() => void report({ type: 'WORK_FAILED', error: [LastErrorCodes.Failed, `no connection work ${request.work}`] }));
+        whenAborted(signal, () => clearImmediate(timer));
       }
     }
   }
@@ -44,28 +48,27 @@ export class TcpConnectionDriver implements Driver {
    * Reports the connection lost when the server closes its side (a half-close is the end of an
    * NFS session too) or the socket dies — also when that happened before the hold began.
    */
-  #hold(socket: Socket, target: string, report: WorkReporter): WorkHandle {
+  #hold(socket: Socket, target: string, report: WorkReporter, signal: AbortSignal): void {
     let reported = false;
     const lost = () => {
       if (reported) return;
       reported = true;
-      void report({ type: 'WORK_FAILED', error: [605, `connection to ${target} lost`] });
+      void report({ type: 'WORK_FAILED', error: [LastErrorCodes.ConnectionLost, `connection to ${target} lost`] });
     };
     if (socket.destroyed || socket.readableEnded) {
       const timer = setImmediate(lost);
-      return { cancel: () => clearImmediate(timer) };
+      whenAborted(signal, () => clearImmediate(timer));
+      return;
     }
     socket.once('end', lost);
     socket.once('close', lost);
-    return {
-      cancel: () => {
-        socket.off('end', lost);
-        socket.off('close', lost);
-      },
-    };
+    whenAborted(signal, () => {
+      socket.off('end', lost);
+      socket.off('close', lost);
+    });
   }
 
-  #open(id: string, server: string, port: number, report: WorkReporter, thenHold = false): WorkHandle {
+  #open(id: string, server: string, port: number, report: WorkReporter, signal: AbortSignal, thenHold = false): void {
     let settled = false;
     const socket = connect({ host: server, port });
     socket.setTimeout(CONNECT_TIMEOUT_MS);
@@ -77,7 +80,7 @@ export class TcpConnectionDriver implements Driver {
       // Dead peers that never send a FIN are found by TCP keepalive instead of never.
       socket.setKeepAlive(true, KEEPALIVE_MS);
       if (!thenHold) void report({ type: 'WORK_DONE' });
-      else this.#hold(socket, `${server}:${port}`, report);
+      else this.#hold(socket, `${server}:${port}`, report, signal);
     });
     socket.once('timeout', () => socket.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
     socket.once('error', (error: NodeJS.ErrnoException) => {
@@ -85,27 +88,25 @@ export class TcpConnectionDriver implements Driver {
       settled = true;
       void report({ type: 'WORK_FAILED', error: connectError(error, `${server}:${port}`) });
     });
-    return {
-      cancel: () => {
-        if (!settled) socket.destroy();
-      },
-    };
+    whenAborted(signal, () => {
+      if (!settled) socket.destroy();
+    });
   }
 }
 
 function connectError(error: NodeJS.ErrnoException, target: string): ErrorTuple {
   switch (error.code) {
     case 'ECONNREFUSED':
-      return [601, `connection refused by ${target}`];
+      return [LastErrorCodes.ConnectionRefused, `connection refused by ${target}`];
     case 'ETIMEDOUT':
-      return [602, `no answer from ${target} within ${CONNECT_TIMEOUT_MS / 1000} s`];
+      return [LastErrorCodes.ConnectTimeout, `no answer from ${target} within ${CONNECT_TIMEOUT_MS / 1000} s`];
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return [603, `unknown host ${target.split(':')[0]}`];
+      return [LastErrorCodes.UnknownHost, `unknown host ${target.split(':')[0]}`];
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
-      return [604, `${target} is unreachable`];
+      return [LastErrorCodes.HostUnreachable, `${target} is unreachable`];
     default:
-      return [600, `cannot connect to ${target}: ${error.message}`];
+      return [LastErrorCodes.ConnectFailed, `cannot connect to ${target}: ${error.message}`];
   }
 }

@@ -8,6 +8,8 @@ export const OPERATION_DESCRIPTIONS = [
   'Creating', 'Configuring', 'Running', 'Pausing', 'Paused', 'Resuming', 'Migration', 'Stopping',
   'Stopped', 'Copying', 'Merging', 'Deleting', 'Ready', 'Connecting', 'Connected', 'Disconnecting',
   'Disconnected', 'Starting', 'Rebalancing', 'Healing', 'Failed',
+  // Added later (clients must keep values they do not know): an image or volume that does not exist.
+  'Absent',
 ] as const;
 export type OperationDescription = (typeof OPERATION_DESCRIPTIONS)[number];
 

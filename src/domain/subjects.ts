@@ -40,8 +40,19 @@ export function assertEntityId(id: unknown, field = 'id'): asserts id is string 
   }
 }
 
+/** Which entity: its kind and its id. */
+export type EntityRef = { kind: EntityKind; id: string };
+
+/**
+ * The one `kind.id` key of an entity: maps of entities are keyed by it, and its alert subject is
+ * `vdsm.<key>`.
+ */
+export function entityKey(ref: EntityRef): string {
+  return `${ref.kind}.${ref.id}`;
+}
+
 export function alertSubject(kind: EntityKind, id: string): string {
-  return `${ALERT_ROOT}.${kind}.${id}`;
+  return `${ALERT_ROOT}.${entityKey({ kind, id })}`;
 }
 
 /** The kind and id of an alert subject, or undefined when it is not one. */

@@ -7,7 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { ensureCredentials } from '../../src/security/credentials.ts';
 import { historySeal } from '../../src/security/history-seal.ts';
 import { SimulatedDriver, type SimulatedDriverOptions } from '../../actors/drivers/simulated-driver.ts';
-import { Runtime } from '../../actors/runtime.ts';
+import { Runtime, type RuntimeOptions } from '../../actors/runtime.ts';
 import { ensureAlertStream } from '../../src/nats/alert-stream.ts';
 import { connectNats } from '../../src/nats/connection.ts';
 
@@ -28,12 +28,16 @@ function installationCredentials() {
   return ensureCredentials(installation);
 }
 
-export async function startTestAgent(url: string, driverOptions: SimulatedDriverOptions = { stepMs: 5 }): Promise<TestAgent> {
+export async function startTestAgent(
+  url: string,
+  driverOptions: SimulatedDriverOptions = { stepMs: 5 },
+  runtimeOptions: Partial<Omit<RuntimeOptions, 'nc' | 'stream' | 'driver'>> = {},
+): Promise<TestAgent> {
   const credentials = installationCredentials();
   const nc = await connectNats(url, 'test-agent');
   const stream = await ensureAlertStream(nc);
   const driver = new SimulatedDriver(driverOptions);
-  const runtime = await Runtime.start({ nc, stream, driver, seal: historySeal(credentials.historyKey) });
+  const runtime = await Runtime.start({ nc, stream, driver, seal: historySeal(credentials.historyKey), ...runtimeOptions });
   return {
     nc,
     runtime,
