@@ -236,10 +236,19 @@ export class Runtime {
     return actor.exists ? actor : undefined;
   }
 
-  /** An event no call caused (a fault the hypervisor noticed), durable when this resolves. */
+  /**
+   * An event no call caused (a fault the hypervisor noticed, a VM's driver reporting on one of
+   * its disks), durable when this resolves. Only kinds whose machine says so come into being this
+   * way — and then only if the machine's first state takes the event; every other kind must exist.
+   */
   async deliver(ref: EntityRef, event: EntityEvent): Promise<Appended> {
-    const actor = await this.existing(ref);
-    return actor.request(event);
+    if (!this.#definition(ref).createdByReports) return (await this.existing(ref)).request(event);
+    const actor = await this.entity(ref);
+    try {
+      return await actor.request(event);
+    } finally {
+      this.#forgetIfEmpty(actor);
+    }
   }
 
   /**
