@@ -18,7 +18,7 @@ const ANY = Symbol('any');
 type Literal = { atoms: Atom[]; complete: boolean; dotless?: boolean };
 
 /** Characters, non-negated classes of them, quantifiers and groups: none can match a `.`. */
-const DOTLESS_REST = /^(?:[A-Za-z0-9_\-+*?{},()|]|\[(?!\^)[A-Za-z0-9_\-]*\])*$/;
+const DOTLESS_REST = /^(?:[A-Za-z0-9_+*?{},()|-]|\[(?!\^)[A-Za-z0-9_-]*\])*$/;
 const stopped = (atoms: Atom[], rest: string): Literal[] => [{ atoms, complete: false, dotless: DOTLESS_REST.test(rest) }];
 
 /** Past this many exact subjects for one kind, that kind's wildcard is the cheaper filter. */
