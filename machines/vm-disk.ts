@@ -1,8 +1,9 @@
-// A VM's disk (`vdsm.VM.<vmId>.Disk.<diskId>`): the storage side of the VM's operations. The seed
-// says a migration "is available on the image operationInfo": the VM's alert says the VM is
-// migrating, each disk's alert says how far its data has got. A disk runs no work of its own —
-// the VM's driver, while it migrates the VM, reports for each disk — so its events are the
-// STORAGE_* ones below, and a disk entity comes into being with its first report.
+// A VM's disk (`vdsm.VM.<vmId>.Disk.<diskId>`): the storage side of the operations it takes part
+// in. The seed says a migration "is available on the image operationInfo": the VM's alert says
+// the VM is migrating, each disk's alert says how far its data has got; a copy of an image that
+// is a VM's disk shows on that disk the same way. A disk runs no work of its own — the VM's driver
+// while it migrates the VM, the copy's work while it reads the disk, report for it — so its
+// events are the STORAGE_* ones below, and a disk entity comes into being with its first report.
 import { assign, setup } from 'xstate';
 import type { DriverEvent, EntityContext, ErrorTuple, StateMeta } from './entity.ts';
 import { endTask, scaleProgress } from './entity.ts';
@@ -27,14 +28,23 @@ export type VmDiskEvent =
       /** The VM's migration task: the seed's "reported as a task" side of the same migration. */
       taskId?: string;
     }
+  | {
+      type: 'STORAGE_COPY_STARTED';
+      vmId: string;
+      /** The image the disk is, read by the copy. */
+      imageId: string;
+      dstImageId: string;
+      /** The copy's task (an operation of the destination image). */
+      taskId?: string;
+    }
   | { type: 'STORAGE_PROGRESS'; percentage: number }
   | { type: 'STORAGE_DONE' }
   | { type: 'STORAGE_FAILED'; error: ErrorTuple }
   /** What the runtime records when an agent restart ends the migration (onResume `fail`). */
   | Extract<DriverEvent, { type: 'WORK_FAILED' }>;
 
-/** lastError of a disk whose VM's migration ended before its data had been copied. */
-export const STORAGE_MIGRATION_ABORTED = 140;
+/** lastError of a disk whose operation (its VM's migration, a copy) ended before its part did. */
+export const STORAGE_OPERATION_ABORTED = 140;
 
 /** A settled disk names no running task; the rest of what its last migration said stays. */
 function withoutTask(extraData: Record<string, unknown> | undefined): Record<string, unknown> {
@@ -65,7 +75,13 @@ export const vmDiskMachine = setup({
               ...(event.taskId ? { taskId: event.taskId } : {}),
             },
           }
-        : {},
+        : event.type === 'STORAGE_COPY_STARTED'
+          ? {
+              percentage: 0,
+              lastError: [0, ''] as ErrorTuple,
+              extraData: { vmId: event.vmId, imageId: event.imageId, dstImageId: event.dstImageId, ...(event.taskId ? { taskId: event.taskId } : {}) },
+            }
+          : {},
     ),
     trackProgress: assign(({ event }) => (event.type === 'STORAGE_PROGRESS' ? { percentage: scaleProgress(event.percentage, 0, 100) } : {})),
     done: assign(({ context }) => ({ ...endTask(), extraData: withoutTask(context.extraData) })),
@@ -85,7 +101,10 @@ export const vmDiskMachine = setup({
         status: 'OK',
         operation: { operationDescription: 'Ready', stageDescription: '', ...settled, extraData: {} },
       }),
-      on: { STORAGE_MIGRATION_STARTED: { target: 'Migrating', actions: 'begin' } },
+      on: {
+        STORAGE_MIGRATION_STARTED: { target: 'Migrating', actions: 'begin' },
+        STORAGE_COPY_STARTED: { target: 'Copying', actions: 'begin' },
+      },
     },
     Migrating: {
       meta: meta({
@@ -105,12 +124,32 @@ export const vmDiskMachine = setup({
         WORK_FAILED: { target: 'Failed', actions: 'failed' },
       },
     },
+    // The disk is the source of a copy: it stays usable (OK), the copy reads it.
+    Copying: {
+      meta: meta({
+        status: 'OK',
+        operation: { operationDescription: 'Copying', stageDescription: 'copying data', stage: [1, 2], extraData: { state: 'copying' } },
+        // As Migrating: the copy's work reports here; a restart fails the disk's part, and the
+        // copy, which restarts, begins it again.
+        onResume: 'fail',
+        cancel: { policy: 'refuse', reason: "the disk is read by a copy: cancel the copy's task (extraData.taskId)" },
+      }),
+      on: {
+        STORAGE_PROGRESS: { actions: 'trackProgress' },
+        STORAGE_DONE: { target: 'Idle', actions: 'done' },
+        STORAGE_FAILED: { target: 'Failed', actions: 'failed' },
+        WORK_FAILED: { target: 'Failed', actions: 'failed' },
+      },
+    },
     Failed: {
       meta: meta({
         status: 'OK',
-        operation: { operationDescription: 'Failed', stageDescription: '', ...settled, extraData: { state: 'migration failed' } },
+        operation: { operationDescription: 'Failed', stageDescription: '', ...settled, extraData: { state: 'failed' } },
       }),
-      on: { STORAGE_MIGRATION_STARTED: { target: 'Migrating', actions: 'begin' } },
+      on: {
+        STORAGE_MIGRATION_STARTED: { target: 'Migrating', actions: 'begin' },
+        STORAGE_COPY_STARTED: { target: 'Copying', actions: 'begin' },
+      },
     },
   },
 });

@@ -179,6 +179,33 @@ describe("a VM's disks report the storage side of its migration", () => {
     ]);
   });
 
+  it("shows a copy of an image that is a running VM's disk on that disk, and none for an unused image", async () => {
+    const client = host as OpstreamClient;
+    const source = uniqueId('src');
+    const vmId = uniqueId('cp');
+    await client.call('Image.create', { imageId: source, size: 1 << 20 });
+    await until('source ok', () => client.call<Info>('Image.getInfo', { imageId: source }), (info) => info.status === 'OK');
+    await createUp(client, vmId, [{ imageId: source }]);
+    const copy = uniqueId('copy');
+    const { taskId } = await client.call<{ taskId: string }>('Image.copy', { imageId: source, dstImageId: copy });
+    await until('copy ok', () => client.call<Info>('Image.getInfo', { imageId: copy }), (info) => info.status === 'OK');
+    const disk = await historyOf(client, `vdsm.VM.${vmId}.Disk.${source}`);
+    expect(disk.map((step) => step.event.type)).toEqual(['STORAGE_COPY_STARTED', 'STORAGE_PROGRESS', 'STORAGE_DONE']);
+    expect(disk[0]?.operationInfo).toMatchObject({ operationDescription: 'Copying', stage: [1, 2], percentage: 0, extraData: { vmId, imageId: source, dstImageId: copy, taskId } });
+    expect(disk[1]?.operationInfo.percentage).toBeGreaterThan(0);
+    expect(disk[2]?.operationInfo).toMatchObject({ operationDescription: 'Ready', stage: [1, 1] });
+    const destination = await historyOf(client, `vdsm.Storage.Image.${copy}`);
+    expect(disk[2]?.seq).toBeLessThan(destination.at(-1)?.seq ?? 0);
+
+    // A copy of that copy reads no VM's disk: no disk entity comes of it.
+    const before = await client.call<unknown[]>('History.list', { filter: 'vdsm.VM.*.Disk.*' });
+    await client.call('Image.copy', { imageId: copy, dstImageId: uniqueId('copy2') });
+    await until('second copy', () => client.call<Array<{ status: string }>>('History.list', { filter: 'vdsm.Storage.Image.*' }), (images) => images.every((image) => image.status === 'OK'));
+    expect(await client.call<unknown[]>('History.list', { filter: 'vdsm.VM.*.Disk.*' })).toHaveLength(before.length);
+    await client.call('VM.destroy', { vmId });
+    await until(`${vmId} down`, () => vmInfo(client, vmId), (info) => info.status === 'Down');
+  });
+
   it('refuses a VM definition whose disks share an id or name none', async () => {
     const client = host as OpstreamClient;
     await expect(client.call('VM.create', { vmId: uniqueId('dup'), disks: [{ diskId: 'a' }, { diskId: 'a' }] })).rejects.toThrow(/two disks have the same id/);
@@ -200,7 +227,8 @@ describe("a VM's disks report the storage side of its migration", () => {
     const client = await startOne(SLOW_COPY);
     // Recovered from snapshots and the stream: the finished disks are where they were.
     const disks = await client.call<Array<{ alertName: string; status: string; operationInfo: Info['operationInfo'] }>>('History.list', { filter: 'vdsm.VM.*.Disk.*' });
-    expect(disks.map((disk) => disk.alertName).sort()).toEqual([names.dbDisk, names.webD1, names.webD2].sort());
+    expect(disks.map((disk) => disk.alertName).filter((name) => !name.includes('.cp-')).sort()).toEqual([names.dbDisk, names.webD1, names.webD2].sort());
+    expect(disks).toHaveLength(4);
     for (const disk of disks) expect(disk.operationInfo).toMatchObject({ operationDescription: 'Ready', lastError: [0, ''] });
 
     const mid = uniqueId('mid');

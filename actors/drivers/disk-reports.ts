@@ -1,30 +1,51 @@
-// The storage side of a VM's migration, reported on each of the VM's disks
-// (`vdsm.VM.<vmId>.Disk.<diskId>`): a VM driver tells this when the VM's memory copy begins,
-// progresses, ends or fails, and it sends each disk's event through the runtime's sink — the
-// seed's "all the information is available on the image operationInfo". Each disk's reports go
-// out one after another, so its alerts keep their order.
+// The storage side of an operation, reported on the VM disks it involves
+// (`vdsm.VM.<vmId>.Disk.<diskId>`): a VM's migration moves all its disks, a copy reads an image
+// that is some VM's disk. Whoever does the operation's work tells this when it begins,
+// progresses, ends or fails, and each disk's event goes through the runtime's sink — the seed's
+// "all the information is available on the image operationInfo". Each disk's reports go out one
+// after another, so its alerts keep their order.
 import { EntityKinds, subObjectId } from '../../src/domain/subjects.ts';
 import type { ErrorTuple } from '../../machines/entity.ts';
-import { STORAGE_MIGRATION_ABORTED, type VmDiskEvent } from '../../machines/vm-disk.ts';
+import { STORAGE_OPERATION_ABORTED, type VmDiskEvent } from '../../machines/vm-disk.ts';
 import type { Logger } from '../../src/log.ts';
 import type { EntityEventSink, EntityRef, WorkRequest } from './driver.ts';
 
 /** A disk in a VM definition: an Image entity (`imageId`) or a disk known by its own id. */
 export type VmDiskDefinition = { diskId?: string; imageId?: string };
 
-type Migrating = { disks: Array<{ ref: EntityRef; imageId?: string }> };
+/** One disk an operation involves, and the event that starts the operation on it. */
+export type InvolvedDisk = { ref: EntityRef; started: VmDiskEvent };
 
 /** The disks of a VM's definition (its create params), each with the id its alerts carry. */
-export function disksOf(request: WorkRequest): Array<{ diskId: string; imageId?: string }> {
-  const params = (request.context['params'] ?? {}) as { disks?: VmDiskDefinition[] };
-  return (params.disks ?? []).flatMap(({ diskId, imageId }) => {
+export function disksOf(params: unknown): Array<{ diskId: string; imageId?: string }> {
+  const { disks } = (params ?? {}) as { disks?: VmDiskDefinition[] };
+  return (disks ?? []).flatMap(({ diskId, imageId }) => {
     const id = diskId ?? imageId;
     return id ? [{ diskId: id, ...(imageId ? { imageId } : {}) }] : [];
   });
 }
 
+export const diskRef = (vmId: string, diskId: string): EntityRef => ({ kind: EntityKinds.VMDisk, id: subObjectId(vmId, diskId) });
+
+/** A VM's migration (`copyMemory`) moves every disk of its definition. */
+export function migratingDisks(request: WorkRequest): InvolvedDisk[] {
+  const dstHost = typeof request.context['dstHost'] === 'string' ? request.context['dstHost'] : 'unknown';
+  const task = request.context['task'] as { id?: string } | null | undefined;
+  return disksOf(request.context['params']).map(({ diskId, imageId }) => ({
+    ref: diskRef(request.id, diskId),
+    started: {
+      type: 'STORAGE_MIGRATION_STARTED',
+      vmId: request.id,
+      dstHost,
+      ...(imageId ? { imageId } : {}),
+      ...(task?.id ? { taskId: task.id } : {}),
+    },
+  }));
+}
+
 export class DiskReports {
-  readonly #migrating = new Map<string, Migrating>();
+  /** Per operation (its entity's key), the disks it still reports on. */
+  readonly #running = new Map<string, InvolvedDisk[]>();
   readonly #chains = new Map<string, Promise<void>>();
 
   constructor(
@@ -32,52 +53,47 @@ export class DiskReports {
     private readonly logger?: Logger,
   ) {}
 
-  /** The VM's memory copy (`copyMemory`) starts: each disk starts migrating with it. */
-  async begin(request: WorkRequest): Promise<void> {
-    const disks = disksOf(request).map(({ diskId, imageId }) => ({ ref: { kind: EntityKinds.VMDisk, id: subObjectId(request.id, diskId) }, imageId }));
+  /** `operation` (the key of the entity whose work it is) begins on `disks`. */
+  async begin(operation: string, disks: InvolvedDisk[]): Promise<void> {
     if (disks.length === 0) return;
-    this.#migrating.set(request.id, { disks });
-    const dstHost = typeof request.context['dstHost'] === 'string' ? request.context['dstHost'] : 'unknown';
-    const task = request.context['task'] as { id?: string } | null | undefined;
-    await this.#all(request.id, ({ imageId }) => ({
-      type: 'STORAGE_MIGRATION_STARTED',
-      vmId: request.id,
-      dstHost,
-      ...(imageId ? { imageId } : {}),
-      ...(task?.id ? { taskId: task.id } : {}),
-    }));
+    this.#running.set(operation, disks);
+    await this.#all(operation, (disk) => disk.started);
   }
 
-  async progress(vmId: string, percentage: number): Promise<void> {
-    await this.#all(vmId, () => ({ type: 'STORAGE_PROGRESS', percentage }));
+  running(operation: string): boolean {
+    return this.#running.has(operation);
   }
 
-  async done(vmId: string): Promise<void> {
-    await this.#all(vmId, () => ({ type: 'STORAGE_DONE' }));
-    this.#migrating.delete(vmId);
+  async progress(operation: string, percentage: number): Promise<void> {
+    await this.#all(operation, () => ({ type: 'STORAGE_PROGRESS', percentage }));
   }
 
-  async fail(vmId: string, error: ErrorTuple): Promise<void> {
-    await this.#all(vmId, () => ({ type: 'STORAGE_FAILED', error }));
-    this.#migrating.delete(vmId);
+  async done(operation: string): Promise<void> {
+    await this.#all(operation, () => ({ type: 'STORAGE_DONE' }));
+    this.#running.delete(operation);
+  }
+
+  async fail(operation: string, error: ErrorTuple): Promise<void> {
+    await this.#all(operation, () => ({ type: 'STORAGE_FAILED', error }));
+    this.#running.delete(operation);
   }
 
   /**
-   * The VM moved on to `work` while its disks were still migrating (the migration was cancelled,
-   * failed, or the VM destroyed): their copy ended with it.
+   * The operation's entity moved on to `work` while its disks were still in it (it was
+   * cancelled, failed, or the VM destroyed): their part ended with it.
    */
-  async settle(vmId: string, work: string): Promise<void> {
-    if (!this.#migrating.has(vmId)) return;
-    await this.fail(vmId, [STORAGE_MIGRATION_ABORTED, `the VM's migration ended before the disk's data was copied (the VM went on to "${work}")`]);
+  async settle(operation: string, work: string): Promise<void> {
+    if (!this.#running.has(operation)) return;
+    await this.fail(operation, [STORAGE_OPERATION_ABORTED, `the operation ended before the disk's part of it did (its entity went on to "${work}")`]);
   }
 
-  async #all(vmId: string, event: (disk: { imageId?: string }) => VmDiskEvent): Promise<void> {
-    const migrating = this.#migrating.get(vmId);
-    if (!migrating) return;
-    await Promise.all(migrating.disks.map((disk) => this.#send(disk.ref, event(disk))));
+  async #all(operation: string, event: (disk: InvolvedDisk) => VmDiskEvent): Promise<void> {
+    const disks = this.#running.get(operation);
+    if (!disks) return;
+    await Promise.all(disks.map((disk) => this.#send(disk.ref, event(disk))));
   }
 
-  /** One disk's reports in order; a refused one is logged and dropped, never thrown at the VM. */
+  /** One disk's reports in order; a refused one is logged and dropped, never thrown at the work. */
   #send(ref: EntityRef, event: VmDiskEvent): Promise<void> {
     const key = `${ref.kind}.${ref.id}`;
     const sink = this.sink();

@@ -1,7 +1,7 @@
 import type { ErrorTuple } from '../../machines/entity.ts';
 import { ErrorCodes, OpstreamError } from '../../src/domain/errors.ts';
 import { EntityKinds } from '../../src/domain/subjects.ts';
-import { DiskReports } from './disk-reports.ts';
+import { DiskReports, migratingDisks } from './disk-reports.ts';
 import type { Driver, EntityEventSink, EntityRef, WorkHandle, WorkReporter, WorkRequest } from './driver.ts';
 
 /** A work runs in `steps` equal ticks of `stepMs`, reporting progress after each. */
@@ -66,7 +66,7 @@ export class SimulatedDriver implements Driver {
   start(request: WorkRequest, report: WorkReporter): WorkHandle {
     const migration = request.kind === EntityKinds.VM && request.work === 'copyMemory';
     // Whatever a VM does next, disks still migrating were left behind by the migration's end.
-    const settled = request.kind === EntityKinds.VM && !migration ? this.#disks.settle(request.id, request.work) : Promise.resolve();
+    const settled = request.kind === EntityKinds.VM && !migration ? this.#disks.settle(key(request), request.work) : Promise.resolve();
     // A settled VM's watch is on a real hypervisor; the simulated one has nothing to watch.
     if (request.work === 'watchRunning' || request.work === 'watchPaused') return { cancel: () => undefined };
     const { steps, stepMs } = this.#timings[request.work] ?? this.#defaultTiming;
@@ -86,25 +86,25 @@ export class SimulatedDriver implements Driver {
       step += 1;
       if (planned && step === Math.ceil(steps / 2)) {
         stop();
-        await disks(() => this.#disks.fail(request.id, planned));
+        await disks(() => this.#disks.fail(key(request), planned));
         void report({ type: 'WORK_FAILED', error: planned });
         return;
       }
       if (step < steps) {
         const percentage = Math.round((100 * step) / steps);
-        await disks(() => this.#disks.progress(request.id, percentage));
+        await disks(() => this.#disks.progress(key(request), percentage));
         if (stopped) return;
         void report({ type: 'WORK_PROGRESS', percentage });
         timer = setTimeout(() => void tick(), stepMs);
       } else {
         stop();
-        await disks(() => this.#disks.done(request.id));
+        await disks(() => this.#disks.done(key(request)));
         void report({ type: 'WORK_DONE' });
       }
     };
     const begin = async () => {
       await settled;
-      await disks(() => this.#disks.begin(request));
+      await disks(() => this.#disks.begin(key(request), migratingDisks(request)));
       if (!stopped) timer = setTimeout(() => void tick(), stepMs);
     };
     void begin();
