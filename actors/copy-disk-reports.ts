@@ -46,8 +46,9 @@ function involved(request: WorkRequest, options: CopyDiskReportsOptions): Involv
   const source = request.context['sourceImageId'];
   if (typeof source !== 'string') return [];
   const task = request.context['task'] as { id?: string } | null | undefined;
+  const operation = `${request.kind}.${request.id}`;
   return options.disksReading(source).map(({ vmId, diskId }) => ({
     ref: diskRef(vmId, diskId),
-    started: { type: 'STORAGE_COPY_STARTED', vmId, imageId: source, dstImageId: request.id, ...(task?.id ? { taskId: task.id } : {}) },
+    started: { type: 'STORAGE_COPY_STARTED', operation, vmId, imageId: source, dstImageId: request.id, ...(task?.id ? { taskId: task.id } : {}) },
   }));
 }

@@ -15,12 +15,19 @@ export type VmDiskContext = EntityContext & {
   diskEntityId: string;
   /** Where the disk's data is going or went; null before its first migration. */
   dstHost: string | null;
+  /**
+   * The operation the disk is in (the key of the entity whose work it is: `VM.<vmId>`,
+   * `Storage.Image.<dstImageId>`): only its reports move the disk, so two operations touching
+   * one disk cannot mix their progress.
+   */
+  operation: string | null;
 };
 
 /** What the VM's driver reports about one disk while it migrates the VM. */
 export type VmDiskEvent =
   | {
       type: 'STORAGE_MIGRATION_STARTED';
+      operation: string;
       vmId: string;
       /** The Image entity behind the disk, when it is one. */
       imageId?: string;
@@ -30,6 +37,7 @@ export type VmDiskEvent =
     }
   | {
       type: 'STORAGE_COPY_STARTED';
+      operation: string;
       vmId: string;
       /** The image the disk is, read by the copy. */
       imageId: string;
@@ -37,9 +45,9 @@ export type VmDiskEvent =
       /** The copy's task (an operation of the destination image). */
       taskId?: string;
     }
-  | { type: 'STORAGE_PROGRESS'; percentage: number }
-  | { type: 'STORAGE_DONE' }
-  | { type: 'STORAGE_FAILED'; error: ErrorTuple }
+  | { type: 'STORAGE_PROGRESS'; operation: string; percentage: number }
+  | { type: 'STORAGE_DONE'; operation: string }
+  | { type: 'STORAGE_FAILED'; operation: string; error: ErrorTuple }
   /** What the runtime records when an agent restart ends the migration (onResume `fail`). */
   | Extract<DriverEvent, { type: 'WORK_FAILED' }>;
 
@@ -61,10 +69,15 @@ export const vmDiskMachine = setup({
     events: {} as VmDiskEvent,
     input: {} as { id: string },
   },
+  guards: {
+    /** A report of the operation the disk is in (not of another one that touched it meanwhile). */
+    ours: ({ context, event }) => 'operation' in event && event.operation === context.operation,
+  },
   actions: {
     begin: assign(({ event }) =>
       event.type === 'STORAGE_MIGRATION_STARTED'
         ? {
+            operation: event.operation,
             dstHost: event.dstHost,
             percentage: 0,
             lastError: [0, ''] as ErrorTuple,
@@ -77,6 +90,7 @@ export const vmDiskMachine = setup({
           }
         : event.type === 'STORAGE_COPY_STARTED'
           ? {
+              operation: event.operation,
               percentage: 0,
               lastError: [0, ''] as ErrorTuple,
               extraData: { vmId: event.vmId, imageId: event.imageId, dstImageId: event.dstImageId, ...(event.taskId ? { taskId: event.taskId } : {}) },
@@ -84,16 +98,17 @@ export const vmDiskMachine = setup({
           : {},
     ),
     trackProgress: assign(({ event }) => (event.type === 'STORAGE_PROGRESS' ? { percentage: scaleProgress(event.percentage, 0, 100) } : {})),
-    done: assign(({ context }) => ({ ...endTask(), extraData: withoutTask(context.extraData) })),
+    done: assign(({ context }) => ({ ...endTask(), operation: null, extraData: withoutTask(context.extraData) })),
     failed: assign(({ context, event }) => ({
       ...endTask('error' in event ? event.error : [1, 'unknown failure']),
+      operation: null,
       extraData: withoutTask(context.extraData),
     })),
   },
 }).createMachine({
   id: 'vmDisk',
   // A disk never holds a task of its own: the migration is its VM's task (extraData.taskId).
-  context: ({ input }) => ({ diskEntityId: input.id, dstHost: null, task: null, percentage: -1, lastError: [0, ''] }),
+  context: ({ input }) => ({ diskEntityId: input.id, dstHost: null, operation: null, task: null, percentage: -1, lastError: [0, ''] }),
   initial: 'Idle',
   states: {
     Idle: {
@@ -117,9 +132,9 @@ export const vmDiskMachine = setup({
         cancel: { policy: 'refuse', reason: "the disk follows its VM's migration: cancel the VM's migration task (extraData.taskId)" },
       }),
       on: {
-        STORAGE_PROGRESS: { actions: 'trackProgress' },
-        STORAGE_DONE: { target: 'Idle', actions: 'done' },
-        STORAGE_FAILED: { target: 'Failed', actions: 'failed' },
+        STORAGE_PROGRESS: { guard: 'ours', actions: 'trackProgress' },
+        STORAGE_DONE: { guard: 'ours', target: 'Idle', actions: 'done' },
+        STORAGE_FAILED: { guard: 'ours', target: 'Failed', actions: 'failed' },
         // The resume-after-restart failure the runtime records (RESUME_FAILED).
         WORK_FAILED: { target: 'Failed', actions: 'failed' },
       },
@@ -135,9 +150,9 @@ export const vmDiskMachine = setup({
         cancel: { policy: 'refuse', reason: "the disk is read by a copy: cancel the copy's task (extraData.taskId)" },
       }),
       on: {
-        STORAGE_PROGRESS: { actions: 'trackProgress' },
-        STORAGE_DONE: { target: 'Idle', actions: 'done' },
-        STORAGE_FAILED: { target: 'Failed', actions: 'failed' },
+        STORAGE_PROGRESS: { guard: 'ours', actions: 'trackProgress' },
+        STORAGE_DONE: { guard: 'ours', target: 'Idle', actions: 'done' },
+        STORAGE_FAILED: { guard: 'ours', target: 'Failed', actions: 'failed' },
         WORK_FAILED: { target: 'Failed', actions: 'failed' },
       },
     },

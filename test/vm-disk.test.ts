@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initialTransition, transition } from 'xstate';
+import { vmDiskMachine, type VmDiskEvent } from '../machines/vm-disk.ts';
 import { startAgent, type Agent, type AgentOptions } from '../src/agent.ts';
 import { connect, type OpstreamClient } from '../src/index.ts';
 import type { Step } from '../src/replay/debugger.ts';
@@ -93,6 +95,26 @@ async function delivered(filter: string, filterType: 'glob' | 'regexp', last: nu
   }
   return got.map(({ alertName, seq }) => ({ alertName, seq }));
 }
+
+describe('the disk machine', () => {
+  it('moves only on reports of the operation it is in, so a copy cannot mix into a migration', () => {
+    let [snapshot] = initialTransition(vmDiskMachine, { id: 'web.d1' });
+    const send = (event: VmDiskEvent) => ([snapshot] = transition(vmDiskMachine, snapshot, event));
+    send({ type: 'STORAGE_MIGRATION_STARTED', operation: 'VM.web', vmId: 'web', dstHost: 'h2' });
+    send({ type: 'STORAGE_COPY_STARTED', operation: 'Storage.Image.c', vmId: 'web', imageId: 'd1', dstImageId: 'c' });
+    send({ type: 'STORAGE_PROGRESS', operation: 'Storage.Image.c', percentage: 90 });
+    send({ type: 'STORAGE_DONE', operation: 'Storage.Image.c' });
+    expect(snapshot.value).toBe('Migrating');
+    expect(snapshot.context.percentage).toBe(0);
+    send({ type: 'STORAGE_PROGRESS', operation: 'VM.web', percentage: 40 });
+    expect(snapshot.context.percentage).toBe(40);
+    send({ type: 'STORAGE_FAILED', operation: 'VM.web', error: [132, 'destination gone'] });
+    expect(snapshot.value).toBe('Failed');
+    expect(snapshot.context).toMatchObject({ lastError: [132, 'destination gone'], operation: null, percentage: -1 });
+    send({ type: 'STORAGE_COPY_STARTED', operation: 'Storage.Image.c', vmId: 'web', imageId: 'd1', dstImageId: 'c' });
+    expect(snapshot.value).toBe('Copying');
+  });
+});
 
 describe("a VM's disks report the storage side of its migration", () => {
   const web = uniqueId('web');

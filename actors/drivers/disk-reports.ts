@@ -29,12 +29,14 @@ export const diskRef = (vmId: string, diskId: string): EntityRef => ({ kind: Ent
 
 /** A VM's migration (`copyMemory`) moves every disk of its definition. */
 export function migratingDisks(request: WorkRequest): InvolvedDisk[] {
+  const operation = `${request.kind}.${request.id}`;
   const dstHost = typeof request.context['dstHost'] === 'string' ? request.context['dstHost'] : 'unknown';
   const task = request.context['task'] as { id?: string } | null | undefined;
   return disksOf(request.context['params']).map(({ diskId, imageId }) => ({
     ref: diskRef(request.id, diskId),
     started: {
       type: 'STORAGE_MIGRATION_STARTED',
+      operation,
       vmId: request.id,
       dstHost,
       ...(imageId ? { imageId } : {}),
@@ -46,18 +48,22 @@ export function migratingDisks(request: WorkRequest): InvolvedDisk[] {
 export class DiskReports {
   /** Per operation (its entity's key), the disks it still reports on. */
   readonly #running = new Map<string, InvolvedDisk[]>();
-  readonly #chains = new Map<string, Promise<void>>();
+  readonly #chains = new Map<string, Promise<boolean>>();
 
   constructor(
     private readonly sink: () => EntityEventSink | undefined,
     private readonly logger?: Logger,
   ) {}
 
-  /** `operation` (the key of the entity whose work it is) begins on `disks`. */
+  /**
+   * `operation` (the key of the entity whose work it is) begins on `disks`. A disk already in
+   * another operation refuses it, and hears nothing more of this one.
+   */
   async begin(operation: string, disks: InvolvedDisk[]): Promise<void> {
     if (disks.length === 0) return;
-    this.#running.set(operation, disks);
-    await this.#all(operation, (disk) => disk.started);
+    const accepted = await Promise.all(disks.map((disk) => this.#send(disk.ref, disk.started)));
+    const taking = disks.filter((_, i) => accepted[i]);
+    if (taking.length > 0) this.#running.set(operation, taking);
   }
 
   running(operation: string): boolean {
@@ -65,16 +71,16 @@ export class DiskReports {
   }
 
   async progress(operation: string, percentage: number): Promise<void> {
-    await this.#all(operation, () => ({ type: 'STORAGE_PROGRESS', percentage }));
+    await this.#all(operation, () => ({ type: 'STORAGE_PROGRESS', operation, percentage }));
   }
 
   async done(operation: string): Promise<void> {
-    await this.#all(operation, () => ({ type: 'STORAGE_DONE' }));
+    await this.#all(operation, () => ({ type: 'STORAGE_DONE', operation }));
     this.#running.delete(operation);
   }
 
   async fail(operation: string, error: ErrorTuple): Promise<void> {
-    await this.#all(operation, () => ({ type: 'STORAGE_FAILED', error }));
+    await this.#all(operation, () => ({ type: 'STORAGE_FAILED', operation, error }));
     this.#running.delete(operation);
   }
 
@@ -93,17 +99,19 @@ export class DiskReports {
     await Promise.all(disks.map((disk) => this.#send(disk.ref, event(disk))));
   }
 
-  /** One disk's reports in order; a refused one is logged and dropped, never thrown at the work. */
-  #send(ref: EntityRef, event: VmDiskEvent): Promise<void> {
+  /** One disk's reports in order; a refused one is logged and dropped (false), never thrown at the work. */
+  #send(ref: EntityRef, event: VmDiskEvent): Promise<boolean> {
     const key = `${ref.kind}.${ref.id}`;
     const sink = this.sink();
     const previous = this.#chains.get(key) ?? Promise.resolve();
     const next = previous.then(async () => {
-      if (!sink) return;
+      if (!sink) return false;
       try {
         await sink(ref, event);
+        return true;
       } catch (error) {
         this.logger?.warn('could not report on a VM disk', { kind: ref.kind, id: ref.id, event: event.type, error: String(error) });
+        return false;
       }
     });
     this.#chains.set(key, next);
