@@ -199,7 +199,9 @@ export class EntityActor {
   async resume(): Promise<void> {
     if (this.#state.divergence) return;
     const { meta } = viewOf(this.#state.snapshot);
-    if (!meta.work) return;
+    // A state without work of its own (a VM's disk, reported on by its VM's driver) can still
+    // declare that it cannot outlive the agent: it fails like one whose work cannot resume.
+    if (!meta.work && meta.onResume !== 'fail') return;
     const policy = meta.onResume ?? 'restart';
     this.deps.logger.info('resuming an operation after restart', { ...this.#logFields(), work: meta.work, policy });
     if (policy !== 'fail') {

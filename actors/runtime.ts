@@ -20,6 +20,8 @@ import { DEFAULT_JOB_RETENTION_MS, TaskRegistry } from './task-registry.ts';
 import type { JobContext } from '../machines/job.ts';
 import { alertSubject, entityKey, EntityKinds, parseAlertSubject } from '../src/domain/subjects.ts';
 import { recoverEntities, type RecoveryReport } from './recovery.ts';
+import { reportCopiesOnDisks } from './copy-disk-reports.ts';
+import { disksOf } from './drivers/disk-reports.ts';
 import { isQuarantined } from './alert-log.ts';
 import { Quarantine, type QuarantineSummary } from './quarantine.ts';
 import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
@@ -106,9 +108,15 @@ export class Runtime {
       cancelTask: (taskId) => this.cancelTask(taskId),
       logger: options.logger,
     });
-    // A job's work is running its steps: the runtime does it, every other kind goes to the driver.
+    // A job's work is running its steps: the runtime does it, every other kind goes to the driver
+    // — a copy of an image that is a VM's disk also reporting on that disk.
+    const driver = reportCopiesOnDisks(options.driver, {
+      disksReading: (imageId) => this.#disksReading(imageId),
+      sink: (ref, event) => this.deliver(ref, event),
+      logger: options.logger,
+    });
     this.#driver = {
-      start: (request, report, signal) => (request.kind === EntityKinds.Job ? this.#jobRunner : options.driver).start(request, report, signal),
+      start: (request, report, signal) => (request.kind === EntityKinds.Job ? this.#jobRunner : driver).start(request, report, signal),
     };
   }
 
@@ -253,11 +261,20 @@ export class Runtime {
     return actor.exists ? actor : undefined;
   }
 
-  /** An event no call caused (a fault the hypervisor noticed), durable when this resolves. */
+  /**
+   * An event no call caused (a fault the hypervisor noticed, a VM's driver reporting on one of
+   * its disks), durable when this resolves. Only kinds whose machine says so come into being this
+   * way — and then only if the machine's first state takes the event; every other kind must exist.
+   */
   async deliver(ref: EntityRef, event: EntityEvent): Promise<Appended> {
-    const actor = await this.existing(ref);
     // What a driver delivers has happened: it waits its turn however long the stream is away.
-    return actor.request(event, { deadline: false });
+    if (!this.#definition(ref).createdByReports) return (await this.existing(ref)).request(event, { deadline: false });
+    const actor = await this.entity(ref);
+    try {
+      return await actor.request(event, { deadline: false });
+    } finally {
+      this.#forgetIfEmpty(actor);
+    }
   }
 
   /**
@@ -360,6 +377,15 @@ export class Runtime {
     const actor = new EntityActor(ref, deps, state, snapshotRevision);
     actor.onTransition((appended) => this.tasks.observe(appended));
     return actor;
+  }
+
+  /** The disks that are image `imageId` in VMs that hold them (any state but Down). */
+  #disksReading(imageId: string): Array<{ vmId: string; diskId: string }> {
+    return this.entitiesOf(EntityKinds.VM).flatMap((actor) => {
+      if (actor.view().status === 'Down') return [];
+      const disks = disksOf((actor.snapshot.context as { params?: unknown }).params);
+      return disks.filter((disk) => disk.imageId === imageId).map(({ diskId }) => ({ vmId: actor.ref.id, diskId }));
+    });
   }
 
   /** A refused create, a lookup of an unknown id: nothing of it is worth keeping. */

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { compileFilter } from '../src/filters/alert-filter.ts';
 import { isSecretKey, redact, REDACTED } from '../src/domain/redaction.ts';
-import { assertEntityId, parseAlertSubject } from '../src/domain/subjects.ts';
+import { alertSubject, assertEntityId, EntityKinds, parseAlertSubject } from '../src/domain/subjects.ts';
+import { refOfSnapshotKey, snapshotKey } from '../actors/snapshot-store.ts';
+import { compilePattern } from '../src/filters/pattern.ts';
 import { ErrorCodes } from '../src/domain/errors.ts';
 
 describe('entity ids', () => {
@@ -24,6 +26,19 @@ describe('entity ids', () => {
     expect(parseAlertSubject('vdsm.Storage.Image.img1')).toEqual({ kind: 'Storage.Image', id: 'img1' });
     expect(parseAlertSubject('vdsm.VM.a.b')).toBeUndefined();
     expect(parseAlertSubject('other.VM.a')).toBeUndefined();
+  });
+  it("parses a VM's disk as its own kind, unambiguously, and writes it back", () => {
+    expect(parseAlertSubject('vdsm.VM.web.Disk.d1')).toEqual({ kind: 'VM.Disk', id: 'web.d1' });
+    // A VM may be called Disk; its subject has one id token fewer than a disk's.
+    expect(parseAlertSubject('vdsm.VM.Disk')).toEqual({ kind: 'VM', id: 'Disk' });
+    expect(parseAlertSubject('vdsm.VM.web')).toEqual({ kind: 'VM', id: 'web' });
+    for (const bad of ['vdsm.VM.web.Disk', 'vdsm.VM.web.Nic.d1', 'vdsm.VM.web.Disk.d1.x', 'vdsm.VM.*.Disk.d1', 'vdsm.VM.web.Disk.>', 'vdsm.VM..Disk.d1']) {
+      expect(parseAlertSubject(bad), bad).toBeUndefined();
+    }
+    expect(alertSubject(EntityKinds.VMDisk, 'web.d1')).toBe('vdsm.VM.web.Disk.d1');
+    expect(() => alertSubject(EntityKinds.VMDisk, 'web')).toThrow(/does not fit vdsm\.VM\.<id>\.Disk\.<id>/);
+    const ref = { kind: EntityKinds.VMDisk, id: 'web.d1' };
+    expect(refOfSnapshotKey(snapshotKey(ref))).toEqual(ref);
   });
 });
 
@@ -69,6 +84,50 @@ describe('filters', () => {
   it('falls back to the kind wildcard when the id part is not literal', () => {
     expect(compileFilter('vdsm\\.VM\\.web-[0-9]+', 'regexp').subjects).toEqual(['vdsm.VM.*']);
     expect(compileFilter('vdsm\\.Storage\\..*', 'regexp').subjects).toEqual(['vdsm.Storage.Connection.*', 'vdsm.Storage.Image.*']);
+  });
+  it("tells a VM's alerts from its disks': `*` is one token, `>` one or more", () => {
+    const vm = 'vdsm.VM.web';
+    const disk = 'vdsm.VM.web.Disk.d1';
+    const cases: Array<[string, 'glob' | 'regexp', string[], boolean, boolean]> = [
+      ['vdsm.VM.*', 'glob', ['vdsm.VM.*'], true, false],
+      ['vdsm.VM.>', 'glob', ['vdsm.VM.>'], true, true],
+      ['vdsm.VM.*.Disk.*', 'glob', ['vdsm.VM.*.Disk.*'], false, true],
+      ['vdsm.VM.web.Disk.*', 'glob', ['vdsm.VM.web.Disk.*'], false, true],
+      ['vdsm\\.VM\\.web\\.Disk\\..*', 'regexp', ['vdsm.VM.web.Disk.*'], false, true],
+      ['vdsm\\.VM\\.web\\.Disk\\.(d1|d2)', 'regexp', ['vdsm.VM.web.Disk.d1', 'vdsm.VM.web.Disk.d2'], false, true],
+      ['vdsm\\.VM\\.web\\.Disk\\.d[0-9]+', 'regexp', ['vdsm.VM.web.Disk.*'], false, true],
+      ['vdsm\\.VM\\..*', 'regexp', ['vdsm.VM.*', 'vdsm.VM.*.Disk.*'], true, true],
+      ['vdsm\\.VM\\.[a-z]+', 'regexp', ['vdsm.VM.*'], true, false],
+      ['vdsm\\.VM\\.web(\\.Disk\\..*)?', 'regexp', ['vdsm.VM.*', 'vdsm.VM.*.Disk.*'], true, true],
+    ];
+    for (const [source, type, subjects, matchesVm, matchesDisk] of cases) {
+      const filter = compileFilter(source, type);
+      expect(filter.subjects, source).toEqual(subjects);
+      expect([filter.matches(vm), filter.matches(disk)], source).toEqual([matchesVm, matchesDisk]);
+    }
+  });
+  it('refuses a filter shaped like no kind, naming the disk shape too', () => {
+    for (const filter of ['vdsm.VM.*.Disk', 'vdsm.VM.*.Nic.*', 'vdsm.VM.*.Disk.*.*']) {
+      expect(thrownBy(() => compileFilter(filter, 'glob')), filter).toMatchObject({
+        code: ErrorCodes.InvalidFilter,
+        message: expect.stringContaining('vdsm.VM.<id>.Disk.<id>'),
+      });
+    }
+    expect(thrownBy(() => compileFilter('vdsm\\.VM\\.web\\.Disk', 'regexp'))).toMatchObject({ code: ErrorCodes.InvalidFilter });
+  });
+  it('never narrows a regexp away from an alert name it matches, disks included', () => {
+    const names = ['vdsm.VM.web', 'vdsm.VM.Disk', 'vdsm.VM.web.Disk.d1', 'vdsm.VM.db.Disk.d2', 'vdsm.VM.aXb', 'vdsm.Storage.Image.i1', 'vdsm.Job.j1'];
+    const regexps = [
+      'vdsm.VM.a.b', 'vdsm.VM.web.Disk.d1', 'vdsm\\.VM\\.(web|db)\\.Disk\\.d.', '.*Disk.*', 'vdsm\\.VM\\.[a-z]+\\.Disk\\.d1', 'vdsm\\.VM\\.web.*',
+      'vdsm\\.VM\\.(web|Disk)', 'vdsm.(VM|Job).*', 'vdsm\\.VM\\.\\w+', 'vdsm\\.VM\\.[^x]+', '(vdsm\\.VM\\.web|vdsm\\.VM\\.db)\\.Disk\\.d[12]',
+    ];
+    const covers = (subject: string, name: string) => compilePattern(subject.split('.').map((token) => (token === '*' ? '[^.]+' : token === '>' ? '.+' : token.replace(/[\\^$.|?*+()[\]{}]/g, '\\$&'))).join('\\.')).matches(name);
+    for (const source of regexps) {
+      const filter = compileFilter(source, 'regexp');
+      for (const name of names.filter((candidate) => filter.matches(candidate))) {
+        expect(filter.subjects.some((subject) => covers(subject, name)), `${source} matches ${name}, covered by ${filter.subjects.join(' ')}`).toBe(true);
+      }
+    }
   });
   it('never narrows away a subject the regexp matches', () => {
     // `.` matches any character, so `vdsm.VM.a.b` also matches the id `aXb`.
@@ -134,7 +193,8 @@ describe('filter bounds', () => {
     });
   });
   it('keeps ordinary regexps', () => {
-    expect(compileFilter('vdsm\\.(VM|Storage\\.Image)\\..*', 'regexp').subjects).toEqual(['vdsm.Storage.Image.*', 'vdsm.VM.*']);
+    // `.*` matches dots too: the VMs' disks are alert names under vdsm.VM as well.
+    expect(compileFilter('vdsm\\.(VM|Storage\\.Image)\\..*', 'regexp').subjects).toEqual(['vdsm.Storage.Image.*', 'vdsm.VM.*', 'vdsm.VM.*.Disk.*']);
     expect(compileFilter('vdsm.VM.web-[0-9]+', 'regexp').subjects).toEqual(['vdsm.VM.*']);
   });
   it('reads a long id alternation through the kind wildcard instead of one subject per id', () => {

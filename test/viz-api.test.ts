@@ -37,9 +37,10 @@ const find = (state: StateDescription, path: string): StateDescription | undefin
 
 describe('Machine.list and Machine.describe', () => {
   it('lists every kind the agent runs, with the alert prefix to recognise its entities', async () => {
-    const kinds = await call<{ kind: string; id: string; alertPrefix: string }[]>('Machine.list');
-    expect(kinds.map((kind) => kind.kind)).toEqual(['VM', 'Storage.Image', 'Storage.Connection', 'Gluster.Volume', 'Job']);
-    expect(kinds[0]).toMatchObject({ id: 'vm', alertPrefix: 'vdsm.VM.' });
+    const kinds = await call<{ kind: string; id: string; alertPrefix: string; alertPattern: string }[]>('Machine.list');
+    expect(kinds.map((kind) => kind.kind)).toEqual(['VM', 'VM.Disk', 'Storage.Image', 'Storage.Connection', 'Gluster.Volume', 'Job']);
+    expect(kinds[0]).toMatchObject({ id: 'vm', alertPrefix: 'vdsm.VM.', alertPattern: 'vdsm.VM.*' });
+    expect(kinds[1]).toMatchObject({ id: 'vmDisk', alertPattern: 'vdsm.VM.*.Disk.*' });
   });
 
   it('describes the VM machine from its definition: nesting, events, status and resume policy', async () => {
@@ -60,7 +61,7 @@ describe('Machine.list and Machine.describe', () => {
   it('names the kinds when asked for one that has no machine', async () => {
     const error = await errorOf(call('Machine.describe', { kind: 'Toaster' }));
     expect(error.code).toBe(ErrorCodes.InvalidParams);
-    expect(error.message).toMatch(/no machine for kind "Toaster"; kinds: VM, Storage.Image/);
+    expect(error.message).toMatch(/no machine for kind "Toaster"; kinds: VM, VM.Disk, Storage.Image/);
   });
 });
 

@@ -52,7 +52,7 @@ describe('opstream viz', () => {
 
   it('accepts a kind by machine id and names the kinds for an unknown one', () => {
     expect(resolveKind('image')).toBe('Storage.Image');
-    expect(() => resolveKind('toaster')).toThrow(/no machine for "toaster"; kinds: VM, Storage.Image/);
+    expect(() => resolveKind('toaster')).toThrow(/no machine for "toaster"; kinds: VM, VM.Disk, Storage.Image/);
   });
 
   it('runs from the command line', () => {

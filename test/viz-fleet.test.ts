@@ -5,8 +5,9 @@ import { Fleet, type KindInfo } from '../src/viz/client/fleet.ts';
 import type { OperationInfo } from '../src/viz/client/rpc.ts';
 
 const kinds: KindInfo[] = [
-  { kind: 'VM', id: 'vm', version: 1, alertPrefix: 'vdsm.VM.' },
-  { kind: 'Storage.Image', id: 'image', version: 1, alertPrefix: 'vdsm.Storage.Image.' },
+  { kind: 'VM', id: 'vm', version: 1, alertPrefix: 'vdsm.VM.', alertPattern: 'vdsm.VM.*' },
+  { kind: 'VM.Disk', id: 'vmDisk', version: 1, alertPrefix: 'vdsm.VM.', alertPattern: 'vdsm.VM.*.Disk.*' },
+  { kind: 'Storage.Image', id: 'image', version: 1, alertPrefix: 'vdsm.Storage.Image.', alertPattern: 'vdsm.Storage.Image.*' },
 ];
 const info = (operationDescription: string): OperationInfo => ({ operationDescription, stageDescription: '', stage: [1, 1], percentage: -1, lastError: [0, ''], extraData: {} });
 
@@ -55,8 +56,19 @@ describe('the fleet model', () => {
     const model = fleet();
     model.alert({ alertName: 'vdsm.Job.j1', seq: 5, operationInfo: info('Running') });
     expect(model.size).toBe(0);
-    model.setKinds([...kinds, { kind: 'Job', id: 'job', version: 1, alertPrefix: 'vdsm.Job.' }]);
+    model.setKinds([...kinds, { kind: 'Job', id: 'job', version: 1, alertPrefix: 'vdsm.Job.', alertPattern: 'vdsm.Job.*' }]);
     model.alert({ alertName: 'vdsm.Job.j1', seq: 6, operationInfo: info('Running') });
     expect(model.get('vdsm.Job.j1')).toMatchObject({ kind: 'Job', id: 'j1' });
+  });
+
+  it("tells a VM's disks from the VM though both start with vdsm.VM., and ids them vmId.diskId", () => {
+    const model = fleet();
+    model.alert({ alertName: 'vdsm.VM.web.Disk.d1', seq: 2, operationInfo: info('Migration') });
+    model.alert({ alertName: 'vdsm.VM.web', seq: 1, operationInfo: info('Migration') });
+    model.alert({ alertName: 'vdsm.VM.web.Other.d1', seq: 3, operationInfo: info('Migration') });
+    expect(model.get('vdsm.VM.web.Disk.d1')).toMatchObject({ kind: 'VM.Disk', id: 'web.d1' });
+    expect(model.get('vdsm.VM.web')).toMatchObject({ kind: 'VM', id: 'web' });
+    expect(model.get('vdsm.VM.web.Other.d1')).toBeUndefined();
+    expect(model.view.map((entity) => entity.alertName)).toEqual(['vdsm.VM.web', 'vdsm.VM.web.Disk.d1']);
   });
 });

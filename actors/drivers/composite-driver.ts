@@ -1,8 +1,11 @@
 import type { EntityKind } from '../../src/domain/subjects.ts';
 import type { Driver, EntityEventSink, WorkReporter, WorkRequest } from './driver.ts';
 
-/** Every kind but jobs, whose work (running their steps) the runtime does itself. */
-export type DriverKinds = Record<Exclude<EntityKind, 'Job'>, Driver>;
+/**
+ * Every kind but jobs, whose work (running their steps) the runtime does itself, and VM disks,
+ * which have no work of their own (their VM's driver reports on them).
+ */
+export type DriverKinds = Record<Exclude<EntityKind, 'Job' | 'VM.Disk'>, Driver>;
 
 /** Routes each work to the driver configured for its entity kind. */
 export class CompositeDriver implements Driver {

@@ -158,9 +158,10 @@ export class QemuVmDriver implements Driver {
   }
 
   #definition(context: Readonly<Record<string, unknown>>): Definition {
-    const params = (context['params'] ?? {}) as { memoryMiB?: number; cpus?: number; disks?: Array<{ imageId: string }> };
-    const disks = (params.disks ?? []).map(({ imageId }) => {
+    const params = (context['params'] ?? {}) as { memoryMiB?: number; cpus?: number; disks?: Array<{ imageId?: string; diskId?: string }> };
+    const disks = (params.disks ?? []).map(({ imageId, diskId }) => {
       if (!this.options.imagePath) throw new WorkError(QemuErrors.Failed, 'VM disks need the qemu image driver (--image-driver qemu)');
+      if (!imageId) throw new WorkError(QemuErrors.Failed, `disk ${diskId ?? '?'} has no imageId: QEMU needs an Image entity's file`);
       return this.options.imagePath(imageId);
     });
     return { memoryMiB: params.memoryMiB ?? 128, cpus: params.cpus ?? 1, disks };

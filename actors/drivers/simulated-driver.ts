@@ -2,7 +2,8 @@ import type { ErrorTuple } from '../../machines/entity.ts';
 import { ErrorCodes, OpstreamError } from '../../src/domain/errors.ts';
 import { whenAborted, type Driver, type EntityEventSink, type EntityRef, type WorkReporter, type WorkRequest } from './driver.ts';
 import { LastErrorCodes } from '../../src/domain/last-errors.ts';
-import { entityKey } from '../../src/domain/subjects.ts';
+import { entityKey, EntityKinds } from '../../src/domain/subjects.ts';
+import { DiskReports, migratingDisks } from './disk-reports.ts';
 
 /** A work runs in `steps` equal ticks of `stepMs`, reporting progress after each. */
 export type SimTiming = { steps: number; stepMs: number };
@@ -46,6 +47,8 @@ export class SimulatedDriver implements Driver {
   readonly #running = new Map<string, Running>();
   readonly #plannedFailures = new Map<string, ErrorTuple>();
   #sink: EntityEventSink | undefined;
+  /** A migrating VM's disks report the storage side of its memory copy. */
+  readonly #disks = new DiskReports(() => this.#sink);
 
   constructor(options: SimulatedDriverOptions = {}) {
     const timings = { ...DEMO_TIMINGS, ...options.timings };
@@ -62,6 +65,9 @@ export class SimulatedDriver implements Driver {
   }
 
   start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+    const migration = request.kind === EntityKinds.VM && request.work === 'copyMemory';
+    // Whatever a VM does next, disks still migrating were left behind by the migration's end.
+    const settled = request.kind === EntityKinds.VM && !migration ? this.#disks.settle(key(request), request.work) : Promise.resolve();
     // A settled VM's watch is on a real hypervisor; the simulated one has nothing to watch.
     if (request.work === 'watchRunning' || request.work === 'watchPaused') return;
     const { steps, stepMs } = this.#timings[request.work] ?? this.#defaultTiming;
@@ -69,26 +75,40 @@ export class SimulatedDriver implements Driver {
     this.#plannedFailures.delete(`${key(request)}:${request.work}`);
     let step = 0;
     let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
     const stop = () => {
+      stopped = true;
       clearTimeout(timer);
       if (this.#running.get(key(request))?.stop === stop) this.#running.delete(key(request));
     };
-    const tick = () => {
+    // The storage side goes first: a disk's alert is durable before its VM's says as much.
+    const disks = (storage: () => Promise<void>) => (migration ? storage() : Promise.resolve());
+    const tick = async () => {
       step += 1;
       if (planned && step === Math.ceil(steps / 2)) {
         stop();
+        await disks(() => this.#disks.fail(key(request), planned));
         void report({ type: 'WORK_FAILED', error: planned });
         return;
       }
       if (step < steps) {
-        void report({ type: 'WORK_PROGRESS', percentage: Math.round((100 * step) / steps) });
-        timer = setTimeout(tick, stepMs);
+        const percentage = Math.round((100 * step) / steps);
+        await disks(() => this.#disks.progress(key(request), percentage));
+        if (stopped) return;
+        void report({ type: 'WORK_PROGRESS', percentage });
+        timer = setTimeout(() => void tick(), stepMs);
       } else {
         stop();
+        await disks(() => this.#disks.done(key(request)));
         void report({ type: 'WORK_DONE' });
       }
     };
-    timer = setTimeout(tick, stepMs);
+    const begin = async () => {
+      await settled;
+      await disks(() => this.#disks.begin(key(request), migratingDisks(request)));
+      if (!stopped) timer = setTimeout(() => void tick(), stepMs);
+    };
+    void begin();
     this.#running.set(key(request), { request, report, stop });
     whenAborted(signal, stop);
   }

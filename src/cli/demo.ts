@@ -14,7 +14,9 @@ export async function runDemo(apiUrl: string, token: string, say: (line: string)
     const printer = printAlerts(host, filter, say);
 
     say(`\n▶ creating ${web}, ${db} and ${cache}`);
-    await Promise.all([web, db, cache].map((vmId) => host.vm.create(vmId, { memoryMiB: 1024, cpus: 2, password: 'not-stored' })));
+    // The two that migrate have disks: each reports the storage side on vdsm.VM.<vmId>.Disk.<diskId>.
+    const disks: Record<string, Array<{ diskId: string }>> = { [web]: [{ diskId: 'system' }, { diskId: 'data' }], [db]: [{ diskId: 'system' }] };
+    await Promise.all([web, db, cache].map((vmId) => host.vm.create(vmId, { memoryMiB: 1024, cpus: 2, password: 'not-stored', disks: disks[vmId] ?? [] })));
     await waitForStatus(host, [web, db, cache], 'Up');
 
     say(`\n▶ ${db} hits a disk error (injected EIO), then is continued`);

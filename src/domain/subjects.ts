@@ -4,9 +4,15 @@ import { ErrorCodes, OpstreamError } from './errors.ts';
 /** Every alert subject starts with this token; nothing else may live under it. */
 export const ALERT_ROOT = 'vdsm';
 
-/** The subject path of each entity kind, between `vdsm.` and the object id. */
+/**
+ * The name of each entity kind. For a top-level object it is also the subject path between
+ * `vdsm.` and the object id; a sub-object kind (`VM.Disk`) names its parent's path and its own
+ * type, and its alerts sit under its parent's: see KIND_SUBJECTS.
+ */
 export const EntityKinds = {
   VM: 'VM',
+  /** A VM's disk: `vdsm.VM.<vmId>.Disk.<diskId>`, the storage side of the VM's operations. */
+  VMDisk: 'VM.Disk',
   Image: 'Storage.Image',
   StorageConnection: 'Storage.Connection',
   GlusterVolume: 'Gluster.Volume',
@@ -43,26 +49,78 @@ export function assertEntityId(id: unknown, field = 'id'): asserts id is string 
 /** Which entity: its kind and its id. */
 export type EntityRef = { kind: EntityKind; id: string };
 
-/**
- * The one `kind.id` key of an entity: maps of entities are keyed by it, and its alert subject is
- * `vdsm.<key>`.
- */
+/** The one `kind.id` key of an entity: maps of entities are keyed by it. */
 export function entityKey(ref: EntityRef): string {
   return `${ref.kind}.${ref.id}`;
 }
 
+/**
+ * The seed's alert names are `<subsystem>(.<objectType>)?.<object>.(<subobject>., …)`: each kind's
+ * subject after `vdsm.`, with `*` where an object id stands. Every kind has a fixed number of
+ * tokens and its own literal tokens, so a subject parses to at most one kind, and ids (which hold
+ * no `.`) cannot shift one shape into another.
+ */
+export const KIND_SUBJECTS: Record<EntityKind, string> = {
+  [EntityKinds.VM]: 'VM.*',
+  [EntityKinds.VMDisk]: 'VM.*.Disk.*',
+  [EntityKinds.Image]: 'Storage.Image.*',
+  [EntityKinds.StorageConnection]: 'Storage.Connection.*',
+  [EntityKinds.GlusterVolume]: 'Gluster.Volume.*',
+  [EntityKinds.Job]: 'Job.*',
+};
+
+const ID_TOKEN = '*';
+const kindTokens = (kind: EntityKind): string[] => [ALERT_ROOT, ...KIND_SUBJECTS[kind].split('.')];
+
+/** The NATS subject of every alert of `kind` (`vdsm.VM.*.Disk.*`). */
+export function kindSubjectPattern(kind: EntityKind): string {
+  return kindTokens(kind).join('.');
+}
+
+/** The subject's tokens: literal ones, and `*` where an id stands (what filters narrow against). */
+export function kindSubjectTokens(kind: EntityKind): readonly string[] {
+  return kindTokens(kind);
+}
+
+/** How the kind's alert names look, for messages (`vdsm.VM.<id>.Disk.<id>`). */
+export function kindSubjectShape(kind: EntityKind): string {
+  return kindTokens(kind)
+    .map((token) => (token === ID_TOKEN ? '<id>' : token))
+    .join('.');
+}
+
+/**
+ * The entity id of a sub-object: its parent's id and its own, joined by `.` (which no id holds,
+ * so the parts come back apart unambiguously). A disk `d1` of VM `web` is entity `web.d1`.
+ */
+export function subObjectId(...ids: string[]): string {
+  return ids.join('.');
+}
+
 export function alertSubject(kind: EntityKind, id: string): string {
-  return `${ALERT_ROOT}.${entityKey({ kind, id })}`;
+  const ids = id.split('.');
+  const tokens = kindTokens(kind);
+  const slots = tokens.filter((token) => token === ID_TOKEN).length;
+  // A programming error, not input: ids are validated where they enter.
+  if (ids.length !== slots) throw new Error(`entity id ${JSON.stringify(id)} does not fit ${kindSubjectShape(kind)}`);
+  let next = 0;
+  return tokens.map((token) => (token === ID_TOKEN ? ids[next++] : token)).join('.');
 }
 
 /** The kind and id of an alert subject, or undefined when it is not one. */
 export function parseAlertSubject(subject: string): { kind: EntityKind; id: string } | undefined {
+  const tokens = subject.split('.');
   for (const kind of ENTITY_KINDS) {
-    const prefix = `${ALERT_ROOT}.${kind}.`;
-    if (subject.startsWith(prefix)) {
-      const id = subject.slice(prefix.length);
-      return EntityId.safeParse(id).success ? { kind, id } : undefined;
-    }
+    const shape = kindTokens(kind);
+    if (shape.length !== tokens.length) continue;
+    const ids: string[] = [];
+    const fits = shape.every((expected, i) => {
+      const token = tokens[i] as string;
+      if (expected !== ID_TOKEN) return token === expected;
+      ids.push(token);
+      return EntityId.safeParse(token).success;
+    });
+    if (fits) return { kind, id: subObjectId(...ids) };
   }
   return undefined;
 }

@@ -2,7 +2,7 @@
 // regexp (`vdsm.VM.(a|b)`). Either becomes the narrowest set of NATS subjects that covers it,
 // so the server sends only what may match, plus an exact test for what NATS cannot express.
 import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
-import { ALERT_ROOT, ENTITY_KINDS } from '../domain/subjects.ts';
+import { ENTITY_KINDS, kindSubjectPattern, kindSubjectShape } from '../domain/subjects.ts';
 import { globToPattern, globToSubject } from './glob.ts';
 import { compilePattern, type Pattern } from './pattern.ts';
 import { regexpSubjects } from './regexp-cover.ts';
@@ -36,7 +36,7 @@ export function compileFilter(filter: unknown, filterType: unknown = 'glob'): Al
 function compileGlob(filter: string): AlertFilter {
   const subject = globToSubject(filter);
   if (!subject) throw invalid(`glob ${JSON.stringify(filter)} is malformed: '>' may only be the last token and tokens may not be empty`);
-  if (!ENTITY_KINDS.some((kind) => subjectsCollide(subject, `${ALERT_ROOT}.${kind}.*`))) throw noAlertMatches(filter);
+  if (!ENTITY_KINDS.some((kind) => subjectsCollide(subject, kindSubjectPattern(kind)))) throw noAlertMatches(filter);
   const exact = globToPattern(filter);
   return { filter, filterType: 'glob', subjects: [subject], matches: (name) => exact.matches(name) };
 }
@@ -58,7 +58,7 @@ export function compileRegexpPattern(filter: string): Pattern {
 }
 
 function noAlertMatches(filter: string): OpstreamError {
-  const shapes = ENTITY_KINDS.map((kind) => `${ALERT_ROOT}.${kind}.<id>`).join(', ');
+  const shapes = ENTITY_KINDS.map(kindSubjectShape).join(', ');
   return invalid(`filter ${JSON.stringify(filter)} can match no alert name (they are ${shapes})`);
 }
 

@@ -3,7 +3,7 @@
 import type { AnyStateMachine } from 'xstate';
 import { MACHINES, type MachineDefinition } from '../../machines/index.ts';
 import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
-import { ALERT_ROOT } from '../domain/subjects.ts';
+import { kindSubjectPattern } from '../domain/subjects.ts';
 import type { MachineDescription, StateDescription, StateType, TransitionDescription } from './machine-types.ts';
 
 type AnyStateNode = AnyStateMachine['root'];
@@ -28,11 +28,18 @@ export function describeMachine(kind: string): MachineDescription {
   return describeDefinition(machineDefinition(kind));
 }
 
+/** What every alert name of the kind starts with: its subject up to the first id (`vdsm.VM.`). */
+export function alertPrefixOf(kind: MachineDefinition['kind']): string {
+  const pattern = kindSubjectPattern(kind);
+  return pattern.slice(0, pattern.indexOf('*'));
+}
+
 /** Any machine definition as data (tests pass machines that are not registered). */
 export function describeDefinition(definition: MachineDefinition): MachineDescription {
   return {
     kind: definition.kind,
-    alertPrefix: `${ALERT_ROOT}.${definition.kind}.`,
+    alertPrefix: alertPrefixOf(definition.kind),
+    alertPattern: kindSubjectPattern(definition.kind),
     id: definition.machine.id,
     version: definition.version,
     root: describeState(definition.machine.root),

@@ -36,8 +36,10 @@ export type StateDescription = {
 export type MachineDescription = {
   /** The entity kind's subject path (`VM`, `Storage.Image`). */
   kind: string;
-  /** Alert names of this kind start with this (`vdsm.VM.`). */
+  /** Alert names of this kind start with this (`vdsm.VM.`; a VM's disks' too: see alertPattern). */
   alertPrefix: string;
+  /** The NATS subject of every alert of this kind, `*` where an id stands (`vdsm.VM.*.Disk.*`). */
+  alertPattern: string;
   /** The XState machine id and the version recorded in every alert. */
   id: string;
   version: number;

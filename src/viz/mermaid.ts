@@ -6,7 +6,7 @@ import { policyOf, type MachineDescription, type StateDescription } from './mach
 const idOf = (path: string) => path.replace(/[^A-Za-z0-9_]/g, '_');
 
 export function renderMermaid(machine: MachineDescription): string {
-  const lines = ['stateDiagram-v2', `  %% ${machine.id} v${machine.version}: alerts ${machine.alertPrefix}<id>`];
+  const lines = ['stateDiagram-v2', `  %% ${machine.id} v${machine.version}: alerts ${machine.alertPattern}`];
   emitChildren(machine.root, lines, '  ');
   const anyTransitions = machine.root.transitions.filter((transition) => transition.kind === 'external');
   if (anyTransitions.length) {

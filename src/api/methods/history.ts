@@ -2,11 +2,11 @@
 // (Machine.list, Machine.describe), the entities with where each stands (History.list), and an
 // entity's history step by step with the verification `opstream replay --to/--verify` prints.
 import { z } from 'zod';
-import { ALERT_ROOT, parseAlertSubject } from '../../domain/subjects.ts';
+import { kindSubjectPattern, parseAlertSubject } from '../../domain/subjects.ts';
 import { compileFilter, FILTER_TYPES } from '../../filters/alert-filter.ts';
 import { definitionFor, steps, verify } from '../../replay/debugger.ts';
 import { loadHistory } from '../../replay/history.ts';
-import { describeMachine, machineDefinition, machineKinds } from '../../viz/describe.ts';
+import { alertPrefixOf, describeMachine, machineDefinition, machineKinds } from '../../viz/describe.ts';
 import { defineMethod } from '../method.ts';
 
 /** Most steps one History.get returns (the newest); `total` says how many there are. */
@@ -25,7 +25,7 @@ export const historyMethods = [
       machineKinds().map((kind) => {
         const definition = machineDefinition(kind);
         const entities = runtime.entitiesOf(definition.kind).length;
-        return { kind, id: definition.machine.id, version: definition.version, alertPrefix: `${ALERT_ROOT}.${kind}.`, entities };
+        return { kind, id: definition.machine.id, version: definition.version, alertPrefix: alertPrefixOf(definition.kind), alertPattern: kindSubjectPattern(definition.kind), entities };
       }),
   }),
   defineMethod({

@@ -15,12 +15,25 @@ const VmDefinition = z.looseObject({
   vmId: EntityId,
   memoryMiB: z.number().int().min(16).max(4 * 1024 * 1024).optional(),
   cpus: z.number().int().min(1).max(288).optional(),
-  disks: z.array(z.strictObject({ imageId: EntityId })).max(16).optional(),
+  // A disk is an Image entity (`imageId`) or known by its own `diskId`; either names the disk's
+  // alerts, `vdsm.VM.<vmId>.Disk.<diskId ?? imageId>`, so no two disks of a VM may share it.
+  disks: z
+    .array(
+      z
+        .strictObject({ imageId: EntityId.optional(), diskId: EntityId.optional() })
+        .refine((disk) => disk.imageId !== undefined || disk.diskId !== undefined, { error: 'a disk needs an imageId or a diskId' }),
+    )
+    .max(16)
+    .refine((disks) => new Set(disks.map((disk) => disk.diskId ?? disk.imageId)).size === disks.length, {
+      error: 'two disks have the same id (diskId, or imageId where no diskId is given)',
+    })
+    .optional(),
 });
 
 /** A VM starts only on disks that are Image entities in status OK (not Locked, not Illegal). */
-async function assertDisksUsable(runtime: Runtime, disks: Array<{ imageId: string }>): Promise<void> {
+async function assertDisksUsable(runtime: Runtime, disks: Array<{ imageId?: string }>): Promise<void> {
   for (const { imageId } of disks) {
+    if (imageId === undefined) continue;
     const image = await runtime.entity({ kind: EntityKinds.Image, id: imageId });
     const status = image.exists ? image.view().status : 'Absent';
     if (status === 'Absent') throw new OpstreamError(ErrorCodes.NoSuchEntity, `disk image ${imageId} does not exist`);

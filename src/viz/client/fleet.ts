@@ -5,7 +5,32 @@
 // cost at most 60 redraws of the rows on screen.
 import type { AlertParams, OperationInfo } from './rpc.ts';
 
-export type KindInfo = { kind: string; id: string; version: number; alertPrefix: string };
+export type KindInfo = { kind: string; id: string; version: number; alertPrefix: string; alertPattern: string };
+
+/**
+ * The entity id an alert name holds under `pattern` (`vdsm.VM.*.Disk.*` → `web.d1`), or undefined
+ * when the name is not of that kind: same number of tokens, literal tokens equal.
+ */
+export function idUnder(pattern: string, alertName: string): string | undefined {
+  const want = pattern.split('.');
+  const have = alertName.split('.');
+  if (want.length !== have.length) return undefined;
+  const ids: string[] = [];
+  for (let i = 0; i < want.length; i += 1) {
+    if (want[i] === '*') ids.push(have[i] as string);
+    else if (want[i] !== have[i]) return undefined;
+  }
+  return ids.join('.');
+}
+
+/** The kind an alert name belongs to, and the entity id in it. */
+export function kindOfAlert(kinds: KindInfo[], alertName: string): { kind: KindInfo; id: string } | undefined {
+  for (const kind of kinds) {
+    const id = idUnder(kind.alertPattern, alertName);
+    if (id !== undefined) return { kind, id };
+  }
+  return undefined;
+}
 
 export type Entity = {
   alertName: string;
@@ -101,17 +126,9 @@ export class Fleet {
       this.dirty = true;
       return;
     }
-    const kind = this.#kindOf(params.alertName);
-    if (!kind) return;
-    this.#insert({ alertName: params.alertName, kind: kind.kind, id: params.alertName.slice(kind.alertPrefix.length), operationInfo: params.operationInfo, seq: params.seq, version: 1 });
-  }
-
-  #kindOf(alertName: string): KindInfo | undefined {
-    let best: KindInfo | undefined;
-    for (const kind of this.#kinds) {
-      if (alertName.startsWith(kind.alertPrefix) && (!best || kind.alertPrefix.length > best.alertPrefix.length)) best = kind;
-    }
-    return best;
+    const found = kindOfAlert(this.#kinds, params.alertName);
+    if (!found) return;
+    this.#insert({ alertName: params.alertName, kind: found.kind.kind, id: found.id, operationInfo: params.operationInfo, seq: params.seq, version: 1 });
   }
 
   #compare = (a: Entity, b: Entity): number => {

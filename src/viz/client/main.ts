@@ -4,7 +4,7 @@
 // (History.list), follows it (Host.subscribe), and after a dropped connection resubscribes with
 // `since` = the last sequence it saw, so nothing is missed and nothing is applied twice.
 import { DetailView } from './detail-view.ts';
-import { Fleet, type KindInfo, type ListedEntity } from './fleet.ts';
+import { Fleet, kindOfAlert, type KindInfo, type ListedEntity } from './fleet.ts';
 import { FleetView } from './fleet-view.ts';
 import { el } from './format.ts';
 import { RpcClient, RpcError, rpcUrl, type ConnectionState } from './rpc.ts';
@@ -138,7 +138,7 @@ function select(alertName: string): void {
   fleetView.selected = alertName;
   fleet.dirty = true;
   if (window.location.hash !== `#${alertName}`) history.replaceState(null, '', `${window.location.search}#${alertName}`);
-  const kind = entity?.kind ?? fleet.kinds.find((info) => alertName.startsWith(info.alertPrefix))?.kind;
+  const kind = entity?.kind ?? kindOfAlert(fleet.kinds, alertName)?.kind.kind;
   if (kind) void detail.show(alertName, kind).catch((error: unknown) => console.warn('could not show', alertName, error));
 }
 
