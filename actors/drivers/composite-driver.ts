@@ -1,3 +1,4 @@
+// One driver in front of several: each work goes to the driver configured for its entity kind.
 import type { EntityKind } from '../../src/domain/subjects.ts';
 import type { Driver, EntityEventSink, WorkReporter, WorkRequest } from './driver.ts';
 

@@ -1,3 +1,5 @@
+// The contract between the runtime and whatever does the work an operation stands for: a driver
+// starts a state's work, reports progress and its end as events, and stops when its signal aborts.
 import type { DriverEvent } from '../../machines/entity.ts';
 import type { EntityRef } from '../../src/domain/subjects.ts';
 

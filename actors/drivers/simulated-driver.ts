@@ -1,3 +1,5 @@
+// Stands for the hypervisor in the demo and most tests: timed progress per work, faults injected on
+// demand (EIO, a failing work), and the storage side of a migration reported on the VM's disks.
 import type { ErrorTuple } from '../../machines/entity.ts';
 import { ErrorCodes, OpstreamError } from '../../src/domain/errors.ts';
 import { whenAborted, type Driver, type EntityEventSink, type EntityRef, type WorkReporter, type WorkRequest } from './driver.ts';

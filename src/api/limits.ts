@@ -1,3 +1,5 @@
+// The bounds every request is held to: its size, a batch's length, how deep its params nest, and
+// how large the kwargs a task carries may be.
 import type { z } from 'zod';
 
 /** Largest request a connection may send; bigger ones are refused before parsing. */

@@ -1,3 +1,5 @@
+// What an API method is — its name, its access (read or write), its params schema, its handler —
+// and what every handler can reach.
 import type { z } from 'zod';
 import type { FaultInjector, VolumeQueries } from '../../actors/drivers/driver.ts';
 import type { Runtime } from '../../actors/runtime.ts';

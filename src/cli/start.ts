@@ -1,3 +1,5 @@
+// `opstream start`: the agent with its API until a stop signal — the embedded nats-server unless
+// NATS_URL names one — and, with --demo, the scripted demo against it.
 import { ensureNatsServer } from '../nats/server-binary.mjs';
 import { QEMU_IMG_HINT, qemuImgAvailable } from '../../actors/drivers/qemu-image-driver.ts';
 import { QEMU_SYSTEM_HINT, qemuSystemAvailable } from '../../actors/drivers/qemu-process.ts';

@@ -1,3 +1,4 @@
+// The errors a client sees: nothing in time, the connection gone, or the agent's JSON-RPC error.
 import type { ErrorCode } from '../domain/errors.ts';
 
 /** Nothing matching arrived in time: poll with getInfo, as the seed's loop does. */

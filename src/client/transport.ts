@@ -1,3 +1,4 @@
+// How a client reaches an agent — WebSocket JSON-RPC or request/reply on the bus — behind one interface.
 import type { AlertNotification } from '../domain/alert.ts';
 import type { FilterType } from '../filters/alert-filter.ts';
 

@@ -1,3 +1,4 @@
+// An alert as stored in the stream and as a client receives it: the seed's notification with `seq`.
 import { z } from 'zod';
 import { OperationInfo, ReceivedOperationInfo } from './operation-info.ts';
 import { TaskInfo, TaskStatus } from './task.ts';

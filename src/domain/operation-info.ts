@@ -1,3 +1,5 @@
+// The seed's OperationInfo and its agreed operationDescription words, as the agent produces them and as
+// clients read them (keeping values they do not know).
 import { z } from 'zod';
 
 /**

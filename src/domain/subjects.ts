@@ -1,3 +1,5 @@
+// Alert names: each entity kind's subject shape under `vdsm.`, the ids that can be a subject token, and
+// the one key an entity is known by.
 import { z } from 'zod';
 import { ErrorCodes, OpstreamError } from './errors.ts';
 

@@ -1,3 +1,4 @@
+// TaskInfo (one call that changes an entity, kwargs redacted) and the statuses a task goes through.
 import { z } from 'zod';
 
 /** One call that changes an entity. kwargs are redacted before a TaskInfo is built. */

@@ -1,3 +1,4 @@
+// The one stream of alerts (`vdsm.>`), created or brought up to date on every start.
 import { jetstreamManager, RetentionPolicy, StorageType, type StreamConfig } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ALERT_ROOT } from '../domain/subjects.ts';

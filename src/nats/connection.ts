@@ -1,3 +1,5 @@
+// Connections to NATS: who connects (an nkey identity), how the server is checked (TLS CA), where
+// replies come back, and reconnecting for as long as it takes.
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { readNkeySeed } from '../security/credentials.ts';
 

@@ -1,3 +1,4 @@
+// The embedded default: nats-server from nats.conf, its store and credentials under ./data.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';

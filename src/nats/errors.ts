@@ -1,3 +1,4 @@
+// Which NATS and JetStream failures mean "not reachable now" (the call's outcome unknown, 105).
 import { JetStreamApiError, JetStreamError } from '@nats-io/jetstream';
 import { errors } from '@nats-io/transport-node';
 

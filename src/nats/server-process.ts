@@ -1,3 +1,4 @@
+// A nats-server child process: started, awaited until ready, stopped gently or killed like a crash.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 // Plain JS shared with the pre-install set-up (typed by its JSDoc): one place knows where the server is.

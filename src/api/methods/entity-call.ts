@@ -1,3 +1,4 @@
+// The shape most verbs share: an entity id in, one event on that entity out, the task answered.
 import { z } from 'zod';
 import { EntityId, type EntityKind } from '../../domain/subjects.ts';
 import { defineMethod, type ApiContext } from '../method.ts';

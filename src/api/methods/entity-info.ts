@@ -1,3 +1,4 @@
+// What every getInfo answers about an entity, read off its actor.
 import type { EntityActor } from '../../../actors/entity-actor.ts';
 
 /** What every getInfo answers: status, OperationInfo, the running task, and the last sequence. */

@@ -1,3 +1,4 @@
+// GlusterVolume.*: create, start, stop, rebalance (gluster runs it; the driver polls), heal info.
 import { z } from 'zod';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
 import { EntityId, EntityKinds } from '../../domain/subjects.ts';

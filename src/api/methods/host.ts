@@ -1,3 +1,4 @@
+// Host.*: running tasks and operations, and subscriptions to alerts through the agent's shared read.
 import { z } from 'zod';
 import { alertNotification } from '../../domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';

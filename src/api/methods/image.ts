@@ -1,3 +1,4 @@
+// Image.*: create (standalone or a layer), copy, merge, delete — checks across images run in one order.
 import { z } from 'zod';
 import type { EntityActor } from '../../../actors/entity-actor.ts';
 import type { Runtime } from '../../../actors/runtime.ts';

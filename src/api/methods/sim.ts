@@ -1,3 +1,4 @@
+// Sim.*: fault injection into the simulated hypervisor (served only where the simulator runs VMs).
 import { z } from 'zod';
 import { SIM_FAULTS } from '../../../actors/drivers/simulated-driver.ts';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';

@@ -1,3 +1,4 @@
+// StorageConnection.*: connect to allowed storage servers, disconnect, getInfo.
 import { z } from 'zod';
 import { EntityId, EntityKinds } from '../../domain/subjects.ts';
 import { boundedKwargs } from '../limits.ts';

@@ -1,3 +1,4 @@
+// VM.*: create (with its definition and disks), pause, cont, migrate, destroy, getInfo.
 import { z } from 'zod';
 import type { Runtime } from '../../../actors/runtime.ts';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
