@@ -13,9 +13,10 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
-import { Alert } from '../src/domain/alert.ts';
+import type { Alert } from '../src/domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { ALERT_ROOT } from '../src/domain/subjects.ts';
+import { judgeAlertRecord, type StoredMessage } from '../src/nats/alert-record.ts';
 import { SEAL_HEADER, type HistorySeal } from '../src/security/history-seal.ts';
 
 export type StoredAlert = { seq: number; alert: Alert };
@@ -88,25 +89,10 @@ export class AlertLog {
     return (await this.jsm.streams.info(this.stream)).state.last_seq;
   }
 
-  /** Checks one stored message: sealed by an agent, JSON, an alert, and stored under its own name. */
-  decode(seq: number, subject: string, data: Uint8Array, seal: string | undefined): HistoryRecord {
-    const quarantined = (reason: string): QuarantinedRecord => ({ seq, subject, reason });
-    if (this.seal && !this.seal.verify(subject, data, seal, seq)) {
-      return quarantined(seal ? 'its seal does not match: not written by an agent of this installation, or altered' : 'it carries no seal: not written by an agent');
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(new TextDecoder().decode(data));
-    } catch (error) {
-      return quarantined(`not JSON (${(error as Error).message})`);
-    }
-    const parsed = Alert.safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      return quarantined(`not an alert (${issue?.path.join('.') || 'body'}: ${issue?.message})`);
-    }
-    if (parsed.data.alertName !== subject) return quarantined(`names ${JSON.stringify(parsed.data.alertName)} but is stored under ${subject}`);
-    return { seq, alert: parsed.data };
+  /** Judges one stored message: an alert, or a quarantined record saying why not. */
+  decode(message: StoredMessage): HistoryRecord {
+    const judged = judgeAlertRecord(message, this.seal);
+    return typeof judged === 'string' ? { seq: message.seq, subject: message.subject, reason: judged } : { seq: message.seq, alert: judged };
   }
 
   /**
@@ -118,13 +104,13 @@ export class AlertLog {
     yield* this.#read(`${ALERT_ROOT}.>`, fromSeq, 10_000, (message) => ({
       seq: message.seq,
       subject: message.subject,
-      decode: () => this.#decodeMessage(message),
+      decode: () => this.decode(message),
     }));
   }
 
   /** The subject's records from `fromSeq` to its end, in order. */
   async *read(subject: string, fromSeq = 1): AsyncGenerator<HistoryRecord> {
-    yield* this.#read(subject, fromSeq, 1_000, (message) => this.#decodeMessage(message));
+    yield* this.#read(subject, fromSeq, 1_000, (message) => this.decode(message));
   }
 
   /** The subject's alerts, for readers that expect a clean history: a quarantined record throws. */
@@ -154,9 +140,5 @@ export class AlertLog {
     } finally {
       await messages.close();
     }
-  }
-
-  #decodeMessage(message: JsMsg): HistoryRecord {
-    return this.decode(message.seq, message.subject, message.data, message.headers?.get(SEAL_HEADER) || undefined);
   }
 }

@@ -4,7 +4,8 @@
 // so the write path stores nothing extra; at start the index is rebuilt from the stream's last
 // `retention` of alerts, whatever snapshots recovery used.
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
-import { SEAL_HEADER, type HistorySeal } from '../src/security/history-seal.ts';
+import { sealOf } from '../src/nats/alert-record.ts';
+import type { HistorySeal } from '../src/security/history-seal.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ErrorTuple } from '../machines/entity.ts';
 import { TaskInfo as TaskInfoSchema, TaskStatus as TaskStatusSchema } from '../src/domain/task.ts';
@@ -170,7 +171,7 @@ export class TaskRegistry {
         // Only the task fields matter here: picked without validating the whole alert, so this
         // pass stays cheap beside recovery's. A record it cannot read is recovery's business; one
         // an agent did not seal is not history, and must not make a jobId look taken.
-        const sealed = !seal || seal.verify(message.subject, message.data, message.headers?.get(SEAL_HEADER) || undefined, message.seq);
+        const sealed = !seal || seal.verify(message.subject, message.data, sealOf(message), message.seq);
         const facts = sealed ? taskFacts(safeJson(message.data)) : undefined;
         if (facts) this.observe({ seq: message.seq, alert: facts });
         if (message.info.pending === 0 || this.#stopLoading) break;

@@ -13,7 +13,6 @@ import { createRpcEndpoint, type Reply } from './json-rpc.ts';
 import type { AgentServices } from './method.ts';
 import type { Role } from './roles.ts';
 
-export { API_SUBJECT, READ_API_SUBJECT };
 const logger = createLogger('api');
 
 export function startNatsApi(nc: NatsConnection, services: AgentServices): { stop(): Promise<void> } {

@@ -16,10 +16,6 @@ export class Session {
   /** `notify` resolves when the connection can take more (backpressure for feeds). */
   constructor(readonly notify: (method: string, params: Record<string, unknown>) => Promise<void>) {}
 
-  get closed(): boolean {
-    return this.#closed;
-  }
-
   /** Opens a feed under a new subscription id, refusing past the per-connection bound. */
   async subscribe(open: () => Promise<AlertFeed>): Promise<{ subscriptionId: string; feed: AlertFeed }> {
     if (this.#closed) throw new OpstreamError(ErrorCodes.Unavailable, 'this connection is closing');

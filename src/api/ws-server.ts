@@ -110,9 +110,7 @@ function admit(request: IncomingMessage, options: ApiServerOptions): Role | { st
   if (origin !== undefined && !originAllowed(origin, request.headers.host, options.allowedOrigins ?? [])) {
     return { status: 403, message: `origin ${origin} may not use this API (same origin or --allowed-origin only)` };
   }
-  const header = request.headers.authorization;
-  const bearer = header?.match(/^Bearer\s+(\S+)$/i)?.[1];
-  const role = roleOfToken(options.tokens, bearer ?? url.searchParams.get('token') ?? undefined);
+  const role = roleOfToken(options.tokens, bearerToken(request) ?? url.searchParams.get('token') ?? undefined);
   if (!role) {
     return {
       status: 401,
@@ -120,6 +118,11 @@ function admit(request: IncomingMessage, options: ApiServerOptions): Role | { st
     };
   }
   return role;
+}
+
+/** The token of an `Authorization: Bearer <token>` header. */
+function bearerToken(request: IncomingMessage): string | undefined {
+  return request.headers.authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
 }
 
 /**
@@ -233,8 +236,7 @@ function health(request: IncomingMessage, response: ServerResponse, options: Api
     // What an operator looks at first: whether it serves, and what the agent set aside — the
     // records themselves (subjects name entities) only for a caller with a token.
     const { count, recent } = options.runtime.quarantined;
-    const bearer = request.headers.authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
-    const detail = roleOfToken(options.tokens, bearer) ? { count, recent } : { count };
+    const detail = roleOfToken(options.tokens, bearerToken(request)) ? { count, recent } : { count };
     response.end(JSON.stringify({ status: ok ? 'ok' : 'starting', quarantined: detail }));
     return;
   }

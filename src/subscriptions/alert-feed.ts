@@ -5,10 +5,11 @@
 // skipped and reported, never delivered and never the end of the feed.
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Alert } from '../domain/alert.ts';
+import type { Alert } from '../domain/alert.ts';
 import type { AlertFilter } from '../filters/alert-filter.ts';
 import { createLogger } from '../log.ts';
-import { SEAL_HEADER, type HistorySeal } from '../security/history-seal.ts';
+import { judgeAlertRecord, type StoredMessage } from '../nats/alert-record.ts';
+import type { HistorySeal } from '../security/history-seal.ts';
 
 const logger = createLogger('feed');
 
@@ -56,7 +57,7 @@ export async function openAlertFeed(
   const pump = (async () => {
     for await (const message of messages) {
       if (!options.filter.matches(message.subject)) continue;
-      const decoded = decode(message.seq, message.subject, message.data, message.headers?.get(SEAL_HEADER) || undefined);
+      const decoded = decode(message);
       if (typeof decoded === 'string') {
         quarantined({ seq: message.seq, subject: message.subject, reason: decoded });
         continue;
@@ -86,7 +87,7 @@ export async function openAlertFeed(
 const decodedByStream = new WeakMap<NatsConnection, Map<string, Map<number, Alert | string>>>();
 const DECODED_KEPT = 4_096;
 
-type Decoder = (seq: number, subject: string, data: Uint8Array, seal: string | undefined) => Alert | string;
+type Decoder = (message: StoredMessage) => Alert | string;
 
 function decoderFor(nc: NatsConnection, stream: string, seal: HistorySeal | undefined): Decoder {
   let streams = decodedByStream.get(nc);
@@ -95,29 +96,15 @@ function decoderFor(nc: NatsConnection, stream: string, seal: HistorySeal | unde
   let decoded = streams.get(cacheKey);
   if (!decoded) streams.set(cacheKey, (decoded = new Map()));
   const cache = decoded;
-  return (seq, subject, data, sealValue) => {
-    let result = cache.get(seq);
+  return (message) => {
+    let result = cache.get(message.seq);
     if (result === undefined) {
-      result = decodeAlert(seq, subject, data, sealValue, seal);
-      cache.set(seq, result);
+      result = judgeAlertRecord(message, seal);
+      cache.set(message.seq, result);
       if (cache.size > DECODED_KEPT) cache.delete(cache.keys().next().value as number);
     }
     return result;
   };
-}
-
-/** One stored record as an alert, or why it is not one (not sealed, not JSON, not an alert, misfiled). */
-export function decodeAlert(seq: number, subject: string, data: Uint8Array, sealValue: string | undefined, seal: HistorySeal | undefined): Alert | string {
-  if (seal && !seal.verify(subject, data, sealValue, seq)) return 'not sealed by an agent';
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(data));
-  } catch {
-    return 'not JSON';
-  }
-  const parsed = Alert.safeParse(json);
-  if (!parsed.success) return `not an alert (${parsed.error.issues[0]?.message})`;
-  return parsed.data.alertName === subject ? parsed.data : `names ${JSON.stringify(parsed.data.alertName)} but is stored under ${subject}`;
 }
 
 /**

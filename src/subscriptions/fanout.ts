@@ -14,8 +14,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Alert } from '../domain/alert.ts';
 import type { AlertFilter } from '../filters/alert-filter.ts';
 import { createLogger } from '../log.ts';
-import { SEAL_HEADER, type HistorySeal } from '../security/history-seal.ts';
-import { decodeAlert, type AlertFeed, type FeedAlert } from './alert-feed.ts';
+import { judgeAlertRecord } from '../nats/alert-record.ts';
+import type { HistorySeal } from '../security/history-seal.ts';
+import type { AlertFeed, FeedAlert } from './alert-feed.ts';
 
 const logger = createLogger('fanout');
 
@@ -159,7 +160,7 @@ export class AlertFanout {
   }
 
   #decode(message: JsMsg): Alert | string {
-    const decoded = decodeAlert(message.seq, message.subject, message.data, message.headers?.get(SEAL_HEADER) || undefined, this.options.seal);
+    const decoded = judgeAlertRecord(message, this.options.seal);
     if (typeof decoded === 'string') this.options.onQuarantined?.({ seq: message.seq, subject: message.subject, reason: decoded });
     return decoded;
   }

@@ -2,6 +2,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { compileFilter, type FilterType } from '../../src/filters/alert-filter.ts';
 import { openAlertFeed, type AlertFeed, type FeedAlert } from '../../src/subscriptions/alert-feed.ts';
+import { Collected } from './collected.ts';
 
 export type AlertRecorder = {
   readonly alerts: FeedAlert[];
@@ -15,34 +16,11 @@ export async function recordAlerts(
   filter: string,
   filterType: FilterType = 'glob',
 ): Promise<AlertRecorder> {
-  const alerts: FeedAlert[] = [];
-  const waiters = new Set<() => void>();
-  const feed: AlertFeed = await openAlertFeed(nc, { stream, filter: compileFilter(filter, filterType) }, (alert) => {
-    alerts.push(alert);
-    for (const wake of waiters) wake();
-  });
+  const alerts = new Collected<FeedAlert>((seen) => `saw ${seen.map((a) => `${a.alert.alertName}:${a.alert.status}`).join(', ')}`);
+  const feed: AlertFeed = await openAlertFeed(nc, { stream, filter: compileFilter(filter, filterType) }, (alert) => alerts.push(alert));
   return {
-    alerts,
-    until(predicate, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const found = alerts.find(predicate);
-          if (!found) return;
-          cleanup();
-          resolve(found);
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new Error(`no matching alert within ${timeoutMs} ms; saw ${alerts.map((a) => `${a.alert.alertName}:${a.alert.status}`).join(', ')}`));
-        }, timeoutMs);
-        const cleanup = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      });
-    },
+    alerts: alerts.items,
+    until: (predicate, timeoutMs) => alerts.until(predicate, timeoutMs),
     stop: () => feed.stop(),
   };
 }

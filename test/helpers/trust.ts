@@ -1,5 +1,6 @@
 // Helpers for the adversarial trust suites: /healthz, a WebSocket that records every frame
 // (replies and notifications), and waiting for an entity's status through the API.
+import { Collected } from './collected.ts';
 import { get } from 'node:http';
 import WebSocket from 'ws';
 import type { OpstreamClient } from '../../src/index.ts';
@@ -47,36 +48,16 @@ export async function openRecordingSocket(url: string, token: string): Promise<R
     socket.once('open', resolve);
     socket.once('error', reject);
   });
-  const frames: Frame[] = [];
-  const waiters = new Set<() => void>();
+  const frames = new Collected<Frame>((seen) => `saw ${seen.length} frames: ${JSON.stringify(seen.slice(-5))}`);
   socket.on('message', (data) => {
     const parsed = JSON.parse(data.toString()) as Frame | Frame[];
     for (const frame of Array.isArray(parsed) ? parsed : [parsed]) frames.push(frame);
-    for (const wake of waiters) wake();
   });
   let next = 1;
-  const until = (predicate: (frame: Frame) => boolean, timeoutMs = 10_000) =>
-    new Promise<Frame>((resolve, reject) => {
-      const check = () => {
-        const found = frames.find(predicate);
-        if (!found) return;
-        cleanup();
-        resolve(found);
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`no matching frame within ${timeoutMs} ms; saw ${frames.length} frames: ${JSON.stringify(frames.slice(-5))}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        waiters.delete(check);
-      };
-      waiters.add(check);
-      check();
-    });
+  const until = (predicate: (frame: Frame) => boolean, timeoutMs?: number) => frames.until(predicate, timeoutMs);
   return {
     socket,
-    frames,
+    frames: frames.items,
     request(method, params, timeoutMs) {
       const id = `r${next++}`;
       socket.send(JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }));
