@@ -80,6 +80,8 @@ describe('cancel through the real gluster driver', () => {
     await stack.host.waitForJob(create.jobId, 10_000);
     await stack.host.waitForJob((await stack.host.call<{ jobId: string }>('GlusterVolume.start', { volumeName })).jobId, 10_000);
     const { jobId } = await stack.host.call<{ jobId: string }>('GlusterVolume.rebalanceStart', { volumeName });
+    // The case under test is a rebalance gluster is running: cancel once it has started one.
+    while (stack.agent.gluster.rebalanceStatus(volumeName).state !== 'in progress') await new Promise((resolve) => setTimeout(resolve, 5));
     expect(await stack.host.jobs.cancel(jobId)).toMatchObject({ status: 'aborting', policy: 'revert' });
     const ended = await stack.host.waitForJob(jobId, 10_000);
     expect(ended).toMatchObject({ status: 'aborted', error: [910, expect.stringMatching(/rebalance was stopped/)] });
