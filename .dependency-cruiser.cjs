@@ -6,6 +6,7 @@
 //   src/security              credentials and history seals (node:crypto, nkeys)
 //   src/nats                  the bus: connections, the alert stream, the nats-server binary
 //   src/subscriptions         reading the alert stream for one filter
+//   src/fleet                 host leases and calls forwarded between agents
 //   machines/                 pure XState machines                 → domain
 //   actors/                   the runtime: effects and persistence → machines, domain, security, nats, log
 //   src/client, src/manager,  the client library (what `opstream` exports): no runtime, no API,
@@ -20,6 +21,7 @@ const LOWER = {
   security: '^src/security/',
   nats: '^src/nats/',
   subscriptions: '^src/subscriptions/',
+  fleet: '^src/fleet/',
   machines: '^machines/',
   actors: '^actors/',
   client: '^src/(client|manager)/|^src/index[.]ts$',
@@ -46,11 +48,12 @@ module.exports = {
     layer('security-stands-alone', LOWER.security),
     layer('nats-is-infrastructure', LOWER.nats, 'domain', 'log', 'security'),
     layer('subscriptions-read-the-stream', LOWER.subscriptions, 'domain', 'log', 'security', 'nats'),
+    layer('fleet-is-infrastructure', LOWER.fleet, 'domain', 'log', 'nats'),
     layer('machines-are-pure', LOWER.machines, 'domain'),
     layer('actors-run-machines', LOWER.actors, 'machines', 'domain', 'log', 'security', 'nats'),
     layer('client-stays-light', LOWER.client, 'domain', 'log', 'security', 'nats', 'subscriptions'),
-    layer('server-faces-use-the-runtime', LOWER.server, 'actors', 'machines', 'domain', 'log', 'security', 'nats', 'subscriptions'),
-    layer('agent-assembles', '^src/agent[.]ts$', 'server', 'actors', 'machines', 'domain', 'log', 'security', 'nats', 'subscriptions'),
+    layer('server-faces-use-the-runtime', LOWER.server, 'actors', 'machines', 'domain', 'log', 'security', 'nats', 'subscriptions', 'fleet'),
+    layer('agent-assembles', '^src/agent[.]ts$', 'server', 'actors', 'machines', 'domain', 'log', 'security', 'nats', 'subscriptions', 'fleet'),
     {
       name: 'client-entry-loads-no-server',
       severity: 'error',

@@ -9,18 +9,19 @@ import type { DriverEvent, ErrorTuple } from '../machines/entity.ts';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { Alert } from '../src/domain/alert.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
-import { ErrorCodes, isConflict, OpstreamError } from '../src/domain/errors.ts';
+import { ErrorCodes, isConflict, OpstreamError, OwnedElsewhereError } from '../src/domain/errors.ts';
 import { LastErrorCodes } from '../src/domain/last-errors.ts';
 import { retryDelayMs, retryPolicy, type RetryPolicy } from '../src/domain/retry-policy.ts';
 import { redact } from '../src/domain/redaction.ts';
 import { alertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
 import { isUnreachable } from '../src/nats/errors.ts';
-import { isQuarantined, type AlertLog } from './alert-log.ts';
+import { isQuarantined, type AlertLog, type HistoryRecord } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
 import { buildAlert } from './alert-builder.ts';
 import { acceptedCalls, stateKey, viewOf, type EntityView } from './entity-snapshot.ts';
 import { nextSnapshot } from './pure-transition.ts';
+import { placementAfter, UNKNOWN_STATUS, type Placement, type PlacementEvent } from './placement.ts';
 import type { Quarantine } from './quarantine.ts';
 import { replayOne, type Divergence, type ReplayState } from './replay.ts';
 import type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
@@ -42,6 +43,15 @@ export type EntityActorDeps = {
    * the stream is back — before it fails with Unavailable; it then never runs. Default 10 s.
    */
   callDeadlineMs?: number;
+  /**
+   * The host this agent writes for, stamped on every alert. Without one the runtime is a fleet of
+   * one: it owns every entity it holds and stamps nothing.
+   */
+  hostId?: string;
+  /** The lease epoch this agent holds now (see FleetMembership); a lost host's epoch is older. */
+  leaseEpoch?: () => number | undefined;
+  /** A sub-object (a VM's disk) goes where its parent goes: its owner is its parent's. */
+  parentPlacement?: () => Placement | undefined;
 };
 
 export const DEFAULT_CALL_DEADLINE_MS = 10_000;
@@ -113,9 +123,32 @@ export class EntityActor {
     return this.#state.snapshot;
   }
 
+  /** Where the entity runs, as its history says (a sub-object: where its parent runs). */
+  get placement(): Placement | undefined {
+    return this.deps.parentPlacement ? this.deps.parentPlacement() : this.#state.placement;
+  }
+
+  /** The host that runs the entity: its recorded owner, else (no fleet record yet) this agent's host. */
+  get hostId(): string | undefined {
+    return this.placement?.hostId ?? this.deps.hostId;
+  }
+
+  /**
+   * Whether this agent writes the entity and runs its work: it is the recorded owner and the fleet
+   * has not declared it lost, or nobody has placed the entity yet, or there is no fleet.
+   */
+  get owned(): boolean {
+    // An agent whose lease was taken writes nothing until it holds one again.
+    if (this.deps.leaseEpoch && this.deps.leaseEpoch() === undefined) return false;
+    const placement = this.placement;
+    if (this.deps.hostId === undefined || placement === undefined) return true;
+    return placement.hostId === this.deps.hostId && !placement.lost;
+  }
+
   view(): EntityView {
     this.#assertTrusted();
-    return viewOf(this.#state.snapshot);
+    const view = viewOf(this.#state.snapshot);
+    return this.placement?.lost ? { ...view, status: UNKNOWN_STATUS } : view;
   }
 
   /**
@@ -132,6 +165,7 @@ export class EntityActor {
     const run = deadline ? this.#serializeCall.bind(this) : this.#serialize.bind(this);
     return run(async () => {
       this.#assertTrusted();
+      this.#assertOwned();
       const outcome = await this.#apply(event as MachineEvent);
       if (typeof outcome === 'object') return outcome;
       const code = this.exists ? ErrorCodes.InvalidTransition : ErrorCodes.NoSuchEntity;
@@ -144,14 +178,51 @@ export class EntityActor {
 
   /**
    * The stream holds a record of this entity at `seq`. If this actor did not write it (its own
-   * appends are folded in before their turn comes here), it is someone else's: fold it now, so a
-   * forged or foreign record makes the entity diverge at once instead of at the next restart.
+   * appends are folded in before their turn comes here), it is someone else's — another host's,
+   * when this is a mirror of an entity it owns, or a forgery: fold it now, so the mirror is current
+   * and a forged record makes the entity diverge at once instead of at the next restart. The next
+   * record in order is folded as it is; anything else is read from the stream.
    */
-  observe(seq: number): void {
+  observe(seq: number, decode: () => HistoryRecord): void {
     if (seq <= this.#state.lastSeq || this.#stopped) return;
     void this.#serialize(async () => {
-      if (seq > this.#state.lastSeq && !this.#state.divergence) await this.#catchUp({ drive: false });
+      if (seq <= this.#state.lastSeq || this.#state.divergence) return;
+      const record = decode();
+      const wasOwned = this.owned;
+      if (!isQuarantined(record) && record.seq === seq && record.alert.revision === this.#state.revision + 1) {
+        this.#state = replayOne(this.deps.definition, this.#state, record);
+        if (!this.#state.divergence) for (const listener of this.#listeners) listener(record);
+        this.#afterForeignRecord(wasOwned);
+      } else {
+        await this.#catchUp({ drive: false });
+      }
     }).catch((error: unknown) => this.deps.logger.warn('could not fold a record written by someone else', { subject: this.subject, seq, error: String(error) }));
+  }
+
+  /**
+   * The fleet declared `hostId` lost at lease epoch `epoch`: if it still owns this entity, record
+   * HOST_LOST. The record moves the subject's sequence, so the lost host — should it be only
+   * paused — cannot append here again: the write path's guard refuses it.
+   */
+  fenceLostHost(hostId: string, epoch: number, by: string): Promise<Appended | undefined> {
+    return this.#serialize(async () => {
+      const placement = this.#state.placement;
+      if (this.deps.parentPlacement || placement?.hostId !== hostId || placement.lost || this.#state.divergence) return undefined;
+      return this.#recordPlacement({ type: 'HOST_LOST', hostId, epoch, by }, false);
+    });
+  }
+
+  /**
+   * This host is back with lease epoch `epoch`: take back what the fleet fenced while it was away
+   * (HOST_RETURNED), then carry on as a restart does.
+   */
+  async returnHome(epoch: number): Promise<void> {
+    const returned = await this.#serialize(async () => {
+      const placement = this.#state.placement;
+      if (this.deps.parentPlacement || !placement?.lost || placement.hostId !== this.deps.hostId || this.#state.divergence) return undefined;
+      return this.#recordPlacement({ type: 'HOST_RETURNED', hostId: placement.hostId, epoch }, true);
+    });
+    if (returned) await this.resume();
   }
 
   /**
@@ -165,6 +236,7 @@ export class EntityActor {
     }
     return this.#serializeCall(async () => {
       this.#assertTrusted();
+      this.#assertOwned();
       const view = viewOf(this.#state.snapshot);
       if (view.task?.id !== taskId) {
         throw new OpstreamError(ErrorCodes.JobNotActive, `task ${taskId} is not running on ${this.subject} (it is ${view.status})`);
@@ -197,7 +269,7 @@ export class EntityActor {
    * The task keeps its id either way.
    */
   async resume(): Promise<void> {
-    if (this.#state.divergence) return;
+    if (this.#state.divergence || !this.owned) return;
     const { meta } = viewOf(this.#state.snapshot);
     // A state without work of its own (a VM's disk, reported on by its VM's driver) can still
     // declare that it cannot outlive the agent: it fails like one whose work cannot resume.
@@ -293,6 +365,24 @@ export class EntityActor {
     );
   }
 
+  /** Calls change only what this agent owns; the API forwards the rest to the owner. */
+  #assertOwned(): void {
+    if (this.owned) return;
+    if (this.deps.leaseEpoch?.() === undefined && this.deps.leaseEpoch) {
+      throw new OpstreamError(ErrorCodes.Unavailable, `${this.subject}: this agent lost its host lease and writes nothing until it takes it back; retry shortly`);
+    }
+    const placement = this.placement;
+    if (!placement) return;
+    if (placement.lost) {
+      throw new OpstreamError(
+        ErrorCodes.Unavailable,
+        `${this.subject} runs on host ${placement.hostId}, which is not responding (status ${UNKNOWN_STATUS}); retry when it is back`,
+        { hostId: placement.hostId },
+      );
+    }
+    throw new OwnedElsewhereError(placement.hostId, `${this.subject} runs on host ${placement.hostId}`);
+  }
+
   #refusal(type: string): string {
     const { status } = viewOf(this.#state.snapshot);
     const accepted = acceptedCalls(this.#state.snapshot);
@@ -330,8 +420,12 @@ export class EntityActor {
     }
     const revision = this.#state.revision + 1;
     const alert = buildAlert({ definition, subject: this.subject, before, next, event: recorded, revision, time: now() });
+    // A sub-object's owner is its parent's: it names none of its own, so a hand-over moves both.
+    const stamp = this.deps.parentPlacement ? undefined : this.deps.hostId;
+    if (stamp !== undefined) alert.hostId = stamp;
     const seq = await this.#append(alert, `${alert.task?.id ?? this.subject}:${revision}`, options.retryUntilStored ?? false);
-    this.#state = { snapshot: next, lastSeq: seq, revision };
+    const placement = stamp === undefined ? this.#state.placement : { hostId: stamp };
+    this.#state = { snapshot: next, lastSeq: seq, revision, ...(placement ? { placement } : {}) };
     this.#reconcileWork(false);
     const appended = { seq, alert };
     for (const listener of this.#listeners) listener(appended);
@@ -396,6 +490,7 @@ export class EntityActor {
    * agent — the entity's owner — drives whatever state the stream now says, work included.
    */
   async #catchUp({ drive = true }: { drive?: boolean } = {}): Promise<void> {
+    const wasOwned = this.owned;
     for await (const record of this.deps.log.read(this.subject, this.#state.lastSeq + 1)) {
       if (isQuarantined(record)) this.deps.quarantine.add({ source: 'stream', ...record });
       this.#state = replayOne(this.deps.definition, this.#state, record);
@@ -403,12 +498,64 @@ export class EntityActor {
       if (!this.#state.divergence && !isQuarantined(record)) for (const listener of this.#listeners) listener(record);
     }
     if (this.#state.divergence) this.stopWork();
-    // A record someone else wrote (not our own append whose ack was lost) is not ours to act on:
-    // whatever work we ran for the state before it stops, and none starts for the state after.
-    else if (!drive) this.stopWork();
+    else if (!drive) this.#afterForeignRecord(wasOwned);
     else this.#reconcileWork(true);
   }
 
+  /**
+   * After folding what someone else wrote. Whatever work ran for the state before it stops, and
+   * none starts for the state after — unless the record made this agent the owner (a migration
+   * handed the entity over): then it takes it up as a restart would. A HOST_LOST of this host from
+   * an earlier lease (it came back before the record landed) is answered with HOST_RETURNED.
+   */
+  #afterForeignRecord(wasOwned: boolean): void {
+    if (this.#state.divergence) {
+      this.stopWork();
+      return;
+    }
+    const placement = this.placement;
+    const epoch = this.deps.leaseEpoch?.();
+    if (placement?.lost && placement.hostId === this.deps.hostId && epoch !== undefined && (placement.lostEpoch ?? 0) < epoch) {
+      this.stopWork();
+      void this.returnHome(epoch).catch((error: unknown) => this.deps.logger.warn('could not take back an entity', { subject: this.subject, error: String(error) }));
+      return;
+    }
+    if (this.owned && !wasOwned) this.#reconcileWork(true);
+    else this.stopWork();
+  }
+
+  /**
+   * Appends a fleet record: the machine does not move, only the owner (see placement.ts). Its
+   * guard is the same as every append's, so it fences whoever wrote from a stale sequence.
+   */
+  async #recordPlacement(event: PlacementEvent, retryUntilStored: boolean): Promise<Appended | undefined> {
+    const placement = placementAfter(this.#state.placement, event, undefined);
+    if (typeof placement === 'string') return undefined;
+    const { snapshot } = this.#state;
+    const revision = this.#state.revision + 1;
+    const alert = buildAlert({ definition: this.deps.definition, subject: this.subject, before: snapshot, next: snapshot, event, revision, time: this.deps.now() });
+    if (placement?.lost) alert.status = UNKNOWN_STATUS;
+    if (placement) alert.hostId = placement.hostId;
+    const seq = await this.#append(alert, `${this.subject}:${revision}:${event.type}`, retryUntilStored);
+    this.#state = { ...this.#state, lastSeq: seq, revision, ...(placement ? { placement } : {}) };
+    const appended = { seq, alert };
+    for (const listener of this.#listeners) listener(appended);
+    this.deps.logger.info('recorded a change of host', { subject: this.subject, seq, ...event });
+    // Given away or fenced out: stop. Taken back: the caller resumes as a restart would.
+    if (!this.owned) this.stopWork();
+    return appended;
+  }
+
+
+  /** A state whose work runs on the destination: give the entity to it (recorded by its owner, here). */
+  #handOver(dstHost: string): void {
+    const from = this.deps.hostId;
+    if (from === undefined) return;
+    void this.#serialize(async () => {
+      if (!this.owned || this.#stopped || !viewOf(this.#state.snapshot).meta.handOver) return;
+      await this.#recordPlacement({ type: 'HOST_CHANGED', from, to: dstHost }, true);
+    }).catch((error: unknown) => this.deps.logger.warn('could not hand the entity over', { subject: this.subject, dstHost, error: String(error) }));
+  }
 
   async #saveSnapshot(): Promise<boolean> {
     const { store } = this.deps.snapshots ?? {};
@@ -422,6 +569,7 @@ export class EntityActor {
         revision,
         // A machine snapshot persists as { status, value, context, ... }: what StoredSnapshot checks.
         snapshot: definition.machine.getPersistedSnapshot(snapshot) as unknown as StoredSnapshot['snapshot'],
+        ...(this.#state.placement ? { placement: this.#state.placement } : {}),
       });
       this.#snapshotRevision = Math.max(this.#snapshotRevision, revision);
       return true;
@@ -458,11 +606,20 @@ export class EntityActor {
   }
 
   #reconcileWork(resumed: boolean): void {
+    if (!this.owned || this.#state.divergence) {
+      this.stopWork();
+      return;
+    }
     const snapshot = this.#state.snapshot;
     const key = stateKey(snapshot);
     if (this.#work?.stateKey === key || this.#stopped) return;
     this.stopWork();
-    const { work } = viewOf(snapshot).meta;
+    const { work, handOver } = viewOf(snapshot).meta;
+    const dstHost = (snapshot.context as { dstHost?: string | null }).dstHost;
+    if (handOver && this.deps.hostId !== undefined && dstHost && dstHost !== this.deps.hostId) {
+      this.#handOver(dstHost);
+      return;
+    }
     if (!work) return;
     const running: RunningWork = { stateKey: key, work, controller: new AbortController() };
     this.#work = running;

@@ -12,6 +12,7 @@ import type { Alert } from '../src/domain/alert.ts';
 import { isQuarantined, type HistoryRecord } from './alert-log.ts';
 import { taskChange } from './entity-snapshot.ts';
 import { nextSnapshot } from './pure-transition.ts';
+import { isPlacementEvent, placementAfter, UNKNOWN_STATUS, type Placement } from './placement.ts';
 import type { StoredSnapshot } from './snapshot-store.ts';
 
 /** Where recorded history and today's machine (or the record itself) disagree. */
@@ -30,6 +31,8 @@ export type ReplayState = {
   snapshot: AnyMachineSnapshot;
   lastSeq: number;
   revision: number;
+  /** Which host owns the entity (undefined: a history from before the fleet, or none yet). */
+  placement?: Placement;
   divergence?: Divergence;
 };
 
@@ -41,7 +44,7 @@ export function initialReplayState(definition: MachineDefinition, id: string): R
 /** The replay state a trusted snapshot stands for: replay continues after its sequence. */
 export function restoreReplayState(definition: MachineDefinition, stored: StoredSnapshot): ReplayState {
   const snapshot = definition.machine.resolveState(stored.snapshot as Parameters<typeof definition.machine.resolveState>[0]);
-  return { snapshot, lastSeq: stored.seq, revision: stored.revision };
+  return { snapshot, lastSeq: stored.seq, revision: stored.revision, ...(stored.placement ? { placement: stored.placement } : {}) };
 }
 
 const show = (value: StateValue | undefined): string => (value === undefined ? 'a refusal' : JSON.stringify(value));
@@ -59,6 +62,9 @@ export function replayOne(definition: MachineDefinition, state: ReplayState, rec
   if (alert.revision !== state.revision + 1) {
     return diverge({ reason: `revision ${alert.revision} follows revision ${state.revision}: a record of this history is missing or repeated` });
   }
+  const placement = placementAfter(state.placement, alert.event, alert.hostId);
+  if (typeof placement === 'string') return diverge({ reason: `the record at sequence ${record.seq} was ${placement}` });
+  if (isPlacementEvent(alert.event)) return replayPlacement(state, record.seq, alert, placement);
   const event = alert.event as Parameters<typeof nextSnapshot<typeof definition.machine>>[2];
   const next = state.snapshot.can(event) ? nextSnapshot(definition.machine, state.snapshot as never, event) : undefined;
   if (!next || !isDeepStrictEqual(next.value, alert.state)) {
@@ -79,7 +85,19 @@ export function replayOne(definition: MachineDefinition, state: ReplayState, rec
       recomputed: next.value as StateValue,
     });
   }
-  return { snapshot: next, lastSeq: record.seq, revision: alert.revision };
+  return { snapshot: next, lastSeq: record.seq, revision: alert.revision, ...(placement ? { placement } : {}) };
+}
+
+/** A fleet record moves the owner, never the machine: it must record the state the entity is in. */
+function replayPlacement(state: ReplayState, seq: number, alert: Alert, placement: Placement | undefined): ReplayState {
+  const diverge = (reason: string): ReplayState => ({ ...state, divergence: { seq, reason, event: alert.event, recorded: alert.state } });
+  if (!isDeepStrictEqual(alert.state, state.snapshot.value)) {
+    return diverge(`${alert.event.type} recorded state ${show(alert.state)} where the entity was in ${show(state.snapshot.value as StateValue)}`);
+  }
+  if ((alert.status === UNKNOWN_STATUS) !== (placement?.lost === true)) {
+    return diverge(`${alert.event.type} recorded status ${JSON.stringify(alert.status)}, which does not match whether its host is lost`);
+  }
+  return { snapshot: state.snapshot, lastSeq: seq, revision: alert.revision, ...(placement ? { placement } : {}) };
 }
 
 /**

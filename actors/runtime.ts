@@ -3,6 +3,7 @@
 // spontaneous events (faults) to the right actor. Only entities with history are kept: a call
 // or a lookup for an id nobody created leaves nothing behind.
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { MACHINES, type MachineDefinition } from '../machines/index.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
@@ -18,11 +19,13 @@ import { JobRunner } from './job-runner.ts';
 import { claimTaskIdentity, jobScope } from './job-scope.ts';
 import { DEFAULT_JOB_RETENTION_MS, TaskRegistry } from './task-registry.ts';
 import type { JobContext } from '../machines/job.ts';
-import { alertSubject, entityKey, EntityKinds, parseAlertSubject } from '../src/domain/subjects.ts';
+import { alertSubject, entityKey, EntityKinds, parentOf, parseAlertSubject } from '../src/domain/subjects.ts';
+import type { FleetLink } from './placement.ts';
 import { recoverEntities, type RecoveryReport } from './recovery.ts';
 import { reportCopiesOnDisks } from './copy-disk-reports.ts';
+import { handOverMigrations } from './migration-hand-over.ts';
 import { disksOf } from './drivers/disk-reports.ts';
-import { isQuarantined } from './alert-log.ts';
+import { isQuarantined, type HistoryRecord } from './alert-log.ts';
 import { Quarantine, type QuarantineSummary } from './quarantine.ts';
 import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
@@ -58,6 +61,14 @@ export type RuntimeOptions = {
    * stream is away) before it fails with Unavailable and is dropped; default 10 s.
    */
   callDeadlineMs?: number;
+  /**
+   * The host this runtime writes for (see placement.ts): every alert names it, and only entities it
+   * owns are changed and driven here; the others are mirrors kept current from the shared read.
+   * Without it the runtime is a fleet of one and owns everything.
+   */
+  hostId?: string;
+  /** The fleet's view of its hosts; without it no host is ever lost or live but this one. */
+  fleet?: FleetLink;
 };
 
 /** Works that legitimately report nothing for long: a held connection, a job waiting on its steps. */
@@ -79,7 +90,7 @@ export class Runtime {
   /** The highest stream sequence this runtime has inspected live, when it follows the stream. */
   #observed: number | undefined;
   /** Records seen live before recovery finished: inspected once every entity is in place. */
-  readonly #earlyObservations: Array<[number, string]> = [];
+  readonly #earlyObservations: Array<[number, string, () => HistoryRecord]> = [];
   #recovered = false;
   #stopped = false;
   /** Every task within the retention, running or ended: jobs, idempotent retries, Task.getInfo. */
@@ -115,8 +126,10 @@ export class Runtime {
       sink: (ref, event) => this.deliver(ref, event),
       logger: options.logger,
     });
+    const { hostId, fleet } = options;
+    const vmsMove = hostId !== undefined && fleet ? handOverMigrations(driver, { hostId, isLive: (host) => fleet.isLive(host) }) : driver;
     this.#driver = {
-      start: (request, report, signal) => (request.kind === EntityKinds.Job ? this.#jobRunner : driver).start(request, report, signal),
+      start: (request, report, signal) => (request.kind === EntityKinds.Job ? this.#jobRunner : vmsMove).start(request, report, signal),
     };
   }
 
@@ -168,7 +181,8 @@ export class Runtime {
     this.tasks.startLoading(this.nc, this.alertLog.stream, this.options.logger, this.options.seal);
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
-    for (const [seq, subject] of this.#earlyObservations.splice(0)) this.observe(seq, subject);
+    for (const [seq, subject, decode] of this.#earlyObservations.splice(0)) this.observeRecord(seq, subject, decode);
+    await this.takeBack();
     this.options.logger.info('recovered entities from the stream', {
       entities: report.entities.length,
       alertsReplayed: report.alertsReplayed,
@@ -301,9 +315,18 @@ export class Runtime {
    * then claims no more of the stream than was inspected here.
    */
   observe(seq: number, subject: string): void {
+    this.observeRecord(seq, subject, () => ({ seq, subject, reason: 'observed without its body' }));
+  }
+
+  /**
+   * observe() with the record at hand (`decode` parses and checks it, only when needed). An
+   * entity this runtime has not seen yet, created by another host, is mirrored from its first
+   * record; a record that is not a sealed alert creates nothing (a ghost is not adopted).
+   */
+  observeRecord(seq: number, subject: string, decode: () => HistoryRecord): void {
     this.#observed = Math.max(this.#observed ?? 0, seq);
     if (!this.#recovered) {
-      this.#earlyObservations.push([seq, subject]);
+      this.#earlyObservations.push([seq, subject, decode]);
       return;
     }
     const ref = parseAlertSubject(subject);
@@ -311,9 +334,82 @@ export class Runtime {
       this.quarantine.add({ source: 'stream', seq, subject, reason: 'its subject is no entity’s alert name' });
       return;
     }
-    // An entity this runtime holds nothing of is not adopted: another agent on the same stream
-    // may own it (see the fleet issue). What this runtime holds, it folds.
-    this.#actors.get(entityKey(ref))?.observe(seq);
+    const key = entityKey(ref);
+    const held = this.#actors.get(key);
+    if (held) {
+      held.observe(seq, decode);
+      return;
+    }
+    const loading = this.#loading.get(key);
+    if (loading) {
+      void loading.then((actor) => actor.observe(seq, decode), () => undefined);
+      return;
+    }
+    const record = decode();
+    if (isQuarantined(record) || this.#stopped) return;
+    const mirror = this.#actor(ref, initialReplayState(this.#definition(ref), ref.id));
+    this.#actors.set(key, mirror);
+    mirror.observe(seq, () => record);
+  }
+
+  /**
+   * The fleet declared `hostId` lost: record HOST_LOST on every entity it owns, a few at a time.
+   * Each record fences the lost host out of that entity for good (until it returns).
+   */
+  async fenceLostHost(hostId: string, epoch: number): Promise<number> {
+    const by = this.options.hostId;
+    if (by === undefined || hostId === by) return 0;
+    const owned = [...this.#actors.values()].filter((actor) => actor.placement?.hostId === hostId && !actor.placement.lost);
+    let fenced = 0;
+    await inBatches(owned, 32, async (actor) => {
+      try {
+        if (await actor.fenceLostHost(hostId, epoch, by)) fenced += 1;
+      } catch (error) {
+        // Someone got there first (another agent, or the host itself, back): what landed is folded.
+        this.options.logger.info('an entity of a lost host moved before it was fenced', { subject: actor.subject, error: String(error) });
+      }
+    });
+    this.options.logger.warn('fenced the entities of a lost host', { hostId, epoch, entities: fenced });
+    return fenced;
+  }
+
+  /**
+   * This host is back (a restart, or a new lease after it was fenced): record HOST_RETURNED on
+   * whatever the fleet fenced of it, and resume each as a restart does.
+   */
+  async takeBack(): Promise<number> {
+    const hostId = this.options.hostId;
+    const epoch = this.options.fleet?.epoch();
+    if (hostId === undefined || epoch === undefined) return 0;
+    const fenced = [...this.#actors.values()].filter((actor) => actor.placement?.hostId === hostId && actor.placement.lost);
+    await inBatches(fenced, 32, (actor) => actor.returnHome(epoch));
+    if (fenced.length) this.options.logger.info('took back the entities fenced while this host was away', { hostId, epoch, entities: fenced.length });
+    return fenced.length;
+  }
+
+  /**
+   * The lease was lost while this agent ran (it was paused, or cut off): stop all work at once —
+   * another agent may be fencing its entities — and, once the lease is back, carry on from the
+   * stream as a restart does: fold what others wrote meanwhile, take back what was fenced, resume.
+   */
+  stopAllWork(): void {
+    for (const actor of this.#actors.values()) actor.stopWork();
+  }
+
+  async rejoin(): Promise<void> {
+    this.stopAllWork();
+    await this.#caughtUpWithStream();
+    // What was never fenced resumes now; what was resumes once taken back (it is not owned till then).
+    await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
+    await this.takeBack();
+  }
+
+  /** Waits until the shared read has passed what the stream holds now, and every fold is done. */
+  async #caughtUpWithStream(): Promise<void> {
+    const target = await this.alertLog.streamLastSequence();
+    const deadline = performance.now() + 30_000;
+    while ((this.#observed ?? 0) < target && performance.now() < deadline) await sleep(20);
+    await Promise.all([...this.#actors.values()].map((actor) => actor.settle()));
   }
 
   /** The loaded entities of one kind (after recover(): all of them), for checks across entities. */
@@ -374,6 +470,11 @@ export class Runtime {
       callDeadlineMs,
       stallAfterMs: (work) => stallTimeouts?.[work] ?? (NEVER_STALLS.has(work) ? undefined : (defaultStallMs ?? DEFAULT_STALL_MS)),
     };
+    const parent = parentOf(ref);
+    const { hostId: self, fleet } = this.options;
+    if (self !== undefined) deps.hostId = self;
+    if (self !== undefined && fleet) deps.leaseEpoch = () => fleet.epoch();
+    if (parent) deps.parentPlacement = () => this.#actors.get(entityKey(parent))?.placement;
     const actor = new EntityActor(ref, deps, state, snapshotRevision);
     actor.onTransition((appended) => this.tasks.observe(appended));
     return actor;
@@ -427,5 +528,12 @@ export class Runtime {
     const actor = this.#actor(ref, state);
     this.#actors.set(entityKey(ref), actor);
     return actor;
+  }
+}
+
+/** Runs `each` over `items`, at most `width` at a time. */
+async function inBatches<T>(items: readonly T[], width: number, each: (item: T) => Promise<unknown>): Promise<void> {
+  for (let start = 0; start < items.length; start += width) {
+    await Promise.all(items.slice(start, start + width).map(each));
   }
 }

@@ -22,6 +22,8 @@ const StoredSnapshot = z.object({
   seq: z.number().int().min(1),
   revision: z.number().int().min(1),
   snapshot: z.looseObject({ value: z.unknown(), context: z.record(z.string(), z.unknown()) }),
+  /** The entity's owner at `seq` (see placement.ts); absent for histories from before the fleet. */
+  placement: z.object({ hostId: z.string(), lost: z.boolean().optional(), lostEpoch: z.number().int().optional() }).optional(),
 });
 export type StoredSnapshot = z.infer<typeof StoredSnapshot>;
 

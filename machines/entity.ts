@@ -55,6 +55,11 @@ export type StateMeta = {
    * where no operation runs, declare none.
    */
   cancel?: CancelPolicy;
+  /**
+   * This state's work runs on the host in the context's `dstHost` (a migration's destination): its
+   * owner hands the entity over on entering it, and the destination's agent does the work.
+   */
+  handOver?: true;
 };
 
 export const CANCEL_POLICIES = ['revert', 'rollForward', 'refuse'] as const;

@@ -48,6 +48,10 @@ export const vmMachine = setup({
     events: {} as VmEvent,
     input: {} as { id: string },
   },
+  guards: {
+    // Set by the runtime on the copy's end when the destination is a live agent of the fleet.
+    handedOver: ({ event }) => event.type === 'WORK_DONE' && typeof event.output?.['handOverTo'] === 'string',
+  },
   actions: {
     beginTask: assign(({ event }) => ('task' in event ? beginTask(event.task) : {})),
     beginCreate: assign(({ event }) => (event.type === 'CREATE' ? { params: event.params, dstHost: null } : {})),
@@ -264,7 +268,12 @@ export const vmMachine = setup({
           on: {
             CANCEL: { target: 'cancelling' },
             WORK_PROGRESS: { actions: { type: 'trackProgress', params: { from: 0, to: 100 } } },
-            WORK_DONE: { target: '#vm.Down', actions: 'endTask' },
+            WORK_DONE: [
+              // The destination is an agent of the fleet: the VM goes on there, with this history.
+              { guard: 'handedOver', target: '#vm.MigrationDestination', actions: { type: 'startStage', params: { percentage: -1 } } },
+              // A destination with no agent of ours: what runs there is not tracked here.
+              { target: '#vm.Down', actions: 'endTask' },
+            ],
           },
         },
         // VDSM's migrateCancel: the destination is told to drop what it received; the VM never
@@ -286,6 +295,29 @@ export const vmMachine = setup({
             WORK_DONE: { target: '#vm.Up', actions: { type: 'cancelled', params: { outcome: 'the migration was cancelled and the VM keeps running on this host' } } },
           },
         },
+      },
+    },
+    // The guest runs at the destination now; the source handed the entity over, and the
+    // destination's agent confirms its QEMU took the guest up before calling it Up.
+    MigrationDestination: {
+      meta: meta({
+        status: 'Migration Destination',
+        operation: {
+          operationDescription: 'Migration',
+          stageDescription: 'taking over on the destination',
+          stage: [3, 3],
+          extraData: { state: 'migrating' },
+        },
+        work: 'finishMigration',
+        onResume: 'continue',
+        handOver: true,
+        cancel: { policy: 'refuse', reason: 'the memory has been copied and the VM runs on the destination; migrate it back instead' },
+      }),
+      on: {
+        WORK_DONE: { target: 'Up', actions: 'endTask' },
+        WORK_FAILED: { target: 'Down', actions: 'failTask' },
+        EXITED: { target: 'Down', actions: 'failTask' },
+        IO_ERROR: { target: 'Paused', actions: 'failTask' },
       },
     },
     PoweringDown: {

@@ -26,6 +26,11 @@ import { lastStreamSequence } from './subscriptions/alert-feed.ts';
 import { AlertFanout } from './subscriptions/fanout.ts';
 import { historySeal } from './security/history-seal.ts';
 import { startEmbeddedServer } from './nats/embedded-server.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { HistoryRecord } from '../actors/alert-log.ts';
+import type { Alert } from './domain/alert.ts';
+import { callForwarder } from './fleet/forward.ts';
+import { DEFAULT_HOSTS_BUCKET, FleetMembership } from './fleet/membership.ts';
 import type { ServerProcess } from './nats/server-process.ts';
 
 const logger = createLogger('agent');
@@ -67,6 +72,8 @@ export type AgentOptions = {
   qemu?: Partial<Omit<QemuVmDriverOptions, 'vmDir' | 'hostId' | 'imagePath'>>;
   /** This host's id on the bus (`opstream.internal.<hostId>.>`); default the host name. */
   hostId?: string;
+  /** Host liveness: how often this agent renews its lease, and how long a silent host keeps its own. */
+  fleet?: { heartbeatMs?: number; leaseMs?: number };
   /** How long ended jobs and tasks stay visible (and retries idempotent); default one hour. */
   jobRetentionMs?: number;
   /** Per work kind, how long a driver may report nothing before the operation fails as stalled. */
@@ -78,6 +85,50 @@ export type AgentOptions = {
 /** The host name as a subject token: dots (a domain) become '_'. */
 export function defaultHostId(): string {
   return hostname().replace(/[.*>\s]/g, '_') || 'localhost';
+}
+
+/** Each stream's fleet has its own hosts bucket, so agents of different streams never meet. */
+export function hostsBucket(stream: string): string {
+  return stream === DEFAULT_STREAM ? DEFAULT_HOSTS_BUCKET : `${DEFAULT_HOSTS_BUCKET}_${stream}`;
+}
+
+function historyRecord(seq: number, subject: string, decoded: Alert | string): HistoryRecord {
+  return typeof decoded === 'string' ? { seq, subject, reason: decoded } : { seq, alert: decoded };
+}
+
+/**
+ * What the agent does with the fleet's news, one thing at a time: a lost lease stops all work at
+ * once and is taken back (a new epoch) before work resumes; a lost host's entities are fenced by
+ * whoever declared it lost — or by anyone, when that agent is gone too.
+ */
+function leaseKeeper(runtime: Runtime, membership: () => FleetMembership | undefined) {
+  let queue: Promise<unknown> = Promise.resolve();
+  const inTurn = (what: string, job: () => Promise<unknown>) => {
+    queue = queue.then(job).catch((error: unknown) => logger.error(`${what} failed`, { error: String(error) }));
+  };
+  const whenRecovered = async () => {
+    while (!runtime.recovered) await sleep(50);
+  };
+  return {
+    lost: () => {
+      runtime.stopAllWork();
+      inTurn('taking the lease back', async () => {
+        const fleet = membership();
+        if (!fleet) return;
+        await whenRecovered();
+        await fleet.rejoin();
+        await runtime.rejoin();
+      });
+    },
+    hostLost: (hostId: string, epoch: number, declaredBy: string | undefined) => {
+      const fleet = membership();
+      if (!fleet || (declaredBy !== fleet.hostId && declaredBy !== undefined && fleet.isLive(declaredBy))) return;
+      inTurn(`fencing host ${hostId}`, async () => {
+        await whenRecovered();
+        await runtime.fenceLostHost(hostId, epoch);
+      });
+    },
+  };
 }
 
 export type Agent = {
@@ -93,6 +144,8 @@ export type Agent = {
   vms?: QemuVmDriver;
   hostId: string;
   nc: NatsConnection;
+  /** This agent's lease and its view of the fleet's hosts. */
+  fleet: FleetMembership;
   stop(): Promise<void>;
 };
 
@@ -138,15 +191,31 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const seal = historySeal(credentials.historyKey, { unsealedThrough: adopted });
   const snapshots = snapshotEvery > 0 ? await SnapshotStore.open(nc, logger, { replicas: options.replicas, seal }) : undefined;
   const { jobRetentionMs, stallTimeouts, defaultStallMs } = options;
-  const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery, seal, jobRetentionMs, stallTimeouts, defaultStallMs });
+  // The runtime asks the fleet lazily: the lease is taken once the runtime can act on its news.
+  let membership: FleetMembership | undefined;
+  const fleetLink = {
+    epoch: () => (membership && !membership.fenced ? membership.epoch : undefined),
+    isLive: (host: string) => membership?.isLive(host) ?? false,
+  };
+  const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery, seal, jobRetentionMs, stallTimeouts, defaultStallMs, hostId, fleet: fleetLink });
+  const lease = leaseKeeper(runtime, () => membership);
+  membership = await FleetMembership.join(nc, {
+    hostId,
+    bucket: hostsBucket(stream),
+    replicas: options.replicas,
+    ...options.fleet,
+    onLeaseLost: lease.lost,
+    onHostLost: lease.hostLost,
+  });
   const fanout = await AlertFanout.start(nc, {
     stream,
     seal,
     onQuarantined: (record) => runtime.quarantine.add({ source: 'stream', ...record }),
-    onRecord: (seq, subject) => runtime.observe(seq, subject),
+    onRecord: (seq, subject, decode) => runtime.observeRecord(seq, subject, () => historyRecord(seq, subject, decode())),
   });
+  const fleet = { hostId, isLive: (host: string) => fleetLink.isLive(host), hosts: () => membership?.hosts() ?? [], forward: callForwarder(nc, hostId) };
   // Sim.injectFault acts on VMs: it exists only where the simulator runs them.
-  const services = { runtime, sim: vms ? undefined : sim, gluster: glusterDriver, storageAllow: storageAllowList(options.storageAllow ?? []), fanout };
+  const services = { runtime, sim: vms ? undefined : sim, gluster: glusterDriver, storageAllow: storageAllowList(options.storageAllow ?? []), fanout, fleet };
   const tokens: ApiTokens = {
     operator: options.tokens?.operator ?? credentials.operatorToken,
     viewer: options.tokens?.viewer ?? credentials.viewerToken,
@@ -174,10 +243,13 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     vms,
     hostId,
     nc,
+    fleet: membership,
     async stop() {
       await busApi.stop();
       await api.close();
       await fanout.stop();
+      // Silent from here: the fleet declares this host lost after the lease, until it starts again.
+      await membership?.stop();
       await runtime.stop();
       // The VMs' QEMUs keep running: the next agent re-attaches to them.
       await vms?.close();

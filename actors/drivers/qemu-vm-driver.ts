@@ -2,6 +2,7 @@
 // a launch that ends with QEMU's RESUME, a pause with its STOP, a destroy with the process gone;
 // what QEMU does on its own (an I/O error, an exit) comes back as fault events. The processes
 // outlive the agent: a restarted agent finds them again through their QMP sockets.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { DriverEvent } from '../../machines/entity.ts';
 import { EntityKinds } from '../../src/domain/subjects.ts';
@@ -152,6 +153,10 @@ export class QemuVmDriver implements Driver {
         this.#host.forget(vm);
         return true;
       }
+      case 'finishMigration':
+        // The destination's half, after the source handed the entity over: the QEMU that received
+        // the memory (or, after a restart here, the one the pid file names) must run the guest.
+        return this.#takeOverMigrated(vmId, signal);
       default:
         throw new WorkError(QemuErrors.Failed, `the QEMU driver has no work ${request.work}`);
     }
@@ -186,6 +191,21 @@ export class QemuVmDriver implements Driver {
       this.#fault(vmId, status === 'io-error' ? { type: 'IO_ERROR', error: EIO_ERROR } : { type: 'STOPPED', error: pausedOutside(status) });
     } else if (!recordedRunning && running) {
       this.#fault(vmId, { type: 'RESUMED' });
+    }
+  }
+
+  async #takeOverMigrated(vmId: string, signal: AbortSignal): Promise<boolean> {
+    const vm = await this.#host.attach(vmId);
+    if (!vm) throw new WorkError(QemuErrors.Migration, `no QEMU for VM ${vmId} runs on ${this.options.hostId}: the migrated guest is gone`);
+    // QEMU resumes the guest on its own once the incoming migration completes; wait for that.
+    for (let waited = 0; ; waited += 100) {
+      const { status, running } = await vm.status();
+      if (running) return true;
+      if (signal.aborted) return false;
+      if (waited >= 30_000 || !['inmigrate', 'postmigrate', 'finish-migrate', 'prelaunch'].includes(status)) {
+        throw new WorkError(QemuErrors.Migration, `the destination QEMU of VM ${vmId} is ${status}, not running the guest`);
+      }
+      await sleep(100);
     }
   }
 

@@ -24,6 +24,7 @@ const DEMO_TIMINGS: Record<string, SimTiming> = {
   resume: { steps: 1, stepMs: 200 },
   prepareMigration: { steps: 2, stepMs: 300 },
   copyMemory: { steps: 5, stepMs: 400 },
+  finishMigration: { steps: 1, stepMs: 200 },
   powerDown: { steps: 2, stepMs: 250 },
   // The undo of a cancelled operation: migrateCancel waits for the destination to let go.
   abortCreate: { steps: 1, stepMs: 200 },

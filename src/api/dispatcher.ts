@@ -1,7 +1,7 @@
 // Transport-independent API: finds a method, validates its named params, runs it, and turns any
 // failure into an OpstreamError with a code and a message that names what was wrong.
 import type { z } from 'zod';
-import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
+import { ErrorCodes, OpstreamError, OwnedElsewhereError } from '../domain/errors.ts';
 import { mayCall, roleFor } from './roles.ts';
 import { createLogger } from '../log.ts';
 import { isUnreachable } from '../nats/errors.ts';
@@ -76,9 +76,13 @@ export class Dispatcher {
     }
     const parsed = method.params.safeParse(params ?? {});
     if (!parsed.success) throw new OpstreamError(ErrorCodes.InvalidParams, `${name}: ${formatIssues(parsed.error)}`);
+    const elsewhere = targetHost(params, context);
+    if (elsewhere) return forward(elsewhere, name, params, context);
     try {
       return await method.handler(parsed.data, context);
     } catch (error) {
+      // Nothing was done here: the entity is another host's, whose agent answers instead.
+      if (error instanceof OwnedElsewhereError && context.fleet && !context.forwarded) return forward(error.hostId, name, params, context, error);
       if (error instanceof OpstreamError) throw error;
       if (isUnreachable(error)) {
         throw new OpstreamError(ErrorCodes.Unavailable, `${name}: the alert stream is unreachable (${(error as Error).message}); the outcome is unknown, check with getInfo`, undefined, { cause: error });
@@ -89,6 +93,30 @@ export class Dispatcher {
   }
 }
 
+
+/**
+ * The host a creating call names (`hostId`) when it is not this agent's. The call goes there
+ * before anything runs here; a name no live agent of the fleet answers for is refused.
+ */
+function targetHost(params: unknown, context: ApiContext): string | undefined {
+  const hostId = (params as { hostId?: unknown } | undefined)?.hostId;
+  const { fleet } = context;
+  if (typeof hostId !== 'string' || !fleet || hostId === fleet.hostId) return undefined;
+  if (context.forwarded) {
+    throw new OpstreamError(ErrorCodes.InvalidParams, `hostId: this agent is host ${fleet.hostId}, not ${hostId}`);
+  }
+  if (!fleet.isLive(hostId)) {
+    const live = fleet.hosts().filter((host) => host.responsive).map((host) => host.hostId);
+    throw new OpstreamError(ErrorCodes.Unavailable, `hostId: no live agent of the fleet is host ${hostId} (live: ${live.join(', ') || 'none'})`, { hostId });
+  }
+  return hostId;
+}
+
+async function forward(hostId: string, name: string, params: unknown, context: ApiContext, owned?: OwnedElsewhereError): Promise<unknown> {
+  const fleet = context.fleet;
+  if (!fleet) throw owned ?? new OpstreamError(ErrorCodes.Unavailable, `${name}: this agent is in no fleet`);
+  return fleet.forward(hostId, name, params);
+}
 
 function formatIssues(error: z.ZodError): string {
   return error.issues

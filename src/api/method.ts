@@ -5,6 +5,8 @@ import type { FaultInjector, VolumeQueries } from '../../actors/drivers/driver.t
 import type { Runtime } from '../../actors/runtime.ts';
 import type { AlertFanout } from '../subscriptions/fanout.ts';
 import type { StorageAllowList } from './storage-allow-list.ts';
+import type { CallForwarder } from '../fleet/forward.ts';
+import type { HostStatus } from '../fleet/membership.ts';
 import type { Role } from './roles.ts';
 import type { Session } from './session.ts';
 
@@ -19,6 +21,17 @@ export type AgentServices = {
   storageAllow: StorageAllowList;
   /** The agent's one read of the alert stream, which subscriptions share. */
   fanout: AlertFanout;
+  /** This agent's place in the fleet: calls for other hosts' entities go on to them. */
+  fleet?: FleetServices;
+};
+
+export type FleetServices = {
+  hostId: string;
+  isLive(hostId: string): boolean;
+  /** Every host of the fleet as this agent sees it (Host.list). */
+  hosts(): HostStatus[];
+  /** Sends the call to `hostId`'s agent and answers what it answers. */
+  forward: CallForwarder;
 };
 
 /** What every method can reach: the agent, and who is calling. */
@@ -26,6 +39,8 @@ export type ApiContext = AgentServices & {
   role: Role;
   /** The caller's connection, when the transport has one (WebSocket); request/reply has none. */
   session?: Session;
+  /** Another agent forwarded this call here: it is answered here or not at all, never sent on. */
+  forwarded?: boolean;
 };
 
 /**

@@ -5,7 +5,8 @@
 // never captures API traffic. Agents answer in a queue group, so several can serve the same bus.
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { createJSONRPCErrorResponse } from 'json-rpc-2.0';
-import { API_QUEUE_GROUP, API_SUBJECT, isInboxSubject, READ_API_SUBJECT } from '../domain/api-subjects.ts';
+import { API_QUEUE_GROUP, API_SUBJECT, hostApiSubject, hostReadApiSubject, isInboxSubject, READ_API_SUBJECT } from '../domain/api-subjects.ts';
+import { FORWARDED_HEADER } from '../fleet/forward.ts';
 import { ErrorCodes } from '../domain/errors.ts';
 import { createLogger } from '../log.ts';
 import { apiMethods, Dispatcher } from './dispatcher.ts';
@@ -17,9 +18,10 @@ const logger = createLogger('api');
 
 export function startNatsApi(nc: NatsConnection, services: AgentServices): { stop(): Promise<void> } {
   const endpoint = createRpcEndpoint(new Dispatcher(apiMethods(services)));
-  const serve = (subject: string, role: Role): Subscription =>
+  // The shared subjects go to any one agent of the queue group; `.<hostId>` ones to this one only.
+  const serve = (subject: string, role: Role, queue?: string): Subscription =>
     nc.subscribe(subject, {
-      queue: API_QUEUE_GROUP,
+      ...(queue ? { queue } : {}),
       callback: (error, message) => {
         if (error) {
           logger.warn('request/reply subscription error', { subject, error: String(error) });
@@ -30,12 +32,15 @@ export function startNatsApi(nc: NatsConnection, services: AgentServices): { sto
           logger.warn('ignoring a request whose reply subject is not an inbox', { subject, reply: message.reply.slice(0, 200) });
           return;
         }
-        void endpoint(message.string(), { ...services, role })
+        const forwarded = message.headers?.get(FORWARDED_HEADER) ? true : undefined;
+        void endpoint(message.string(), { ...services, role, ...(forwarded ? { forwarded } : {}) })
           .then((reply) => respond(nc, message, reply))
           .catch((failure: unknown) => logger.error('failed to answer a bus request', { error: String(failure) }));
       },
     });
-  const subscriptions = [serve(API_SUBJECT, 'operator'), serve(READ_API_SUBJECT, 'viewer')];
+  const subscriptions = [serve(API_SUBJECT, 'operator', API_QUEUE_GROUP), serve(READ_API_SUBJECT, 'viewer', API_QUEUE_GROUP)];
+  const hostId = services.fleet?.hostId;
+  if (hostId) subscriptions.push(serve(hostApiSubject(hostId), 'operator'), serve(hostReadApiSubject(hostId), 'viewer'));
   return {
     async stop() {
       await Promise.allSettled(subscriptions.map((subscription) => subscription.drain()));

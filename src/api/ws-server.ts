@@ -56,6 +56,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     gluster: options.gluster,
     storageAllow: options.storageAllow,
     fanout: options.fanout,
+    ...(options.fleet ? { fleet: options.fleet } : {}),
   };
   const endpoint = createRpcEndpoint(new Dispatcher(apiMethods(services)));
   const onRequest = (request: IncomingMessage, response: ServerResponse) => health(request, response, options);

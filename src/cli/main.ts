@@ -78,6 +78,7 @@ program
   )
   .option('--vm-dir <dir>', "where the qemu driver keeps each VM's QMP socket and files (default ./data/vms)")
   .option('--host-id <id>', "this host's id in the fleet (env OPSTREAM_HOST_ID; default the host name)", process.env['OPSTREAM_HOST_ID'])
+  .option('--lease <ms>', 'a host silent this long is declared lost by the fleet; it renews every fifth of it (default 5000)', positive)
   .option('--migration-max-bandwidth <MiB/s>', 'live migration bandwidth cap (default: QEMU\'s)', positive)
   .action(start);
 

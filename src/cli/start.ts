@@ -26,6 +26,8 @@ export type StartOptions = {
   vmDriver: 'sim' | 'qemu';
   vmDir?: string;
   hostId?: string;
+  /** Milliseconds a silent host keeps its lease. */
+  lease?: number;
   /** MiB per second. */
   migrationMaxBandwidth?: number;
   jobRetention?: number;
@@ -63,6 +65,7 @@ export async function start(options: StartOptions): Promise<void> {
     vmDriver: options.vmDriver,
     vmDir: options.vmDir,
     hostId: options.hostId,
+    fleet: options.lease === undefined ? undefined : { leaseMs: options.lease, heartbeatMs: Math.max(50, Math.floor(options.lease / 5)) },
     qemu: options.migrationMaxBandwidth === undefined ? undefined : { migrationMaxBandwidth: options.migrationMaxBandwidth * 1024 * 1024 },
     jobRetentionMs: options.jobRetention === undefined ? undefined : options.jobRetention * 1000,
     defaultStallMs: options.stallTimeout === undefined ? undefined : options.stallTimeout * 1000,

@@ -24,6 +24,8 @@ export type VmInfo = {
   task: TaskInfo | null;
   /** Stream sequence of the VM's last alert. */
   seq: number;
+  /** The host that runs the VM (any agent of the fleet answers for every host's VMs). */
+  hostId?: string;
 };
 
 /** What every mutating call answers: its task, and the job it runs as (the same id for one entity). */

@@ -30,6 +30,8 @@ export const Alert = z.object({
   machine: z.object({ id: z.string(), version: z.number().int().min(1) }),
   revision: z.number().int().min(1),
   time: z.string(),
+  /** The host that owns the entity after this alert (absent in histories from before the fleet). */
+  hostId: z.string().optional(),
 });
 export type Alert = z.infer<typeof Alert>;
 

@@ -6,6 +6,11 @@ export const API_SUBJECT = 'opstream.api';
 /** JSON-RPC requests from viewers: read methods only. */
 export const READ_API_SUBJECT = 'opstream.read';
 
+/** One host's agent alone (not the queue group): where calls for its entities are forwarded. */
+export const hostApiSubject = (hostId: string): string => `${API_SUBJECT}.${hostId}`;
+/** The read-only API of one host's agent. */
+export const hostReadApiSubject = (hostId: string): string => `${READ_API_SUBJECT}.${hostId}`;
+
 /**
  * Where each bus identity receives replies. nats.conf lets an identity subscribe only to its own
  * prefix, so a viewer cannot read a manager's replies; and the agent answers only requests whose

@@ -39,6 +39,20 @@ export class OpstreamError extends Error {
   }
 }
 
+/**
+ * A call reached an agent that does not own the entity: the API forwards it to `hostId`'s agent,
+ * and says Unavailable only when it cannot.
+ */
+export class OwnedElsewhereError extends OpstreamError {
+  override name = 'OwnedElsewhereError';
+  constructor(
+    readonly hostId: string,
+    message: string,
+  ) {
+    super(ErrorCodes.Unavailable, `${message}; its agent could not be reached`, { hostId });
+  }
+}
+
 export function isOpstreamError(error: unknown, code?: ErrorCode): error is OpstreamError {
   return error instanceof OpstreamError && (code === undefined || error.code === code);
 }

@@ -99,6 +99,15 @@ export function subObjectId(...ids: string[]): string {
   return ids.join('.');
 }
 
+/** The kind each sub-object kind lives under: the first part of its id is its parent's id. */
+const PARENT_KINDS: Partial<Record<EntityKind, EntityKind>> = { [EntityKinds.VMDisk]: EntityKinds.VM };
+
+/** The entity a sub-object belongs to (a disk's VM), or undefined for an object of its own. */
+export function parentOf(ref: { kind: EntityKind; id: string }): { kind: EntityKind; id: string } | undefined {
+  const kind = PARENT_KINDS[ref.kind];
+  return kind === undefined ? undefined : { kind, id: ref.id.split('.')[0] as string };
+}
+
 export function alertSubject(kind: EntityKind, id: string): string {
   const ids = id.split('.');
   const tokens = kindTokens(kind);

@@ -19,6 +19,8 @@ export type Step = {
   operationInfo: OperationInfo;
   taskId?: string;
   taskStatus?: string;
+  /** The host that owned the entity after this step (histories from before the fleet name none). */
+  hostId?: string;
 };
 
 export type Verification =
@@ -49,6 +51,7 @@ export function steps(history: HistoryFile, to?: number): Step[] {
       operationInfo: alert.operationInfo,
       taskId: alert.task?.id,
       taskStatus: alert.taskStatus,
+      ...(alert.hostId === undefined ? {} : { hostId: alert.hostId }),
     });
     from = alert.state;
   }

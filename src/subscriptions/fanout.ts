@@ -27,8 +27,11 @@ export type FanoutOptions = {
   stream: string;
   seal?: HistorySeal;
   onQuarantined?: (record: { seq: number; subject: string; reason: string }) => void;
-  /** Told of every record read, matched or not, in order (the runtime inspects them all). */
-  onRecord?: (seq: number, subject: string) => void;
+  /**
+   * Told of every record read, matched or not, in order (the runtime inspects them all); `decode`
+   * checks and parses it, once however many ask.
+   */
+  onRecord?: (seq: number, subject: string, decode: () => Alert | string) => void;
 };
 
 type Subscriber = {
@@ -149,11 +152,12 @@ export class AlertFanout {
 
   #dispatch(message: JsMsg): void {
     this.#position = message.seq;
-    this.options.onRecord?.(message.seq, message.subject);
     let decoded: Alert | string | undefined;
+    const decode = () => (decoded ??= this.#decode(message));
+    this.options.onRecord?.(message.seq, message.subject, decode);
     for (const subscriber of this.#subscribers) {
       if (!subscriber.filter.matches(message.subject)) continue;
-      decoded ??= this.#decode(message);
+      decoded = decode();
       if (typeof decoded === 'string') return;
       this.#enqueue(subscriber, { seq: message.seq, alert: decoded });
     }

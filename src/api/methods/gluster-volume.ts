@@ -17,7 +17,7 @@ export const glusterVolumeMethods = [
   defineMethod({
     name: 'GlusterVolume.create',
     access: 'write',
-    params: z.strictObject({ volumeName: EntityId, bricks: z.array(Brick).min(1).max(64) }),
+    params: z.strictObject({ volumeName: EntityId, bricks: z.array(Brick).min(1).max(64), hostId: EntityId.optional() }),
     handler: async ({ volumeName, bricks }, { runtime }) => {
       if (new Set(bricks).size !== bricks.length) throw new OpstreamError(ErrorCodes.InvalidParams, 'GlusterVolume.create: bricks must be distinct');
       const { taskId } = await runtime.call(volume(volumeName), 'GlusterVolume.create', { volumeName, bricks }, (task) => ({

@@ -19,6 +19,16 @@ function requireSession(session: Session | undefined, method: string): Session {
 
 export const hostMethods = [
   defineMethod({
+    name: 'Host.list',
+    access: 'read',
+    params: z.strictObject({}),
+    // The fleet as this agent sees it: each host's lease epoch, and whether it answers now.
+    handler: async (_params, { fleet }) => ({
+      hostId: fleet?.hostId,
+      hosts: (fleet?.hosts() ?? []).map(({ hostId, epoch, state, responsive }) => ({ hostId, epoch, state, responsive })),
+    }),
+  }),
+  defineMethod({
     name: 'Host.getRunningTasks',
     access: 'read',
     params: z.strictObject({

@@ -55,7 +55,7 @@ export const imageMethods = [
   defineMethod({
     name: 'Image.create',
     access: 'write',
-    params: z.strictObject({ imageId: EntityId, size: Size.optional(), baseImageId: EntityId.optional() }),
+    params: z.strictObject({ imageId: EntityId, size: Size.optional(), baseImageId: EntityId.optional(), hostId: EntityId.optional() }),
     handler: async ({ imageId, size, baseImageId }, { runtime }) => runtime.exclusive(IMAGE_GRAPH, async () => {
       let virtualSize = size ?? null;
       if (baseImageId !== undefined) {

@@ -17,6 +17,7 @@ export const storageConnectionMethods = [
     params: z
       .looseObject({
         connectionId: EntityId,
+        hostId: EntityId.optional(),
         type: z.enum(['nfs', 'iscsi', 'glusterfs', 'posixfs']).default('nfs'),
         server: z.string().min(1).max(255),
         port: z.number().int().min(1).max(65_535).optional(),

@@ -14,6 +14,8 @@ const vm = (vmId: string) => ({ kind: EntityKinds.VM, id: vmId });
 /** The parts of a VM definition a hypervisor reads; anything else is kept as given. */
 const VmDefinition = z.looseObject({
   vmId: EntityId,
+  /** The host to run it on (the call goes to that agent); default the agent that got the call. */
+  hostId: EntityId.optional(),
   memoryMiB: z.number().int().min(16).max(4 * 1024 * 1024).optional(),
   cpus: z.number().int().min(1).max(288).optional(),
   // A disk is an Image entity (`imageId`) or known by its own `diskId`; either names the disk's
