@@ -438,9 +438,14 @@ export class Runtime {
     const saved = await Promise.all(actors.map((actor) => actor.snapshotIfChanged()));
     const complete = this.#recovered && saved.every(Boolean) && actors.every((actor) => !actor.divergence);
     if (!complete) return;
-    // Followed live, the checkpoint covers what was inspected, not what someone added unseen.
-    const last = await this.alertLog.streamLastSequence();
-    await snapshots.saveCheckpoint(this.#observed === undefined ? last : Math.min(last, this.#observed));
+    try {
+      // Followed live, the checkpoint covers what was inspected, not what someone added unseen.
+      const last = await this.alertLog.streamLastSequence();
+      await snapshots.saveCheckpoint(this.#observed === undefined ? last : Math.min(last, this.#observed));
+    } catch (error) {
+      // The server is away: the next start reads more of the stream, nothing is lost.
+      this.options.logger.warn('stopped without saving a checkpoint', { error: String(error) });
+    }
   }
 
   /**

@@ -245,16 +245,29 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     nc,
     fleet: membership,
     async stop() {
-      await busApi.stop();
-      await api.close();
-      await fanout.stop();
+      // Each step runs whatever the one before met (the server may be gone): a stop that gives up
+      // half-way would leave QEMU connections, or the embedded server, behind.
+      const failures: string[] = [];
+      const step = async (name: string, run: () => Promise<unknown> | undefined) => {
+        try {
+          await run();
+        } catch (error) {
+          failures.push(`${name}: ${String(error)}`);
+          logger.warn('a step of stopping failed; going on', { step: name, error: String(error) });
+        }
+      };
+      await step('bus API', () => busApi.stop());
+      await step('WebSocket API', () => api.close());
+      await step('shared read', () => fanout.stop());
       // Silent from here: the fleet declares this host lost after the lease, until it starts again.
-      await membership?.stop();
-      await runtime.stop();
+      await step('host lease', () => membership?.stop());
+      await step('runtime', () => runtime.stop());
       // The VMs' QEMUs keep running: the next agent re-attaches to them.
-      await vms?.close();
-      await nc.drain();
-      await embedded?.stop();
+      await step('QEMU connections', () => vms?.close());
+      // Draining needs the server; without it there is nothing left to flush, only to close.
+      await step('NATS connection', () => (nc.isClosed() || nc.isDraining() ? undefined : nc.drain().catch(() => nc.close())));
+      await step('embedded server', () => embedded?.stop());
+      if (failures.length) throw new Error(`stopped, with failures: ${failures.join('; ')}`);
     },
   };
 }

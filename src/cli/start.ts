@@ -95,8 +95,9 @@ export async function start(options: StartOptions): Promise<void> {
       console.error(`opstream: not stopped after ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
       process.exit(1);
     }, STOP_DEADLINE_MS).unref();
-    await agent.stop();
-    process.exit(0);
+    const failure = await agent.stop().then(() => undefined, (error: unknown) => error);
+    if (failure) console.error(`opstream: stopped, but not cleanly: ${String(failure)}`);
+    process.exit(failure ? 1 : 0);
   };
   process.once('SIGINT', () => void stop());
   process.once('SIGTERM', () => void stop());
