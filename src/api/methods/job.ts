@@ -7,7 +7,7 @@ import type { Runtime } from '../../../actors/runtime.ts';
 import type { TaskRecord } from '../../../actors/task-registry.ts';
 import { JOB_STATUSES, type JobContext, type PlannedCommand } from '../../../machines/job.ts';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
-import { alertSubject, EntityKinds } from '../../domain/subjects.ts';
+import { alertSubject, EntityId, EntityKinds } from '../../domain/subjects.ts';
 import { jobInfo, jobStatusOf, type JobInfo } from '../../jobs/job-info.ts';
 import { defineMethod } from '../method.ts';
 
@@ -126,12 +126,18 @@ export const jobMethods = [
   defineMethod({
     name: 'Host.prepareForMaintenance',
     access: 'write',
-    params: z.strictObject({ dstHost: z.string().min(1).max(255), concurrency: z.number().int().min(1).max(32).default(2) }),
-    // One job: migrate every running VM to dstHost (at most `concurrency` at once), then
-    // disconnect every storage connection; each internal command is a child step.
+    params: z.strictObject({
+      dstHost: z.string().min(1).max(255),
+      concurrency: z.number().int().min(1).max(32).default(2),
+      /** The host to empty (the call goes to its agent); default the agent that got the call. */
+      hostId: EntityId.optional(),
+    }),
+    // One job: migrate every running VM of this host to dstHost (at most `concurrency` at once),
+    // then disconnect its storage connections; each internal command is a child step. Other
+    // hosts' entities, mirrored here, are theirs to move.
     handler: async ({ dstHost, concurrency }, { runtime }) => {
-      const up = runtime.entitiesOf(EntityKinds.VM).filter((actor) => actor.view().status === 'Up');
-      const connected = runtime.entitiesOf(EntityKinds.StorageConnection).filter((actor) => actor.view().status === 'Connected');
+      const up = runtime.entitiesOf(EntityKinds.VM).filter((actor) => actor.owned && actor.view().status === 'Up');
+      const connected = runtime.entitiesOf(EntityKinds.StorageConnection).filter((actor) => actor.owned && actor.view().status === 'Connected');
       const commands: PlannedCommand[] = [
         ...up.map((actor) => ({
           method: 'VM.migrate',
