@@ -181,7 +181,7 @@ export class Runtime {
     this.tasks.startLoading(this.nc, this.alertLog.stream, this.options.logger, this.options.seal);
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
-    for (const [seq, subject, decode] of this.#earlyObservations.splice(0)) this.observeRecord(seq, subject, decode);
+    for (const [seq, subject, decode] of this.#earlyObservations.splice(0)) this.observe(seq, subject, decode);
     await this.takeBack();
     this.options.logger.info('recovered entities from the stream', {
       entities: report.entities.length,
@@ -309,21 +309,15 @@ export class Runtime {
   }
 
   /**
-   * Told of every record the agent's live read of the stream sees, in order. A record this
-   * runtime did not write is folded into its entity at once (a forgery makes it diverge now, not
-   * at the next restart); one under no entity's subject is quarantined. A clean stop's checkpoint
+   * Told of every record the agent's live read of the stream sees, in order, with the record at
+   * hand (`decode` parses and checks it, only when needed). A record this runtime did not write
+   * is folded into its entity at once: a mirror stays current, and a forgery makes its entity
+   * diverge now, not at the next restart. An entity not seen yet, created by another host, is
+   * mirrored from its first record; a record that is not a sealed alert creates nothing (a ghost
+   * is not adopted), and one under no entity's subject is quarantined. A clean stop's checkpoint
    * then claims no more of the stream than was inspected here.
    */
-  observe(seq: number, subject: string): void {
-    this.observeRecord(seq, subject, () => ({ seq, subject, reason: 'observed without its body' }));
-  }
-
-  /**
-   * observe() with the record at hand (`decode` parses and checks it, only when needed). An
-   * entity this runtime has not seen yet, created by another host, is mirrored from its first
-   * record; a record that is not a sealed alert creates nothing (a ghost is not adopted).
-   */
-  observeRecord(seq: number, subject: string, decode: () => HistoryRecord): void {
+  observe(seq: number, subject: string, decode: () => HistoryRecord): void {
     this.#observed = Math.max(this.#observed ?? 0, seq);
     if (!this.#recovered) {
       this.#earlyObservations.push([seq, subject, decode]);

@@ -211,7 +211,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     stream,
     seal,
     onQuarantined: (record) => runtime.quarantine.add({ source: 'stream', ...record }),
-    onRecord: (seq, subject, decode) => runtime.observeRecord(seq, subject, () => historyRecord(seq, subject, decode())),
+    onRecord: (seq, subject, decode) => runtime.observe(seq, subject, () => historyRecord(seq, subject, decode())),
   });
   const fleet = { hostId, isLive: (host: string) => fleetLink.isLive(host), hosts: () => membership?.hosts() ?? [], forward: callForwarder(nc, hostId) };
   // Sim.injectFault acts on VMs: it exists only where the simulator runs them.
