@@ -60,10 +60,13 @@ function show(value: StateValue | null | undefined): string {
 
 function printTable(alertName: string, rows: Step[], divergentSeq: number | undefined): void {
   console.log(`${alertName}: ${rows.length} alerts\n`);
-  const header = ['seq', 'time', 'event', 'from → to', 'operationInfo'];
+  // Histories from before the fleet name no host: the column shows only where one does.
+  const hosts = rows.some((step) => step.hostId !== undefined);
+  const header = ['seq', 'time', ...(hosts ? ['host'] : []), 'event', 'from → to', 'operationInfo'];
   const lines = rows.map((step) => [
     String(step.seq),
     step.time.replace('T', ' ').replace('Z', ''),
+    ...(hosts ? [step.hostId ?? '-'] : []),
     step.event.type + (step.taskId && step.event.type !== 'WORK_PROGRESS' ? ` (${step.taskId.slice(0, 8)})` : ''),
     `${show(step.from)} → ${show(step.to)}`,
     formatOperationInfo(step.operationInfo) + (step.seq === divergentSeq ? '   ◀ diverges here' : ''),
