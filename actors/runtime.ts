@@ -86,6 +86,8 @@ export class Runtime {
   readonly #actors = new Map<string, EntityActor>();
   readonly #loading = new Map<string, Promise<EntityActor>>();
   readonly #locks = new Map<string, Promise<unknown>>();
+  /** Hosts this runtime declared lost (and their lease epoch): their late records get fenced too. */
+  readonly #lostHosts = new Map<string, number>();
   readonly quarantine: Quarantine;
   /** The highest stream sequence this runtime has inspected live, when it follows the stream. */
   #observed: number | undefined;
@@ -332,6 +334,7 @@ export class Runtime {
     const held = this.#actors.get(key);
     if (held) {
       held.observe(seq, decode);
+      if (this.#lostHosts.size > 0) this.#fenceIfLost(held);
       return;
     }
     const loading = this.#loading.get(key);
@@ -344,6 +347,7 @@ export class Runtime {
     const mirror = this.#actor(ref, initialReplayState(this.#definition(ref), ref.id));
     this.#actors.set(key, mirror);
     mirror.observe(seq, () => record);
+    if (this.#lostHosts.size > 0) this.#fenceIfLost(mirror);
   }
 
   /**
@@ -353,18 +357,48 @@ export class Runtime {
   async fenceLostHost(hostId: string, epoch: number): Promise<number> {
     const by = this.options.hostId;
     if (by === undefined || hostId === by) return 0;
-    const owned = [...this.#actors.values()].filter((actor) => actor.placement?.hostId === hostId && !actor.placement.lost);
+    this.#lostHosts.set(hostId, epoch);
+    const owned = [...this.#actors.values()].filter((actor) => this.#ownedByLostHost(actor));
     let fenced = 0;
     await inBatches(owned, 32, async (actor) => {
-      try {
-        if (await actor.fenceLostHost(hostId, epoch, by)) fenced += 1;
-      } catch (error) {
-        // Someone got there first (another agent, or the host itself, back): what landed is folded.
-        this.options.logger.info('an entity of a lost host moved before it was fenced', { subject: actor.subject, error: String(error) });
-      }
+      if (await this.#fence(actor)) fenced += 1;
     });
     this.options.logger.warn('fenced the entities of a lost host', { hostId, epoch, entities: fenced });
     return fenced;
+  }
+
+  /** The host is up again (a new lease): what it owns is its own to take back, not ours to fence. */
+  hostReturned(hostId: string): void {
+    this.#lostHosts.delete(hostId);
+  }
+
+  #ownedByLostHost(actor: EntityActor): boolean {
+    const placement = actor.placement;
+    return placement !== undefined && !placement.lost && this.#lostHosts.has(placement.hostId) && !actor.divergence;
+  }
+
+  /**
+   * Records HOST_LOST on one entity of a lost host. Losing the append race means the host (or
+   * someone) wrote first — its last write before it went silent, landing late: fold it and try
+   * again, so no entity of a lost host stays unfenced behind one late record.
+   */
+  async #fence(actor: EntityActor): Promise<boolean> {
+    const by = this.options.hostId;
+    for (let attempt = 0; by !== undefined && attempt < 5 && this.#ownedByLostHost(actor) && !this.#stopped; attempt += 1) {
+      const hostId = actor.placement?.hostId as string;
+      try {
+        return (await actor.fenceLostHost(hostId, this.#lostHosts.get(hostId) ?? 0, by)) !== undefined;
+      } catch (error) {
+        this.options.logger.info('an entity of a lost host moved before it was fenced; folding and trying again', { subject: actor.subject, error: String(error) });
+        await actor.settle();
+      }
+    }
+    return false;
+  }
+
+  /** A record of a lost host's entity that arrived after the host was fenced (or a new entity of it). */
+  #fenceIfLost(actor: EntityActor): void {
+    void actor.settle().then(() => (this.#ownedByLostHost(actor) ? this.#fence(actor) : false));
   }
 
   /**

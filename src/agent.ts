@@ -206,6 +206,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     ...options.fleet,
     onLeaseLost: lease.lost,
     onHostLost: lease.hostLost,
+    onHostUp: (host) => runtime.hostReturned(host),
   });
   const fanout = await AlertFanout.start(nc, {
     stream,
