@@ -40,5 +40,5 @@ if (only.has('viz')) {
   report('visualizer: 1,000 VMs on the page in headless chromium under ~300 alerts/s', await benchViz(1_000, 300, 10));
 }
 if (only.has('fleet')) {
-  report('fleet: 1, 2 and 4 agents on one 3-node cluster (replicas 3), and one agent\'s recovery over 10,000 entities', await benchFleet({ agentCounts: [1, 2, 4], vmsPerAgent: 100, pauseCycles: 3, recoveryEntities: 10_000, alertsPerEntity: Number(process.env['BENCH_FLEET_ALERTS_PER_ENTITY'] ?? 20) }));
+  report('fleet: 1, 2 and 4 agents on one 3-node cluster (replicas 3), and one agent\'s recovery over 10,000 entities', await benchFleet({ agentCounts: [1, 2, 4], vmsPerAgent: 200, pauseCycles: 10, recoveryEntities: 10_000, alertsPerEntity: Number(process.env['BENCH_FLEET_ALERTS_PER_ENTITY'] ?? 20) }));
 }
