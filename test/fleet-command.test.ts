@@ -12,25 +12,42 @@ import { uniqueId } from './helpers/agent.ts';
 type Fleet = { child: ChildProcess; exited: Promise<number | null>; output: () => string; apis: Map<string, string>; pids: number[] };
 
 let dir: string;
+let basePort: number;
 let fleet: Fleet;
+/** Every fleet this file started, so that nothing of them outlives it. */
+const started: Fleet[] = [];
 const clients = new Map<string, OpstreamClient>();
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'opstream-fleet-'));
   // The command reads the conf files from --dir, as a copy of the project would hold them.
   cpSync('cluster', join(dir, 'cluster'), { recursive: true });
-  fleet = await startFleet(dir, await freeRange(12));
-  const token = readFileSync(join(dir, 'data', 'credentials', 'operator.token'), 'utf8').trim();
-  for (const [host, api] of fleet.apis) clients.set(host, await connect(api, { token }));
+  basePort = await freeRange(12);
+  fleet = await startFleet(dir, basePort);
 }, 120_000);
 
 afterAll(async () => {
   await Promise.allSettled([...clients.values()].map((client) => client.close()));
   // Whatever a failed test left: nothing of this file may outlive it.
-  if (fleet?.child.exitCode === null) fleet.child.kill('SIGKILL');
-  for (const pid of fleet?.pids ?? []) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  for (const each of started) {
+    if (each.child.exitCode === null) each.child.kill('SIGKILL');
+    for (const pid of each.pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  }
   rmSync(dir, { recursive: true, force: true });
 });
+
+it('stops, on its next start, what a fleet killed outright left running', async () => {
+  const killed = fleet;
+  killed.child.kill('SIGKILL');
+  await killed.exited;
+  // Its children run in their own process groups: they outlive it.
+  expect(killed.pids.filter(alive)).toHaveLength(6);
+  fleet = await startFleet(dir, basePort);
+  expect(fleet.output()).toContain('stopping 6 process(es) an earlier fleet left running');
+  expect(killed.pids.filter(alive)).toEqual([]);
+  const token = readFileSync(join(dir, 'data', 'credentials', 'operator.token'), 'utf8').trim();
+  for (const [host, api] of fleet.apis) clients.set(host, await connect(api, { token }));
+}, 120_000);
 
 const client = (host: string): OpstreamClient => {
   const found = clients.get(host);
@@ -118,7 +135,9 @@ async function startFleet(where: string, basePort: number): Promise<Fleet> {
   });
   const apis = new Map([...text.matchAll(/^ {2}(h\d) {2}API (ws:\/\/\S+)/gm)].map((match) => [match[1] as string, match[2] as string]));
   const pids = [...text.matchAll(/\(pid (\d+)\)/g)].map((match) => Number(match[1]));
-  return { child, exited, output: () => text, apis, pids };
+  const fleet = { child, exited, output: () => text, apis, pids };
+  started.push(fleet);
+  return fleet;
 }
 
 /** A base port whose next `count` ports are all free now (the command needs them consecutive). */

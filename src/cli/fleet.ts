@@ -1,7 +1,7 @@
 // `opstream fleet`: a local 3-node NATS cluster (cluster/nats-{1,2,3}.conf) and three agents
 // (h1, h2, h3) with the stream at replicas 3, to try the fleet on one machine; Ctrl-C stops all.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -53,6 +53,8 @@ export async function fleet(options: FleetOptions): Promise<void> {
   }
   const credentials = ensureCredentials(join(dir, 'data', 'credentials'));
   mkdirSync(join(dir, 'data', 'cluster'), { recursive: true });
+  const pidFile = join(dir, 'data', 'cluster', 'fleet.pids');
+  await stopLeftovers(pidFile);
   const servers: ServerProcess[] = [];
   const agents: Agent[] = [];
   /** Every agent process, ready or not, so a failed start still stops the ones it began. */
@@ -67,6 +69,7 @@ export async function fleet(options: FleetOptions): Promise<void> {
       // Agents first: they drain and save snapshots through the servers, which must still be up.
       await Promise.all(children.map((child) => stopChild(child, AGENT_STOP_MS)));
       await Promise.all(servers.map((server) => server.stop(SERVER_STOP_MS)));
+      rmSync(pidFile, { force: true });
     })();
     return stopping;
   };
@@ -78,11 +81,21 @@ export async function fleet(options: FleetOptions): Promise<void> {
   process.once('SIGTERM', onSignal);
 
   const urls = NODES.map((node) => `nats://127.0.0.1:${layout(node, options.basePort).client}`).join(',');
+  // Children run in their own process groups, so a fleet killed outright leaves them: the pids
+  // let the next start stop them instead of failing on taken ports.
+  const remember = () => writeFileSync(pidFile, JSON.stringify([...servers.map((server) => server.pid), ...children.map((child) => child.process.pid ?? -1)]));
   try {
-    await Promise.all(NODES.map(async (node) => servers.push(await startNode(dir, node, options.basePort))));
+    await Promise.all(NODES.map(async (node) => {
+      servers.push(await startNode(dir, node, options.basePort));
+      remember();
+    }));
     await jetStreamReady(urls, credentials.nkeyFiles.agent);
     console.log(`[fleet] cluster ready: ${urls} (JetStream has a meta leader)`);
-    const startOne = async (index: number) => agents.push(await startFleetAgent(index, urls, credentials.dir, options, (child) => children.push(child)));
+    const startOne = async (index: number) =>
+      agents.push(await startFleetAgent(index, urls, credentials.dir, options, (child) => {
+        children.push(child);
+        remember();
+      }));
     // One agent creates the stream at replicas 3; the others then find it rather than race to create it.
     await startOne(0);
     await Promise.all([startOne(1), startOne(2)]);
@@ -187,4 +200,25 @@ async function stopChild({ process: child, exited }: Child, timeoutMs: number): 
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   await exited;
   clearTimeout(timer);
+}
+
+/** Stops what a fleet killed outright left running (only processes that are still ours). */
+async function stopLeftovers(pidFile: string): Promise<void> {
+  if (!existsSync(pidFile)) return;
+  const pids = (JSON.parse(readFileSync(pidFile, 'utf8')) as unknown[]).filter((pid): pid is number => Number.isInteger(pid) && (pid as number) > 0);
+  rmSync(pidFile, { force: true });
+  const ours = (pid: number) => {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      return cmdline.includes('nats-server') || cmdline.includes('opstream.js');
+    } catch {
+      return false;
+    }
+  };
+  const left = pids.filter(ours);
+  if (!left.length) return;
+  console.log(`[fleet] stopping ${left.length} process(es) an earlier fleet left running: ${left.join(', ')}`);
+  for (const pid of left) process.kill(pid, 'SIGTERM');
+  for (let waited = 0; waited < 10_000 && left.some(ours); waited += 100) await sleep(100);
+  for (const pid of left.filter(ours)) process.kill(pid, 'SIGKILL');
 }
