@@ -171,7 +171,13 @@ async function startFleetAgent(index: number, urls: string, credentialsDir: stri
     // Own process group, as the servers: this command decides the order things stop in.
     detached: true,
   });
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  const exited = new Promise<void>((done) =>
+    child.once('exit', (code, signal) => {
+      // Said also when it was not asked to stop: the others keep running, and the user should know.
+      console.log(`[${host}] exited (${signal ?? `code ${code}`})`);
+      done();
+    }),
+  );
   started({ process: child, exited });
   const ready = new Promise<Agent>((done, fail) => {
     let api: string | undefined;
