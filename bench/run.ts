@@ -1,8 +1,9 @@
 // `npm run bench`: every benchmark, each against its own nats-server, figures and ratios printed.
 // BENCH_ENTITIES and BENCH_ALERTS_PER_ENTITY scale the recovery benchmark (default 10,000 × 100);
-// BENCH_ONLY=write,recovery,clients,jobs,viz,qemu runs a subset; `qemu` (real VMs) runs when qemu-system-x86_64 is there.
+// BENCH_ONLY=write,recovery,clients,jobs,viz,qemu,fleet runs a subset; `qemu` (real VMs) runs when qemu-system-x86_64 is there.
 import { benchCatchUp, benchFanOut, benchWireMessages } from './clients.ts';
 import { qemuSystemAvailable } from '../actors/drivers/qemu-process.ts';
+import { benchFleet } from './fleet.ts';
 import { benchJobs } from './jobs.ts';
 import { benchQemu } from './qemu.ts';
 import { benchRecovery } from './recovery.ts';
@@ -12,7 +13,7 @@ import { benchViz } from './viz.ts';
 
 const entities = Number(process.env['BENCH_ENTITIES'] ?? 10_000);
 const alertsPerEntity = Number(process.env['BENCH_ALERTS_PER_ENTITY'] ?? 100);
-const only = new Set((process.env['BENCH_ONLY'] ?? 'write,recovery,clients,jobs,viz,qemu').split(','));
+const only = new Set((process.env['BENCH_ONLY'] ?? 'write,recovery,clients,jobs,viz,qemu,fleet').split(','));
 
 if (only.has('write')) {
   report('write path: VMs created and paused/continued, simulated driver with 0 ms ticks', await benchTransitions({ vms: 300, pauseCycles: 5 }));
@@ -37,4 +38,7 @@ if (only.has('qemu')) {
 }
 if (only.has('viz')) {
   report('visualizer: 1,000 VMs on the page in headless chromium under ~300 alerts/s', await benchViz(1_000, 300, 10));
+}
+if (only.has('fleet')) {
+  report('fleet: 1, 2 and 4 agents on one 3-node cluster (replicas 3), and one agent\'s recovery over 10,000 entities', await benchFleet({ agentCounts: [1, 2, 4], vmsPerAgent: 200, pauseCycles: 10, recoveryEntities: 10_000, alertsPerEntity: Number(process.env['BENCH_FLEET_ALERTS_PER_ENTITY'] ?? 20) }));
 }

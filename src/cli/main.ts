@@ -2,7 +2,9 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
 import { DEFAULT_API_URL } from './agent-access.ts';
+import { PROJECT_ROOT } from './paths.ts';
 import { call } from './call.ts';
+import { fleet } from './fleet.ts';
 import { cancel, jobs } from './jobs.ts';
 import { replay } from './replay.ts';
 import { publishedSchemas } from './schema.ts';
@@ -81,6 +83,14 @@ program
   .option('--lease <ms>', 'a host silent this long is declared lost by the fleet; it renews every fifth of it (default 5000)', positive)
   .option('--migration-max-bandwidth <MiB/s>', 'live migration bandwidth cap (default: QEMU\'s)', positive)
   .action(start);
+
+program
+  .command('fleet')
+  .description('try a fleet on one machine: a 3-node nats-server cluster (cluster/*.conf) and agents h1, h2, h3 at replicas 3')
+  .option('--dir <dir>', 'the directory holding cluster/nats-{1,2,3}.conf and data/ (stores, credentials, logs)', PROJECT_ROOT)
+  .option('--base-port <port>', 'put the 12 ports (3 client, 3 route, 3 monitoring, 3 API) at port…port+11 instead of the defaults', port)
+  .option('--sim-step-ms <ms>', "tick length of the agents' simulated work (default: demo timings)", count)
+  .action(fleet);
 
 program
   .command('replay')

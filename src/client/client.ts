@@ -1,18 +1,21 @@
 // The client library: typed calls, subscriptions that survive reconnects, and waitForEvent in
 // the spirit of the seed's client loop — over WebSocket JSON-RPC or directly over NATS.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { AlertNotification } from '../domain/alert.ts';
 import type { ReceivedOperationInfo } from '../domain/operation-info.ts';
 import type { TaskInfo } from '../domain/task.ts';
 import { INBOX_PREFIXES } from '../domain/api-subjects.ts';
-import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../domain/retry-policy.ts';
+import { ErrorCodes } from '../domain/errors.ts';
+import { retryDelayMs, retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../domain/retry-policy.ts';
 import { compileFilter, type FilterType } from '../filters/alert-filter.ts';
 import { connectNats, type NatsAccess } from '../nats/connection.ts';
-import { DisconnectedError } from './errors.ts';
+import { DisconnectedError, RpcError } from './errors.ts';
 import type { JobInfo } from '../domain/job.ts';
 import { jobsApi, waitForJob, type JobsApi } from './jobs.ts';
 import { AlertInbox } from './inbox.ts';
 import { NatsTransport } from './nats-transport.ts';
+import { prepareCall } from './retry-safe.ts';
 import { SubscriptionTable } from './subscriptions.ts';
 import type { Transport } from './transport.ts';
 import { WebSocketTransport, type WebSocketOptions } from './ws-transport.ts';
@@ -74,13 +77,29 @@ export type OpstreamClient = {
   readonly droppedAlerts: number;
   /** Notifications that could not be read as alerts (also passed to `onMalformed`). */
   readonly malformedNotifications: number;
+  /** Attempts sent again after the agent answered 105 Unavailable (see `unavailableRetryMs`). */
+  readonly unavailableRetries: number;
   close(): Promise<void>;
 };
 
 /** What both `connect` and `connectBus` accept. */
 export type ClientOptions = {
-  /** Backoff between reconnect attempts and between resubscribe attempts (see RetryPolicy). */
+  /**
+   * Backoff between reconnect attempts, between resubscribe attempts, and between attempts of a
+   * retry-safe call answered Unavailable (see RetryPolicy).
+   */
   retry?: RetryPolicyInput;
+  /**
+   * How long a retry-safe call — a read, or a write that runs as a job — keeps being sent again
+   * while the agent answers 105 Unavailable (a stream leader election, an agent still rebuilding);
+   * then that error is thrown. Default 60 s; 0 = never retry.
+   */
+  unavailableRetryMs?: number;
+  /**
+   * Give every job write without a jobId a fresh one (default true), so that it too is retried
+   * after Unavailable and runs once. With false, such writes are never retried.
+   */
+  idempotentWrites?: boolean;
   /** How long a subscription that only waitForEvent made outlives its last wait (default 30 s). */
   subscriptionLingerMs?: number;
   /** Told about every notification that cannot be an alert (default: counted only). */
@@ -125,6 +144,8 @@ export type BusOptions = NatsAccess &
   };
 
 const DEFAULT_LINGER_MS = 30_000;
+/** A leader election takes seconds, an agent's recovery of 10,000 entities about as long. */
+const DEFAULT_UNAVAILABLE_RETRY_MS = 60_000;
 
 type Deferred = { promise: Promise<void>; resolve(): void; reject(error: Error): void };
 
@@ -144,6 +165,10 @@ class Client implements OpstreamClient {
   readonly #subscriptions: SubscriptionTable;
   #reconnected: Deferred = { promise: Promise.resolve(), resolve: () => undefined, reject: () => undefined };
   #malformed = 0;
+  #unavailableRetries = 0;
+  readonly #retry: RetryPolicy;
+  readonly #unavailableRetryMs: number;
+  readonly #idempotentWrites: boolean;
 
   constructor(
     private readonly transport: Transport,
@@ -151,6 +176,12 @@ class Client implements OpstreamClient {
   ) {
     const lingerMs = options.subscriptionLingerMs ?? DEFAULT_LINGER_MS;
     if (!Number.isInteger(lingerMs) || lingerMs < 0) throw new RangeError(`subscriptionLingerMs must be a whole number of milliseconds, 0 or more (got ${lingerMs})`);
+    this.#unavailableRetryMs = options.unavailableRetryMs ?? DEFAULT_UNAVAILABLE_RETRY_MS;
+    if (!Number.isInteger(this.#unavailableRetryMs) || this.#unavailableRetryMs < 0) {
+      throw new RangeError(`unavailableRetryMs must be a whole number of milliseconds, 0 or more (got ${this.#unavailableRetryMs})`);
+    }
+    this.#retry = options.retry;
+    this.#idempotentWrites = options.idempotentWrites ?? true;
     this.#subscriptions = new SubscriptionTable(transport, { lingerMs, retry: options.retry });
     transport.onAlert = (alert) => this.#receive(alert);
     transport.onMalformed = (reason) => {
@@ -182,8 +213,29 @@ class Client implements OpstreamClient {
     return this.#malformed;
   }
 
-  call<Result = unknown>(method: string, params: Record<string, unknown> = {}): Promise<Result> {
-    return this.transport.call<Result>(method, params);
+  get unavailableRetries(): number {
+    return this.#unavailableRetries;
+  }
+
+  /**
+   * Sends the call; a retry-safe one (see retry-safe.ts) answered Unavailable is sent again, as
+   * the retry policy paces it, for up to `unavailableRetryMs`. Every attempt carries the same
+   * params — a write's jobId included — so the agent runs it once.
+   */
+  async call<Result = unknown>(method: string, params: Record<string, unknown> = {}): Promise<Result> {
+    const prepared = prepareCall(method, params, this.#idempotentWrites);
+    const giveUpAt = Date.now() + this.#unavailableRetryMs;
+    for (let retry = 1; ; retry += 1) {
+      try {
+        return await this.transport.call<Result>(method, prepared.params);
+      } catch (error) {
+        const unavailable = error instanceof RpcError && error.code === ErrorCodes.Unavailable;
+        const delay = unavailable && prepared.retrySafe ? retryDelayMs(this.#retry, retry) : undefined;
+        if (delay === undefined || Date.now() + delay > giveUpAt) throw error;
+        this.#unavailableRetries += 1;
+        await sleep(delay);
+      }
+    }
   }
 
   readonly vm: OpstreamClient['vm'] = {
