@@ -11,6 +11,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
+  type MsgRequest,
 } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
 import type { Alert } from '../src/domain/alert.ts';
@@ -124,8 +125,7 @@ export class AlertLog {
   async *#read<T>(filter: string, fromSeq: number, batch: number, map: (message: JsMsg) => T): AsyncGenerator<T> {
     // A consumer with nothing to deliver would wait forever; the stream's last sequence cannot
     // tell (that message may have been deleted), so ask for the first message that is there.
-    const first = await this.jsm.direct.getMessage(this.stream, { seq: fromSeq, next_by_subj: filter });
-    if (!first) return;
+    if (!(await this.#nextExists(filter, fromSeq))) return;
     const consumer = await this.js.consumers.get(this.stream, {
       filter_subjects: filter,
       deliver_policy: DeliverPolicy.StartSequence,
@@ -135,10 +135,23 @@ export class AlertLog {
     try {
       for await (const message of messages) {
         yield map(message);
-        if (message.info.pending === 0) break;
+        // Right after a change of stream leader a consumer can say "nothing pending" too early:
+        // the leader confirms before the read ends (a recovery that stopped short would lose
+        // entities).
+        if (message.info.pending === 0 && !(await this.#nextExists(filter, message.seq + 1))) break;
       }
     } finally {
       await messages.close();
     }
+  }
+
+  /**
+   * Whether the stream holds a record under `filter` at or after `seq`, as its leader says: a
+   * direct get may be answered by a replica that is behind, or by nobody during an election.
+   */
+  async #nextExists(filter: string, seq: number): Promise<boolean> {
+    // The server's STREAM.MSG.GET takes `next_by_subj` (as DIRECT.GET does); nats.js types it for direct gets only.
+    const query = { seq, next_by_subj: filter } as unknown as MsgRequest;
+    return (await this.jsm.streams.getMessage(this.stream, query)) !== null;
   }
 }
