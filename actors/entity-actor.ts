@@ -208,6 +208,8 @@ export class EntityActor {
     return this.#serialize(async () => {
       const placement = this.#state.placement;
       if (this.deps.parentPlacement || placement?.hostId !== hostId || placement.lost || this.#state.divergence) return undefined;
+      // The host already came back with this lease or a newer one: a stale declaration fences nothing.
+      if (placement.epoch !== undefined && placement.epoch >= epoch) return undefined;
       return this.#recordPlacement({ type: 'HOST_LOST', hostId, epoch, by }, false);
     });
   }
@@ -220,6 +222,8 @@ export class EntityActor {
     const returned = await this.#serialize(async () => {
       const placement = this.#state.placement;
       if (this.deps.parentPlacement || !placement?.lost || placement.hostId !== this.deps.hostId || this.#state.divergence) return undefined;
+      // Fenced at this lease (or a later one): this agent is the zombie, not the one returning.
+      if ((placement.lostEpoch ?? 0) >= epoch || this.deps.leaseEpoch?.() !== epoch) return undefined;
       return this.#recordPlacement({ type: 'HOST_RETURNED', hostId: placement.hostId, epoch }, true);
     });
     if (returned) await this.resume();
@@ -274,6 +278,7 @@ export class EntityActor {
     // A state without work of its own (a VM's disk, reported on by its VM's driver) can still
     // declare that it cannot outlive the agent: it fails like one whose work cannot resume.
     if (!meta.work && meta.onResume !== 'fail') return;
+    if (!(await this.#claimIfUnplaced())) return;
     const policy = meta.onResume ?? 'restart';
     this.deps.logger.info('resuming an operation after restart', { ...this.#logFields(), work: meta.work, policy });
     if (policy !== 'fail') {
@@ -284,7 +289,24 @@ export class EntityActor {
       RESUME_FAILED,
       `the agent restarted during "${meta.operation.stageDescription}"; ${meta.operation.operationDescription} cannot be resumed`,
     ];
-    await this.#serialize(() => this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true }));
+    // Decided before its turn: a fence folded meanwhile means the failure is no longer ours to record.
+    await this.#serialize(async () => (this.owned ? this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true }) : 'unchanged'));
+  }
+
+  /**
+   * A history from before the fleet names no owner, so every agent of a fleet would take it for
+   * its own: before resuming its work, one claims it with a guarded HOST_CHANGED to itself. The
+   * others lose the race, fold the claim, and leave the work to the winner.
+   */
+  async #claimIfUnplaced(): Promise<boolean> {
+    const self = this.deps.hostId;
+    if (self === undefined || !this.deps.leaseEpoch || this.deps.parentPlacement || this.#state.placement) return this.owned;
+    try {
+      await this.#serialize(() => (this.#state.placement ? Promise.resolve(undefined) : this.#recordPlacement({ type: 'HOST_CHANGED', from: self, to: self }, false)));
+    } catch (error) {
+      this.deps.logger.info('another agent claimed an entity from before the fleet', { subject: this.subject, error: String(error) });
+    }
+    return this.owned;
   }
 
   /** Stops driver work; transitions already queued still finish. */
@@ -410,6 +432,9 @@ export class EntityActor {
    */
   async #apply(event: MachineEvent, options: { skipUnchanged?: boolean; retryUntilStored?: boolean } = {}): Promise<Outcome> {
     const { definition, now } = this.deps;
+    // Every path to an append passes here: nothing is written for an entity this agent does not own
+    // now, whatever was decided before this turn (a fence may have been folded since).
+    this.#assertOwned();
     // Machines see the event exactly as it is recorded, so replay reproduces the same context.
     const recorded = redact(event);
     const before = this.#state.snapshot;
@@ -424,7 +449,8 @@ export class EntityActor {
     const stamp = this.deps.parentPlacement ? undefined : this.deps.hostId;
     if (stamp !== undefined) alert.hostId = stamp;
     const seq = await this.#append(alert, `${alert.task?.id ?? this.subject}:${revision}`, options.retryUntilStored ?? false);
-    const placement = stamp === undefined ? this.#state.placement : { hostId: stamp };
+    // Owned, so the recorded placement (if any) is this host's: replay keeps it as it is too.
+    const placement = stamp === undefined ? this.#state.placement : (this.#state.placement ?? { hostId: stamp });
     this.#state = { snapshot: next, lastSeq: seq, revision, ...(placement ? { placement } : {}) };
     this.#reconcileWork(false);
     const appended = { seq, alert };

@@ -10,8 +10,10 @@ export type Placement = {
   hostId: string;
   /** The fleet saw the owner fall silent: the entity shows `Unknown` until the owner returns. */
   lost?: boolean;
-  /** The lease epoch of the owner that was declared lost (see HostLease). */
+  /** The lease epoch of the owner that was declared lost (see FleetMembership). */
   lostEpoch?: number;
+  /** The lease epoch the owner returned with: declarations of an older lease fence nothing. */
+  epoch?: number;
 };
 
 /** The status an entity shows while its owner is lost: VDSM's word for a VM nobody can vouch for. */
@@ -61,7 +63,7 @@ export function placementAfter(before: Placement | undefined, event: RecordedEve
       return { hostId: event.hostId, lost: true, lostEpoch: event.epoch };
     case 'HOST_RETURNED':
       if (before?.hostId !== event.hostId || !before.lost) return `HOST_RETURNED of host ${event.hostId}, which had not lost it (owner ${describe(before)})`;
-      return { hostId: event.hostId };
+      return { hostId: event.hostId, epoch: event.epoch };
     case 'HOST_CHANGED':
       if (before && (before.hostId !== event.from || before.lost)) return `HOST_CHANGED from host ${event.from}, which did not hold it (owner ${describe(before)})`;
       return { hostId: event.to };

@@ -87,12 +87,12 @@ export class Runtime {
   readonly #loading = new Map<string, Promise<EntityActor>>();
   readonly #locks = new Map<string, Promise<unknown>>();
   /** Hosts this runtime declared lost (and their lease epoch): their late records get fenced too. */
-  readonly #lostHosts = new Map<string, number>();
+  readonly #lostHosts = new Map<string, { epoch: number; since: number }>();
   readonly quarantine: Quarantine;
   /** The highest stream sequence this runtime has inspected live, when it follows the stream. */
   #observed: number | undefined;
   /** Records seen live before recovery finished: inspected once every entity is in place. */
-  readonly #earlyObservations: Array<[number, string, () => HistoryRecord]> = [];
+  readonly #earlyObservations: Array<[number, string, (() => HistoryRecord) | undefined]> = [];
   #recovered = false;
   #stopped = false;
   /** Every task within the retention, running or ended: jobs, idempotent retries, Task.getInfo. */
@@ -183,7 +183,7 @@ export class Runtime {
     this.tasks.startLoading(this.nc, this.alertLog.stream, this.options.logger, this.options.seal);
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
-    for (const [seq, subject, decode] of this.#earlyObservations.splice(0)) this.observe(seq, subject, decode);
+    for (const [seq, subject, decode] of this.#earlyObservations.splice(0)) this.observe(seq, subject, decode ?? withoutBody(seq, subject));
     await this.takeBack();
     this.options.logger.info('recovered entities from the stream', {
       entities: report.entities.length,
@@ -322,7 +322,9 @@ export class Runtime {
   observe(seq: number, subject: string, decode: () => HistoryRecord): void {
     this.#observed = Math.max(this.#observed ?? 0, seq);
     if (!this.#recovered) {
-      this.#earlyObservations.push([seq, subject, decode]);
+      // A long recovery under a busy fleet must not hold every message seen meanwhile: past a
+      // bound only where they are is kept, and their entities read them from the stream.
+      this.#earlyObservations.push([seq, subject, this.#earlyObservations.length < MAX_EARLY_BODIES ? decode : undefined]);
       return;
     }
     const ref = parseAlertSubject(subject);
@@ -343,7 +345,12 @@ export class Runtime {
       return;
     }
     const record = decode();
-    if (isQuarantined(record) || this.#stopped) return;
+    if (this.#stopped) return;
+    if (isQuarantined(record)) {
+      // Seen without its body (a long recovery): the entity's records are read from the stream.
+      if (record.reason === WITHOUT_BODY) void this.entityFromStream(ref);
+      return;
+    }
     const mirror = this.#actor(ref, initialReplayState(this.#definition(ref), ref.id));
     this.#actors.set(key, mirror);
     mirror.observe(seq, () => record);
@@ -351,19 +358,33 @@ export class Runtime {
   }
 
   /**
-   * The fleet declared `hostId` lost: record HOST_LOST on every entity it owns, a few at a time.
-   * Each record fences the lost host out of that entity for good (until it returns).
+   * The fleet declared `hostId` lost at lease `epoch`. Every agent remembers it (late records of
+   * the host's entities are fenced as they arrive, and a sweep finishes what a fencing agent that
+   * died left undone); `fenceNow` — this agent won the declaration, or its winner is gone too —
+   * records HOST_LOST on every entity the host owns, a few at a time, at once.
    */
-  async fenceLostHost(hostId: string, epoch: number): Promise<number> {
-    const by = this.options.hostId;
-    if (by === undefined || hostId === by) return 0;
-    this.#lostHosts.set(hostId, epoch);
-    const owned = [...this.#actors.values()].filter((actor) => this.#ownedByLostHost(actor));
+  async hostLost(hostId: string, epoch: number, fenceNow: boolean): Promise<number> {
+    if (this.options.hostId === undefined || hostId === this.options.hostId) return 0;
+    this.#lostHosts.set(hostId, { epoch, since: performance.now() });
+    return fenceNow ? this.#fenceAll(hostId) : 0;
+  }
+
+  /** Fences what lost hosts still own once they have been lost for `graceMs` (their fencer may be gone). */
+  async sweepLostHosts(graceMs: number): Promise<number> {
+    let fenced = 0;
+    for (const [hostId, { since }] of this.#lostHosts) {
+      if (performance.now() - since >= graceMs) fenced += await this.#fenceAll(hostId);
+    }
+    return fenced;
+  }
+
+  async #fenceAll(hostId: string): Promise<number> {
+    const owned = [...this.#actors.values()].filter((actor) => actor.placement?.hostId === hostId && this.#ownedByLostHost(actor));
     let fenced = 0;
     await inBatches(owned, 32, async (actor) => {
       if (await this.#fence(actor)) fenced += 1;
     });
-    this.options.logger.warn('fenced the entities of a lost host', { hostId, epoch, entities: fenced });
+    if (fenced) this.options.logger.warn('fenced the entities of a lost host', { hostId, epoch: this.#lostHosts.get(hostId)?.epoch, entities: fenced });
     return fenced;
   }
 
@@ -387,7 +408,7 @@ export class Runtime {
     for (let attempt = 0; by !== undefined && attempt < 5 && this.#ownedByLostHost(actor) && !this.#stopped; attempt += 1) {
       const hostId = actor.placement?.hostId as string;
       try {
-        return (await actor.fenceLostHost(hostId, this.#lostHosts.get(hostId) ?? 0, by)) !== undefined;
+        return (await actor.fenceLostHost(hostId, this.#lostHosts.get(hostId)?.epoch ?? 0, by)) !== undefined;
       } catch (error) {
         this.options.logger.info('an entity of a lost host moved before it was fenced; folding and trying again', { subject: actor.subject, error: String(error) });
         await actor.settle();
@@ -424,20 +445,25 @@ export class Runtime {
     for (const actor of this.#actors.values()) actor.stopWork();
   }
 
-  async rejoin(): Promise<void> {
-    this.stopAllWork();
-    await this.#caughtUpWithStream();
-    // What was never fenced resumes now; what was resumes once taken back (it is not owned till then).
-    await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
-    await this.takeBack();
+  /**
+   * Folds everything the stream holds now — what others wrote while this agent could not (fences
+   * among it) — before the lease is taken back; throws when the shared read does not get there in
+   * time, and the caller stays fenced and tries again.
+   */
+  async catchUpWithStream(timeoutMs = 30_000): Promise<void> {
+    const target = await this.alertLog.streamLastSequence();
+    const deadline = performance.now() + timeoutMs;
+    while ((this.#observed ?? 0) < target) {
+      if (performance.now() > deadline) throw new OpstreamError(ErrorCodes.Unavailable, `the shared read is at ${this.#observed ?? 0}, short of ${target}, after ${timeoutMs} ms`);
+      await sleep(20);
+    }
+    await Promise.all([...this.#actors.values()].map((actor) => actor.settle()));
   }
 
-  /** Waits until the shared read has passed what the stream holds now, and every fold is done. */
-  async #caughtUpWithStream(): Promise<void> {
-    const target = await this.alertLog.streamLastSequence();
-    const deadline = performance.now() + 30_000;
-    while ((this.#observed ?? 0) < target && performance.now() < deadline) await sleep(20);
-    await Promise.all([...this.#actors.values()].map((actor) => actor.settle()));
+  /** With the lease back: resume what was never fenced, take back (and then resume) what was. */
+  async resumeAfterRejoin(): Promise<void> {
+    await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
+    await this.takeBack();
   }
 
   /** The loaded entities of one kind (after recover(): all of them), for checks across entities. */
@@ -515,8 +541,9 @@ export class Runtime {
 
   /** The disks that are image `imageId` in VMs that hold them (any state but Down). */
   #disksReading(imageId: string): Array<{ vmId: string; diskId: string }> {
+    // Only disks this agent writes: another host's VM reports on its own disks.
     return this.entitiesOf(EntityKinds.VM).flatMap((actor) => {
-      if (actor.view().status === 'Down') return [];
+      if (!actor.owned || actor.view().status === 'Down') return [];
       const disks = disksOf((actor.snapshot.context as { params?: unknown }).params);
       return disks.filter((disk) => disk.imageId === imageId).map(({ diskId }) => ({ vmId: actor.ref.id, diskId }));
     });
@@ -547,6 +574,19 @@ export class Runtime {
     return definition;
   }
 
+  /** An entity built from its records in the stream, once however many ask (see observe). */
+  entityFromStream(ref: EntityRef): Promise<EntityActor> {
+    const key = entityKey(ref);
+    const known = this.#actors.get(key);
+    if (known) return Promise.resolve(known);
+    let loading = this.#loading.get(key);
+    if (!loading) {
+      loading = this.#loadFromStream(ref).finally(() => this.#loading.delete(key));
+      this.#loading.set(key, loading);
+    }
+    return loading;
+  }
+
   async #loadFromStream(ref: EntityRef): Promise<EntityActor> {
     const definition = this.#definition(ref);
     const subject = alertSubject(ref.kind, ref.id);
@@ -569,4 +609,12 @@ async function inBatches<T>(items: readonly T[], width: number, each: (item: T) 
   for (let start = 0; start < items.length; start += width) {
     await Promise.all(items.slice(start, start + width).map(each));
   }
+}
+
+/** Records seen during recovery whose messages are kept for folding; the rest are read again. */
+const MAX_EARLY_BODIES = 10_000;
+const WITHOUT_BODY = 'seen during recovery; read again from the stream';
+
+function withoutBody(seq: number, subject: string): () => HistoryRecord {
+  return () => ({ seq, subject, reason: WITHOUT_BODY });
 }

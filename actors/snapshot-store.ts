@@ -23,7 +23,9 @@ const StoredSnapshot = z.object({
   revision: z.number().int().min(1),
   snapshot: z.looseObject({ value: z.unknown(), context: z.record(z.string(), z.unknown()) }),
   /** The entity's owner at `seq` (see placement.ts); absent for histories from before the fleet. */
-  placement: z.object({ hostId: z.string(), lost: z.boolean().optional(), lostEpoch: z.number().int().optional() }).optional(),
+  placement: z
+    .object({ hostId: z.string(), lost: z.boolean().optional(), lostEpoch: z.number().int().optional(), epoch: z.number().int().optional() })
+    .optional(),
 });
 export type StoredSnapshot = z.infer<typeof StoredSnapshot>;
 

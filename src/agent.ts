@@ -30,7 +30,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { HistoryRecord } from '../actors/alert-log.ts';
 import type { Alert } from './domain/alert.ts';
 import { callForwarder } from './fleet/forward.ts';
-import { DEFAULT_HOSTS_BUCKET, FleetMembership } from './fleet/membership.ts';
+import { DEFAULT_HOSTS_BUCKET, DEFAULT_LEASE_MS, FleetMembership } from './fleet/membership.ts';
 import type { ServerProcess } from './nats/server-process.ts';
 
 const logger = createLogger('agent');
@@ -97,11 +97,13 @@ function historyRecord(seq: number, subject: string, decoded: Alert | string): H
 }
 
 /**
- * What the agent does with the fleet's news, one thing at a time: a lost lease stops all work at
- * once and is taken back (a new epoch) before work resumes; a lost host's entities are fenced by
- * whoever declared it lost — or by anyone, when that agent is gone too.
+ * What the agent does with the fleet's news, one thing at a time. A lost lease stops all work at
+ * once; the agent folds what the stream holds now (the fences among it) while still fenced, only
+ * then takes a new lease epoch, and resumes. A lost host is remembered by every agent; the one
+ * that declared it fences its entities at once, and a sweep every lease finishes what a fencing
+ * agent that died left undone.
  */
-function leaseKeeper(runtime: Runtime, membership: () => FleetMembership | undefined) {
+function leaseKeeper(runtime: Runtime, self: string, leaseMs: number, membership: () => FleetMembership | undefined) {
   let queue: Promise<unknown> = Promise.resolve();
   const inTurn = (what: string, job: () => Promise<unknown>) => {
     queue = queue.then(job).catch((error: unknown) => logger.error(`${what} failed`, { error: String(error) }));
@@ -109,25 +111,37 @@ function leaseKeeper(runtime: Runtime, membership: () => FleetMembership | undef
   const whenRecovered = async () => {
     while (!runtime.recovered) await sleep(50);
   };
+  const sweep = setInterval(() => inTurn('sweeping lost hosts', () => runtime.sweepLostHosts(2 * leaseMs)), leaseMs);
+  sweep.unref();
   return {
     lost: () => {
       runtime.stopAllWork();
       inTurn('taking the lease back', async () => {
+        await whenRecovered();
+        for (;;) {
+          try {
+            await runtime.catchUpWithStream();
+            break;
+          } catch (error) {
+            logger.warn('still catching up with the stream before taking the lease back', { error: String(error) });
+            await sleep(1_000);
+          }
+        }
         const fleet = membership();
         if (!fleet) return;
-        await whenRecovered();
         await fleet.rejoin();
-        await runtime.rejoin();
+        await runtime.resumeAfterRejoin();
       });
     },
     hostLost: (hostId: string, epoch: number, declaredBy: string | undefined) => {
-      const fleet = membership();
-      if (!fleet || (declaredBy !== fleet.hostId && declaredBy !== undefined && fleet.isLive(declaredBy))) return;
+      // Before the lease is held (the bucket's first read) nobody counts as live: fence now.
+      const fenceNow = declaredBy === self || declaredBy === undefined || !(membership()?.isLive(declaredBy) ?? false);
       inTurn(`fencing host ${hostId}`, async () => {
         await whenRecovered();
-        await runtime.fenceLostHost(hostId, epoch);
+        await runtime.hostLost(hostId, epoch, fenceNow);
       });
     },
+    stop: () => clearInterval(sweep),
   };
 }
 
@@ -198,7 +212,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     isLive: (host: string) => membership?.isLive(host) ?? false,
   };
   const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery, seal, jobRetentionMs, stallTimeouts, defaultStallMs, hostId, fleet: fleetLink });
-  const lease = leaseKeeper(runtime, () => membership);
+  const lease = leaseKeeper(runtime, hostId, options.fleet?.leaseMs ?? DEFAULT_LEASE_MS, () => membership);
   membership = await FleetMembership.join(nc, {
     hostId,
     bucket: hostsBucket(stream),
@@ -226,7 +240,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const api = await startApiServer({
     ...services,
     port: options.port ?? 4040,
-    ready: () => runtime.recovered && !nc.isClosed(),
+    // Fenced (its lease taken) the agent answers nothing it owns: not ready until it is back.
+    ready: () => runtime.recovered && !nc.isClosed() && !(membership?.fenced ?? false),
     tokens,
     allowedOrigins: options.allowedOrigins,
     tls: options.tls,
@@ -261,6 +276,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       await step('WebSocket API', () => api.close());
       await step('shared read', () => fanout.stop());
       // Silent from here: the fleet declares this host lost after the lease, until it starts again.
+      lease.stop();
       await step('host lease', () => membership?.stop());
       await step('runtime', () => runtime.stop());
       // The VMs' QEMUs keep running: the next agent re-attaches to them.

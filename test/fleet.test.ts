@@ -115,11 +115,11 @@ describe('a fleet of three agents on a 3-node cluster', () => {
     await statusOn('h3', vmId, 'Up', 'h1');
   });
 
-  it('refuses a create for a host no agent of the fleet answers for, naming the live ones', async () => {
+  it('refuses a create for a host the fleet never saw, naming the live ones', async () => {
     const error = await client('h1').vm.create(uniqueId('fleet-nohost'), { hostId: 'h9' }).catch((failure: unknown) => failure);
     expect(error).toBeInstanceOf(RpcError);
-    expect((error as RpcError).code).toBe(ErrorCodes.Unavailable);
-    expect((error as RpcError).message).toMatch(/no live agent of the fleet is host h9 \(live: h1, h2, h3\)/);
+    expect((error as RpcError).code).toBe(ErrorCodes.InvalidParams);
+    expect((error as RpcError).message).toMatch(/no agent of the fleet is host h9 \(live: h1, h2, h3\)/);
   });
 
   it('migrates a VM to another agent: Up on the destination, owned by it, with one unbroken history', async () => {

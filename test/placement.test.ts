@@ -76,7 +76,7 @@ describe('placement in replay', () => {
 
     const returned = created();
     returned.placement({ type: 'HOST_LOST', hostId: 'h1', epoch: 1, by: 'h2' }, 'h1', true);
-    expect(returned.placement({ type: 'HOST_RETURNED', hostId: 'h1', epoch: 2 }, 'h1', false).placement).toEqual({ hostId: 'h1' });
+    expect(returned.placement({ type: 'HOST_RETURNED', hostId: 'h1', epoch: 2 }, 'h1', false).placement).toEqual({ hostId: 'h1', epoch: 2 });
     expect(returned.transition({ type: 'WORK_DONE' }, 'h1').divergence).toBeUndefined();
   });
 

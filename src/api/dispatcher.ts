@@ -106,8 +106,15 @@ function targetHost(params: unknown, context: ApiContext): string | undefined {
     throw new OpstreamError(ErrorCodes.InvalidParams, `hostId: this agent is host ${fleet.hostId}, not ${hostId}`);
   }
   if (!fleet.isLive(hostId)) {
-    const live = fleet.hosts().filter((host) => host.responsive).map((host) => host.hostId);
-    throw new OpstreamError(ErrorCodes.Unavailable, `hostId: no live agent of the fleet is host ${hostId} (live: ${live.join(', ') || 'none'})`, { hostId });
+    const hosts = fleet.hosts();
+    const live = hosts.filter((host) => host.responsive).map((host) => host.hostId);
+    // A host the fleet knows may come back (retry); one it never saw is a wrong name (do not).
+    const known = hosts.some((host) => host.hostId === hostId);
+    throw new OpstreamError(
+      known ? ErrorCodes.Unavailable : ErrorCodes.InvalidParams,
+      `hostId: ${known ? `host ${hostId} is not responding` : `no agent of the fleet is host ${hostId}`} (live: ${live.join(', ') || 'none'})`,
+      { hostId },
+    );
   }
   return hostId;
 }

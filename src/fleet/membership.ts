@@ -139,6 +139,18 @@ export class FleetMembership {
   }
 
   async #acquire(): Promise<void> {
+    // Another agent may be declaring this host lost at the same moment: read again and retry.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.#acquireOnce();
+        return;
+      } catch (error) {
+        if (!isWrongLastSequence(error) || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  async #acquireOnce(): Promise<void> {
     const key = this.options.hostId;
     const current = await this.kv.get(key);
     const previous = current && current.operation === 'PUT' ? parseRecord(current) : undefined;
