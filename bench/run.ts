@@ -15,7 +15,7 @@ const alertsPerEntity = Number(process.env['BENCH_ALERTS_PER_ENTITY'] ?? 100);
 const only = new Set((process.env['BENCH_ONLY'] ?? 'write,recovery,clients,jobs,viz,qemu').split(','));
 
 if (only.has('write')) {
-  report('write path: VMs created and paused/continued, simulated driver with 0 ms ticks', await benchTransitions({ vms: 300, pauseCycles: 5 }));
+  report('write path: VMs created and paused/continued, simulated driver with 0 ms ticks', await benchTransitions({ vms: Number(process.env['BENCH_WRITE_VMS'] ?? 300), pauseCycles: Number(process.env['BENCH_WRITE_CYCLES'] ?? 5) }));
 }
 if (only.has('recovery')) {
   report(`recovery: ${entities.toLocaleString('en-US')} entities, ${(entities * alertsPerEntity).toLocaleString('en-US')} alerts`, await benchRecovery({ entities, alertsPerEntity }));

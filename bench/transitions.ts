@@ -1,6 +1,8 @@
 // Durable transitions/s through the runtime vs raw JetStream publishes/s of the same payloads.
 // Both sides run the same shape of load: one chain of awaited appends per VM, all VMs at once.
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { jetstream } from '@nats-io/jetstream';
 import { historySeal } from '../src/security/history-seal.ts';
 import { SimulatedDriver } from '../actors/drivers/simulated-driver.ts';
@@ -26,9 +28,11 @@ export async function benchTransitions({ vms, pauseCycles }: TransitionsBenchOpt
     await runtime.recover();
     const ids = Array.from({ length: vms }, (_, i) => `bench-${i}`);
 
+    const profiler = await startProfile();
     const started = performance.now();
     await Promise.all(ids.map((id) => driveVm(runtime, id, pauseCycles)));
     const runtimeSeconds = (performance.now() - started) / 1000;
+    await profiler?.();
     await runtime.stop();
 
     // The same payloads, replayed per VM on fresh subjects through plain js.publish.
@@ -98,3 +102,22 @@ async function untilStatus(runtime: Runtime, vm: { kind: typeof EntityKinds.VM; 
   });
 }
 
+
+/**
+ * BENCH_CPU_PROFILE=<file>: a CPU profile of the runtime's phase alone (not start-up, not the raw
+ * side) — what `node --cpu-prof` of the whole run drowns in module loading.
+ */
+async function startProfile(): Promise<(() => Promise<void>) | undefined> {
+  const file = process.env['BENCH_CPU_PROFILE'];
+  if (!file) return undefined;
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
+}
