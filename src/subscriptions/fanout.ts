@@ -150,12 +150,16 @@ export class AlertFanout {
   #dispatch(message: JsMsg): void {
     this.#position = message.seq;
     this.options.onRecord?.(message.seq, message.subject);
-    let decoded: Alert | string | undefined;
+    // One delivered object for every subscriber: it is what lets the API serialise it once for all.
+    let delivered: FeedAlert | string | undefined;
     for (const subscriber of this.#subscribers) {
       if (!subscriber.filter.matches(message.subject)) continue;
-      decoded ??= this.#decode(message);
-      if (typeof decoded === 'string') return;
-      this.#enqueue(subscriber, { seq: message.seq, alert: decoded });
+      if (delivered === undefined) {
+        const decoded = this.#decode(message);
+        delivered = typeof decoded === 'string' ? decoded : { seq: message.seq, alert: decoded };
+      }
+      if (typeof delivered === 'string') return;
+      this.#enqueue(subscriber, delivered);
     }
   }
 
