@@ -6,7 +6,7 @@ import { qemuSystemAvailable } from '../actors/drivers/qemu-process.ts';
 import { benchJobs } from './jobs.ts';
 import { benchQemu } from './qemu.ts';
 import { benchRecovery } from './recovery.ts';
-import { report } from './report.ts';
+import { report, type Figure } from './report.ts';
 import { benchTransitions } from './transitions.ts';
 import { benchViz } from './viz.ts';
 
@@ -23,7 +23,9 @@ if (only.has('recovery')) {
 if (only.has('clients')) {
   report('fan-out: append → WebSocket delivery under ~300 calls/s of steady load', await benchFanOut([1, 10, 100], 3, 300));
   report('catch-up after a 100,000-alert outage', await benchCatchUp(100_000));
-  report('wire messages: 50 VMs, one create each at a random time in a 12 s window', await benchWireMessages(50, 12));
+  const wire: Figure[] = [];
+  for (const idle of [50, 500, 5_000]) wire.push(...(await benchWireMessages(50, 12, idle)));
+  report('wire messages per tracked operation: 50 VMs, one create each at a random time in a 12 s window', wire);
 }
 if (only.has('jobs')) {
   report('jobs: job layer overhead, and cancel latency under ~300 calls/s of background load', await benchJobs({ vms: 200, cycles: 5, cancels: 200, backgroundPerSecond: 300 }));
