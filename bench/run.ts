@@ -1,5 +1,7 @@
 // `npm run bench`: every benchmark, each against its own nats-server, figures and ratios printed.
 // BENCH_ENTITIES and BENCH_ALERTS_PER_ENTITY scale the recovery benchmark (default 10,000 × 100);
+// BENCH_WRITE_VMS and BENCH_WRITE_CYCLES scale the write benchmark (default 300 × 5), and
+// BENCH_CPU_PROFILE=<file> writes a CPU profile of its runtime phase;
 // BENCH_ONLY=write,recovery,clients,jobs,viz,qemu runs a subset; `qemu` (real VMs) runs when qemu-system-x86_64 is there.
 import { benchCatchUp, benchFanOut, benchWireMessages } from './clients.ts';
 import { qemuSystemAvailable } from '../actors/drivers/qemu-process.ts';
@@ -15,13 +17,18 @@ const alertsPerEntity = Number(process.env['BENCH_ALERTS_PER_ENTITY'] ?? 100);
 const only = new Set((process.env['BENCH_ONLY'] ?? 'write,recovery,clients,jobs,viz,qemu').split(','));
 
 if (only.has('write')) {
-  report('write path: VMs created and paused/continued, simulated driver with 0 ms ticks', await benchTransitions({ vms: Number(process.env['BENCH_WRITE_VMS'] ?? 300), pauseCycles: Number(process.env['BENCH_WRITE_CYCLES'] ?? 5) }));
+  const vms = Number(process.env['BENCH_WRITE_VMS'] ?? 300);
+  const pauseCycles = Number(process.env['BENCH_WRITE_CYCLES'] ?? 5);
+  report(
+    `write path: ${vms} VMs at once, each created then paused/continued ${pauseCycles} times (every call and driver report a sealed, guarded append), simulated driver with 0 ms ticks`,
+    await benchTransitions({ vms, pauseCycles }),
+  );
 }
 if (only.has('recovery')) {
   report(`recovery: ${entities.toLocaleString('en-US')} entities, ${(entities * alertsPerEntity).toLocaleString('en-US')} alerts`, await benchRecovery({ entities, alertsPerEntity }));
 }
 if (only.has('clients')) {
-  report('fan-out: append → WebSocket delivery under ~300 calls/s of steady load', await benchFanOut([1, 10, 100], 3, 300));
+  report('fan-out: JetStream ack of an append → its notification read by a WebSocket client (clients in a worker thread), 3 s of ~300 calls/s on 40 VMs', await benchFanOut([1, 10, 100], 3, 300));
   report('catch-up after a 100,000-alert outage', await benchCatchUp(100_000));
   const wire: Figure[] = [];
   for (const idle of [50, 500, 5_000]) wire.push(...(await benchWireMessages(50, 12, idle)));
