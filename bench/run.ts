@@ -20,7 +20,7 @@ if (only.has('write')) {
   const vms = Number(process.env['BENCH_WRITE_VMS'] ?? 300);
   const pauseCycles = Number(process.env['BENCH_WRITE_CYCLES'] ?? 5);
   report(
-    `write path: ${vms} VMs at once, each created then paused/continued ${pauseCycles} times (every call and driver report a sealed, guarded append), simulated driver with 0 ms ticks`,
+    `write path: ${vms} VMs at once, each created then paused/continued ${pauseCycles} times (every call and driver report a sealed, guarded append), after an unmeasured warm-up on ${vms} others; simulated driver with 0 ms ticks`,
     await benchTransitions({ vms, pauseCycles }),
   );
 }
