@@ -6,6 +6,7 @@ import {
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
+  PubHeaders,
   jetstream,
   jetstreamManager,
   type JetStreamClient,
@@ -78,8 +79,8 @@ export class AlertLog {
   async append(alert: Alert, expectedLastSeq: number, msgId: string): Promise<number> {
     const body = JSON.stringify(alert);
     const guard = headers();
-    guard.set('Nats-Msg-Id', msgId);
-    guard.set('Nats-Expected-Last-Subject-Sequence', String(expectedLastSeq));
+    guard.set(PubHeaders.MsgIdHdr, msgId);
+    guard.set(PubHeaders.ExpectedLastSubjectSequenceHdr, String(expectedLastSeq));
     if (this.seal) guard.set(SEAL_HEADER, this.seal.seal(alert.alertName, body));
     try {
       return await new Promise<number>((resolve, reject) => {
