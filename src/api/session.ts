@@ -14,11 +14,12 @@ export class Session {
   #closed = false;
 
   /**
-   * `notify` resolves when the connection can take more (backpressure for feeds). `shared`, when
-   * given, is an object every connection notified of the same thing passes (the alert a feed
-   * delivers): the message is then serialised once for all of them, not once per connection.
+   * `notify` returns a promise only when the connection is behind: it resolves once the
+   * connection can take more (backpressure for feeds); nothing to wait for is the common case, and
+   * costs no promise. `shared`, when given, is an object every connection notified of the same
+   * thing passes (the alert a feed delivers): the message is then serialised once for all of them.
    */
-  constructor(readonly notify: (method: string, params: Record<string, unknown>, shared?: object) => Promise<void>) {}
+  constructor(readonly notify: (method: string, params: Record<string, unknown>, shared?: object) => void | Promise<void>) {}
 
   /** Opens a feed under a new subscription id, refusing past the per-connection bound. */
   async subscribe(open: () => Promise<AlertFeed>): Promise<{ subscriptionId: string; feed: AlertFeed }> {

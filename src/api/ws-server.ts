@@ -223,12 +223,10 @@ function serveConnection(socket: WebSocket, transport: Duplex, endpoint: RpcEndp
       }, 10);
     }
   };
-  const session = new Session(async (method, params, shared) => {
-    if (!send(shared ? sharedFrame(shared, method, params) : JSON.stringify({ jsonrpc: '2.0', method, params }))) return;
+  const session = new Session((method, params, shared) => {
+    if (!send(shared ? sharedFrame(shared, method, params) : JSON.stringify({ jsonrpc: '2.0', method, params }))) return undefined;
     // A slow reader holds its feed back instead of growing this process's memory.
-    while (socket.bufferedAmount > HIGH_WATER_BYTES && socket.readyState === socket.OPEN) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    return socket.bufferedAmount > HIGH_WATER_BYTES ? caughtUp(socket) : undefined;
   });
   const context: ApiContext = { ...base, session };
   socket.on('message', (data, isBinary) => {
@@ -247,6 +245,13 @@ function serveConnection(socket: WebSocket, transport: Duplex, endpoint: RpcEndp
   socket.on('close', () => void session.close());
   socket.on('error', (error) => logger.warn('websocket error', { error: String(error) }));
   return session;
+}
+
+/** Resolves once the socket is back under the high-water mark (or closed). */
+async function caughtUp(socket: WebSocket): Promise<void> {
+  while (socket.bufferedAmount > HIGH_WATER_BYTES && socket.readyState === socket.OPEN) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 /**
