@@ -33,6 +33,8 @@ export type FanoutOptions = {
 
 type Subscriber = {
   filter: AlertFilter;
+  /** The filter as text, type included: subscribers with equal filters share one verdict per record. */
+  filterKey: string;
   deliver: (alert: FeedAlert) => void | Promise<void>;
   end: (reason: string) => void;
   /** Alerts matched and not yet delivered, in stream order. */
@@ -93,6 +95,7 @@ export class AlertFanout {
     const from = after ?? position;
     const subscriber: Subscriber = {
       filter,
+      filterKey: `${filter.filterType}:${filter.filter}`,
       deliver,
       end: onEnd,
       queue: [],
@@ -152,8 +155,16 @@ export class AlertFanout {
     this.options.onRecord?.(message.seq, message.subject);
     // One delivered object for every subscriber: it is what lets the API serialise it once for all.
     let delivered: FeedAlert | string | undefined;
+    // Many subscribers often share a filter (every open dashboard): each distinct one is matched
+    // once per record.
+    const verdicts = this.#subscribers.size > 1 ? new Map<string, boolean>() : undefined;
     for (const subscriber of this.#subscribers) {
-      if (!subscriber.filter.matches(message.subject)) continue;
+      let matches = verdicts?.get(subscriber.filterKey);
+      if (matches === undefined) {
+        matches = subscriber.filter.matches(message.subject);
+        verdicts?.set(subscriber.filterKey, matches);
+      }
+      if (!matches) continue;
       if (delivered === undefined) {
         const decoded = this.#decode(message);
         delivered = typeof decoded === 'string' ? decoded : { seq: message.seq, alert: decoded };
