@@ -151,6 +151,8 @@ export class AlertLog {
 
   #onReply(prefix: string, error: Error | null, message: Msg): void {
     if (error) {
+      // The subscription is gone (a permissions violation): the next batch subscribes anew.
+      this.#replies = undefined;
       for (const token of [...this.#awaitingAck.keys()]) this.#settle(token, error);
       return;
     }
