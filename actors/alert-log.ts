@@ -6,14 +6,16 @@ import {
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
+  PubHeaders,
   jetstream,
   jetstreamManager,
   type JetStreamClient,
+  type ApiError,
   type JetStreamManager,
   type JsMsg,
   type MsgRequest,
 } from '@nats-io/jetstream';
-import { headers, type NatsConnection } from '@nats-io/transport-node';
+import { createInbox, errors, headers, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Alert } from '../src/domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { ALERT_ROOT } from '../src/domain/subjects.ts';
@@ -29,11 +31,31 @@ export type HistoryRecord = StoredAlert | QuarantinedRecord;
 
 export const isQuarantined = (record: HistoryRecord): record is QuarantinedRecord => 'reason' in record;
 
+/** How long an append waits for JetStream's ack, as js.publish does by default. */
+export const APPEND_ACK_TIMEOUT_MS = 5_000;
+
+/** An append queued for the next publish turn, then waiting for its ack. */
+type PendingAppend = {
+  subject: string;
+  body: string;
+  headers: ReturnType<typeof headers>;
+  resolve: (seq: number) => void;
+  reject: (error: Error) => void;
+};
+
 /** A message of the alert stream before its body is decoded: recovery skips most bodies. */
 export type RawAlert = { seq: number; subject: string; decode(): HistoryRecord };
 
 export class AlertLog {
+  /** Appends asked for in this turn of the event loop; published together at its end. */
+  #queued: PendingAppend[] = [];
+  /** Appends published and not yet acknowledged, by the token that ends their reply subject. */
+  readonly #awaitingAck = new Map<string, PendingAppend>();
+  #replies: { prefix: string; subscription: Subscription } | undefined;
+  #nextToken = 0;
+
   private constructor(
+    private readonly nc: NatsConnection,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     readonly stream: string,
@@ -42,7 +64,7 @@ export class AlertLog {
   ) {}
 
   static async open(nc: NatsConnection, stream: string, seal?: HistorySeal): Promise<AlertLog> {
-    return new AlertLog(jetstream(nc), await jetstreamManager(nc), stream, seal);
+    return new AlertLog(nc, jetstream(nc), await jetstreamManager(nc), stream, seal);
   }
 
   /** Whether records are checked for an agent's seal (false: only for being well-formed alerts). */
@@ -57,15 +79,15 @@ export class AlertLog {
    */
   async append(alert: Alert, expectedLastSeq: number, msgId: string): Promise<number> {
     const body = JSON.stringify(alert);
-    const sealed = this.seal ? headers() : undefined;
-    sealed?.set(SEAL_HEADER, this.seal?.seal(alert.alertName, body) ?? '');
+    const guard = headers();
+    guard.set(PubHeaders.MsgIdHdr, msgId);
+    guard.set(PubHeaders.ExpectedLastSubjectSequenceHdr, String(expectedLastSeq));
+    if (this.seal) guard.set(SEAL_HEADER, this.seal.seal(alert.alertName, body));
     try {
-      const ack = await this.js.publish(alert.alertName, body, {
-        msgID: msgId,
-        expect: { lastSubjectSequence: expectedLastSeq },
-        headers: sealed,
+      return await new Promise<number>((resolve, reject) => {
+        if (this.#queued.length === 0) setImmediate(() => this.#publishQueued());
+        this.#queued.push({ subject: alert.alertName, body, headers: guard, resolve, reject });
       });
-      return ack.seq;
     } catch (error) {
       if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence) {
         throw new OpstreamError(
@@ -77,6 +99,88 @@ export class AlertLog {
       }
       throw error;
     }
+  }
+
+  /**
+   * Publishes every append queued in this turn at once, each with its own reply subject under one
+   * inbox subscription. Entities append concurrently, each from its own timer or ack callback:
+   * published one by one, every append became its own socket write (the write benchmark's largest
+   * cost), and js.publish's request per append built an Error with a stack for every ack. Each
+   * entity still has at most one append in flight, so its order and its guard are unchanged.
+   */
+  #publishQueued(): void {
+    const batch = this.#queued;
+    this.#queued = [];
+    let replies: { prefix: string; subscription: Subscription };
+    try {
+      replies = this.#replies ??= this.#subscribeReplies();
+    } catch (error) {
+      for (const pending of batch) pending.reject(error as Error);
+      return;
+    }
+    const tokens: string[] = [];
+    for (const pending of batch) {
+      const token = (this.#nextToken += 1).toString(36);
+      try {
+        this.nc.publish(pending.subject, pending.body, { reply: `${replies.prefix}${token}`, headers: pending.headers });
+      } catch (error) {
+        // Closed or draining: nothing was sent.
+        pending.reject(error as Error);
+        continue;
+      }
+      this.#awaitingAck.set(token, pending);
+      tokens.push(token);
+    }
+    if (tokens.length === 0) return;
+    // One timer per batch rather than per append: what is still unanswered then timed out, its
+    // outcome unknown, exactly as a js.publish that timed out.
+    setTimeout(() => {
+      for (const token of tokens) this.#settle(token, new errors.TimeoutError());
+    }, APPEND_ACK_TIMEOUT_MS).unref();
+  }
+
+  #subscribeReplies(): { prefix: string; subscription: Subscription } {
+    // Replies come back under the connection's own inbox prefix: the only one its identity may read.
+    const inboxPrefix = (this.nc as unknown as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
+    const prefix = `${createInbox(inboxPrefix)}.`;
+    const subscription = this.nc.subscribe(`${prefix}*`, { callback: (error, message) => this.#onReply(prefix, error, message) });
+    void this.nc.closed().then(() => {
+      for (const token of [...this.#awaitingAck.keys()]) this.#settle(token, new errors.RequestError('connection closed'));
+    });
+    return { prefix, subscription };
+  }
+
+  #onReply(prefix: string, error: Error | null, message: Msg): void {
+    if (error) {
+      // The subscription is gone (a permissions violation): the next batch subscribes anew.
+      this.#replies = undefined;
+      for (const token of [...this.#awaitingAck.keys()]) this.#settle(token, error);
+      return;
+    }
+    const token = message.subject.slice(prefix.length);
+    const pending = this.#awaitingAck.get(token);
+    if (!pending) return; // timed out already
+    // No stream listens on the subject (or no JetStream): what js.publish calls "not enabled".
+    if (message.data.length === 0 && message.headers?.code === 503) {
+      this.#settle(token, new errors.NoRespondersError(pending.subject));
+      return;
+    }
+    try {
+      const ack = JSON.parse(new TextDecoder().decode(message.data)) as { error?: ApiError; seq?: unknown };
+      if (ack.error) this.#settle(token, new JetStreamApiError(ack.error));
+      else if (typeof ack.seq !== 'number') this.#settle(token, new Error(`invalid ack from JetStream: ${new TextDecoder().decode(message.data)}`));
+      else this.#settle(token, ack.seq);
+    } catch (failure) {
+      this.#settle(token, failure as Error);
+    }
+  }
+
+  #settle(token: string, outcome: number | Error): void {
+    const pending = this.#awaitingAck.get(token);
+    if (!pending) return;
+    this.#awaitingAck.delete(token);
+    if (typeof outcome === 'number') pending.resolve(outcome);
+    else pending.reject(outcome);
   }
 
   /** The stream sequence of the subject's last message, 0 when it has none. */

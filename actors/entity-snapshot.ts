@@ -3,7 +3,7 @@
 import { getNextTransitions, type AnyMachineSnapshot } from 'xstate';
 import { CANCELLED_CODE, operationInfoOf, stateMeta, type EntityContext, type StateMeta } from '../machines/entity.ts';
 import type { StateValue } from '../src/domain/alert.ts';
-import { OperationInfo } from '../src/domain/operation-info.ts';
+import { OPERATION_DESCRIPTIONS, OperationInfo } from '../src/domain/operation-info.ts';
 import type { TaskInfo, TaskStatus } from '../src/domain/task.ts';
 
 export type EntityView = {
@@ -14,17 +14,50 @@ export type EntityView = {
   meta: StateMeta;
 };
 
+/**
+ * Snapshots never change, and a transition asks for the view of the same snapshot several times
+ * (the alert, the work to start, the caller waiting on a status): it is built, and its
+ * OperationInfo validated, once per snapshot.
+ */
+const views = new WeakMap<AnyMachineSnapshot, EntityView>();
+
 export function viewOf(snapshot: AnyMachineSnapshot): EntityView {
+  let view = views.get(snapshot);
+  if (view) return view;
   const meta = stateMeta(snapshot);
   const context = snapshot.context as EntityContext;
-  return {
+  view = {
     status: meta.status,
     state: snapshot.value as StateValue,
     // Validated here so a machine that produces a bad OperationInfo fails loudly, before persisting.
-    operationInfo: OperationInfo.parse(operationInfoOf(meta, context)),
+    operationInfo: checkedOperationInfo(operationInfoOf(meta, context)),
     task: context.task,
     meta,
   };
+  views.set(snapshot, view);
+  return view;
+}
+
+const DESCRIPTIONS: ReadonlySet<string> = new Set(OPERATION_DESCRIPTIONS);
+const isWhole = (value: unknown): value is number => Number.isInteger(value);
+
+/**
+ * OperationInfo.parse, with the schema's checks written out for the common case: zod's parse was
+ * the write path's largest cost of our own (every transition builds one). Anything the quick check
+ * does not pass goes through the schema, which throws with its own message.
+ */
+function checkedOperationInfo(info: OperationInfo): OperationInfo {
+  const { operationDescription, stageDescription, stage, percentage, lastError, extraData } = info;
+  const valid =
+    DESCRIPTIONS.has(operationDescription) &&
+    typeof stageDescription === 'string' &&
+    Array.isArray(stage) && stage.length === 2 && isWhole(stage[0]) && isWhole(stage[1]) && stage[0] >= 1 && stage[0] <= stage[1] &&
+    isWhole(percentage) && percentage >= -1 && percentage <= 100 &&
+    Array.isArray(lastError) && lastError.length === 2 && isWhole(lastError[0]) && typeof lastError[1] === 'string' &&
+    typeof extraData === 'object' && extraData !== null && !Array.isArray(extraData);
+  if (!valid) return OperationInfo.parse(info);
+  // A copy, as the schema's parse returns: the machine's meta and context are not handed out.
+  return { operationDescription, stageDescription, stage: [stage[0], stage[1]], percentage, lastError: [lastError[0], lastError[1]], extraData: { ...extraData } };
 }
 
 /** A stable key of the active state, to tell "still in the same state" from "moved". */

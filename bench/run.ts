@@ -1,5 +1,7 @@
 // `npm run bench`: every benchmark, each against its own nats-server, figures and ratios printed.
 // BENCH_ENTITIES and BENCH_ALERTS_PER_ENTITY scale the recovery benchmark (default 10,000 × 100);
+// BENCH_WRITE_VMS, BENCH_WRITE_CYCLES and BENCH_WRITE_ROUNDS scale the write benchmark (default 300 × 5, 3 rounds), and
+// BENCH_CPU_PROFILE=<file> writes a CPU profile of its runtime phase;
 // BENCH_ONLY=write,recovery,clients,jobs,viz,qemu,fleet runs a subset; `qemu` (real VMs) runs when qemu-system-x86_64 is there.
 import { benchCatchUp, benchFanOut, benchWireMessages } from './clients.ts';
 import { qemuSystemAvailable } from '../actors/drivers/qemu-process.ts';
@@ -7,7 +9,7 @@ import { benchFleet } from './fleet.ts';
 import { benchJobs } from './jobs.ts';
 import { benchQemu } from './qemu.ts';
 import { benchRecovery } from './recovery.ts';
-import { report } from './report.ts';
+import { report, type Figure } from './report.ts';
 import { benchTransitions } from './transitions.ts';
 import { benchViz } from './viz.ts';
 
@@ -16,15 +18,23 @@ const alertsPerEntity = Number(process.env['BENCH_ALERTS_PER_ENTITY'] ?? 100);
 const only = new Set((process.env['BENCH_ONLY'] ?? 'write,recovery,clients,jobs,viz,qemu,fleet').split(','));
 
 if (only.has('write')) {
-  report('write path: VMs created and paused/continued, simulated driver with 0 ms ticks', await benchTransitions({ vms: 300, pauseCycles: 5 }));
+  const vms = Number(process.env['BENCH_WRITE_VMS'] ?? 300);
+  const pauseCycles = Number(process.env['BENCH_WRITE_CYCLES'] ?? 5);
+  const rounds = Number(process.env['BENCH_WRITE_ROUNDS'] ?? 3);
+  report(
+    `write path: ${vms} VMs at once, each created then paused/continued ${pauseCycles} times (every call and driver report a sealed, guarded append), after an unmeasured warm-up on ${vms} others; simulated driver with 0 ms ticks; ${rounds} rounds of runtime then raw, fresh VMs each`,
+    await benchTransitions({ vms, pauseCycles, rounds }),
+  );
 }
 if (only.has('recovery')) {
   report(`recovery: ${entities.toLocaleString('en-US')} entities, ${(entities * alertsPerEntity).toLocaleString('en-US')} alerts`, await benchRecovery({ entities, alertsPerEntity }));
 }
 if (only.has('clients')) {
-  report('fan-out: append → WebSocket delivery under ~300 calls/s of steady load', await benchFanOut([1, 10, 100], 3, 300));
+  report('fan-out: JetStream ack of an append → its notification read by a WebSocket client (clients in a worker thread), 3 s of ~300 calls/s on 40 VMs', await benchFanOut([1, 10, 100], 3, 300));
   report('catch-up after a 100,000-alert outage', await benchCatchUp(100_000));
-  report('wire messages: 50 VMs, one create each at a random time in a 12 s window', await benchWireMessages(50, 12));
+  const wire: Figure[] = [];
+  for (const idle of [50, 500, 5_000]) wire.push(...(await benchWireMessages(50, 12, idle)));
+  report('wire messages per tracked operation: 50 VMs, one create each at a random time in a 12 s window', wire);
 }
 if (only.has('jobs')) {
   report('jobs: job layer overhead, and cancel latency under ~300 calls/s of background load', await benchJobs({ vms: 200, cycles: 5, cancels: 200, backgroundPerSecond: 300 }));

@@ -13,8 +13,13 @@ export class Session {
   #opening = 0;
   #closed = false;
 
-  /** `notify` resolves when the connection can take more (backpressure for feeds). */
-  constructor(readonly notify: (method: string, params: Record<string, unknown>) => Promise<void>) {}
+  /**
+   * `notify` returns a promise only when the connection is behind: it resolves once the
+   * connection can take more (backpressure for feeds); nothing to wait for is the common case, and
+   * costs no promise. `shared`, when given, is an object every connection notified of the same
+   * thing passes (the alert a feed delivers): the message is then serialised once for all of them.
+   */
+  constructor(readonly notify: (method: string, params: Record<string, unknown>, shared?: object) => void | Promise<void>) {}
 
   /** Opens a feed under a new subscription id, refusing past the per-connection bound. */
   async subscribe(open: () => Promise<AlertFeed>): Promise<{ subscriptionId: string; feed: AlertFeed }> {

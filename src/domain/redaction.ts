@@ -22,8 +22,19 @@ function words(name: string): string[] {
 
 /** Whether a key names a secret: a word of it contains a secret stem (`keyboard` does not count). */
 export function isSecretKey(name: string): boolean {
-  return words(name).some((word) => !NOT_SECRET.has(word) && SECRET_STEMS.some((stem) => word.includes(stem)));
+  let secret = judgedKeys.get(name);
+  if (secret === undefined) {
+    secret = words(name).some((word) => !NOT_SECRET.has(word) && SECRET_STEMS.some((stem) => word.includes(stem)));
+    // Bounded: keys come from callers, and a caller could send a new one with every call.
+    if (judgedKeys.size >= JUDGED_KEYS_KEPT) judgedKeys.clear();
+    judgedKeys.set(name, secret);
+  }
+  return secret;
 }
+
+/** Every call's event is redacted on the write path, and its keys are few: each is judged once. */
+const judgedKeys = new Map<string, boolean>();
+const JUDGED_KEYS_KEPT = 4_096;
 
 /** After a `://`: userinfo with a password, bounded so no value can make the scan slow. */
 const USERINFO_PASSWORD = /([^/\s:@]{0,256}):[^@\s/]{0,256}@/y;

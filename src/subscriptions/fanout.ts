@@ -36,6 +36,8 @@ export type FanoutOptions = {
 
 type Subscriber = {
   filter: AlertFilter;
+  /** The filter as text, type included: subscribers with equal filters share one verdict per record. */
+  filterKey: string;
   deliver: (alert: FeedAlert) => void | Promise<void>;
   end: (reason: string) => void;
   /** Alerts matched and not yet delivered, in stream order. */
@@ -96,6 +98,7 @@ export class AlertFanout {
     const from = after ?? position;
     const subscriber: Subscriber = {
       filter,
+      filterKey: `${filter.filterType}:${filter.filter}`,
       deliver,
       end: onEnd,
       queue: [],
@@ -155,11 +158,24 @@ export class AlertFanout {
     let decoded: Alert | string | undefined;
     const decode = () => (decoded ??= this.#decode(message));
     this.options.onRecord?.(message.seq, message.subject, decode);
+    // One delivered object for every subscriber: it is what lets the API serialise it once for all.
+    let delivered: FeedAlert | string | undefined;
+    // Many subscribers often share a filter (every open dashboard): each distinct one is matched
+    // once per record.
+    const verdicts = this.#subscribers.size > 1 ? new Map<string, boolean>() : undefined;
     for (const subscriber of this.#subscribers) {
-      if (!subscriber.filter.matches(message.subject)) continue;
-      decoded = decode();
-      if (typeof decoded === 'string') return;
-      this.#enqueue(subscriber, { seq: message.seq, alert: decoded });
+      let matches = verdicts?.get(subscriber.filterKey);
+      if (matches === undefined) {
+        matches = subscriber.filter.matches(message.subject);
+        verdicts?.set(subscriber.filterKey, matches);
+      }
+      if (!matches) continue;
+      if (delivered === undefined) {
+        const alert = decode();
+        delivered = typeof alert === 'string' ? alert : { seq: message.seq, alert };
+      }
+      if (typeof delivered === 'string') return;
+      this.#enqueue(subscriber, delivered);
     }
   }
 
@@ -184,23 +200,39 @@ export class AlertFanout {
     if (subscriber.live) this.#drain(subscriber);
   }
 
-  /** Delivers one at a time: a slow connection's backpressure holds only its own queue. */
+  /**
+   * Delivers one at a time: a slow connection's backpressure holds only its own queue. A delivery
+   * that returns no promise (the connection is not behind) is done: the next follows at once,
+   * without the promises an await per alert per subscriber cost at 100 subscribers.
+   */
   #drain(subscriber: Subscriber): void {
     if (subscriber.draining) return;
     subscriber.draining = true;
-    void (async () => {
+    try {
       while (!subscriber.closed && subscriber.queue.length > 0) {
         const next = subscriber.queue.shift() as FeedAlert;
         if (next.seq <= subscriber.lastDelivered) continue;
-        await subscriber.deliver(next);
+        const pending = subscriber.deliver(next);
+        if (pending) {
+          pending.then(
+            () => {
+              subscriber.lastDelivered = next.seq;
+              subscriber.draining = false;
+              if (!subscriber.closed && subscriber.queue.length > 0) this.#drain(subscriber);
+            },
+            (error: unknown) => {
+              subscriber.draining = false;
+              this.#end(subscriber, `delivery failed (${String(error)})`);
+            },
+          );
+          return;
+        }
         subscriber.lastDelivered = next.seq;
       }
-    })()
-      .catch((error: unknown) => this.#end(subscriber, `delivery failed (${String(error)})`))
-      .finally(() => {
-        subscriber.draining = false;
-        if (!subscriber.closed && subscriber.queue.length > 0) this.#drain(subscriber);
-      });
+    } catch (error) {
+      this.#end(subscriber, `delivery failed (${String(error)})`);
+    }
+    subscriber.draining = false;
   }
 
   /**

@@ -77,7 +77,7 @@ export const hostMethods = [
         fanout.subscribe(
           compiled,
           since ?? latest,
-          ({ seq, alert }) => connection.notify('alert', alertNotification(alert, seq)),
+          (delivered) => connection.notify('alert', alertNotification(delivered.alert, delivered.seq), delivered),
           // Ended without being asked (too far behind, the agent stopping): the client is told and
           // resubscribes with `since` from the last seq it saw.
           (reason) => {
