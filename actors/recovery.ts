@@ -17,6 +17,8 @@ export type RecoveredEntity = {
   state: ReplayState;
   /** The revision its trusted snapshot covers (0: none); the tail may have moved past it. */
   snapshotRevision: number;
+  /** The stream sequence that snapshot covers (0: none). */
+  snapshotSeq: number;
 };
 
 export type RecoveryReport = {
@@ -33,15 +35,17 @@ export async function recoverEntities(
   snapshots: SnapshotStore | undefined,
   quarantine: Quarantine,
   logger: Logger,
+  /** Whose checkpoint to start from: each agent sharing the bucket has its own. */
+  hostId?: string,
 ): Promise<RecoveryReport> {
   const streamLast = await log.streamLastSequence();
-  const loaded = snapshots ? await snapshots.loadAll(definitions, streamLast) : undefined;
+  const loaded = snapshots ? await snapshots.loadAll(definitions, streamLast, hostId) : undefined;
   const states = new Map<string, RecoveredEntity>();
   const entityFor = (ref: EntityRef, definition: MachineDefinition): RecoveredEntity => {
     const key = entityKey(ref);
     let entity = states.get(key);
     if (!entity) {
-      entity = { ref, definition, state: initialReplayState(definition, ref.id), snapshotRevision: 0 };
+      entity = { ref, definition, state: initialReplayState(definition, ref.id), snapshotRevision: 0, snapshotSeq: 0 };
       states.set(key, entity);
     }
     return entity;
@@ -62,6 +66,7 @@ export async function recoverEntities(
     const entity = entityFor(ref, definition);
     entity.state = restoreReplayState(definition, stored);
     entity.snapshotRevision = stored.revision;
+    entity.snapshotSeq = stored.seq;
   }
   const fromSeq = (loaded?.checkpoint ?? 0) + 1;
   let alertsReplayed = 0;
@@ -98,6 +103,7 @@ export async function recoverEntities(
     const revision = entity.snapshotRevision;
     entity.state = initialReplayState(entity.definition, entity.ref.id);
     entity.snapshotRevision = 0;
+    entity.snapshotSeq = 0;
     alertsReplayed += await replaySubject(entity);
     if (!entity.state.divergence) snapshots?.distrust(entity.ref, revision, `the stream does not continue it: ${fromSnapshot.reason}`);
   }

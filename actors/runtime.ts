@@ -26,7 +26,8 @@ import { isQuarantined } from './alert-log.ts';
 import { Quarantine, type QuarantineSummary } from './quarantine.ts';
 import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
-import type { SnapshotStore } from './snapshot-store.ts';
+import { DEFAULT_HOST_ID, type SnapshotStore } from './snapshot-store.ts';
+import { CheckpointTracker } from './checkpoint.ts';
 import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../src/domain/retry-policy.ts';
 
 export type RuntimeOptions = {
@@ -37,6 +38,14 @@ export type RuntimeOptions = {
   snapshots?: SnapshotStore;
   /** Take an entity's snapshot every this many alerts (and at a clean shutdown). */
   snapshotEvery?: number;
+  /**
+   * How often, while the runtime follows the stream (observe()), lagging snapshots are saved and
+   * a checkpoint written, so a crashed agent need not read the stream from its start; default
+   * 5 s, 0: only at a clean stop.
+   */
+  checkpointEveryMs?: number;
+  /** Names this agent's checkpoint in a bucket agents share; default 'local'. */
+  hostId?: string;
   /** Seals every record this runtime writes and checks every one it reads (see history-seal.ts). */
   seal?: HistorySeal;
   /** Stamps alerts; tests pin it. Machines never read a clock. */
@@ -63,6 +72,7 @@ export type RuntimeOptions = {
 /** Works that legitimately report nothing for long: a held connection, a job waiting on its steps. */
 const NEVER_STALLS = new Set(['holdConnection', 'runJob', 'abortJob']);
 export const DEFAULT_STALL_MS = 10 * 60 * 1000;
+export const DEFAULT_CHECKPOINT_EVERY_MS = 5_000;
 
 export type CallResult = { taskId: string; seq: number };
 
@@ -87,6 +97,13 @@ export class Runtime {
   readonly #jobRunner: JobRunner;
   readonly #driver: Driver;
   readonly #sweep: NodeJS.Timeout;
+  /** Which entities' stored snapshots lag behind the stream: what a checkpoint may claim. */
+  readonly #checkpoints = new CheckpointTracker();
+  #checkpointTimer: NodeJS.Timeout | undefined;
+  #checkpointRun: Promise<void> | undefined;
+  /** What the previous periodic checkpoint had inspected: snapshots lagging since then are saved next. */
+  #checkpointObserved = 0;
+  #checkpointWritten = 0;
 
   private constructor(
     /** The agent's connection; API feeds read the stream through it too. */
@@ -156,9 +173,10 @@ export class Runtime {
   async recover(): Promise<RecoveryReport> {
     const started = performance.now();
     if (this.options.snapshots) this.options.snapshots.quarantine = this.quarantine;
-    const report = await recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger);
-    for (const { ref, state, snapshotRevision } of report.entities) {
+    const report = await recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger, this.#hostId);
+    for (const { ref, state, snapshotRevision, snapshotSeq } of report.entities) {
       this.#actors.set(entityKey(ref), this.#actor(ref, state, snapshotRevision));
+      this.#trackRecovered(entityKey(ref), state, snapshotSeq);
     }
     // The task index (the last `retention` of alerts) is rebuilt in the background, so restart
     // time stays what entity recovery costs; job lookups, idempotent retries and resumed job
@@ -169,6 +187,7 @@ export class Runtime {
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
     for (const [seq, subject] of this.#earlyObservations.splice(0)) this.observe(seq, subject);
+    this.#startCheckpoints();
     this.options.logger.info('recovered entities from the stream', {
       entities: report.entities.length,
       alertsReplayed: report.alertsReplayed,
@@ -313,7 +332,11 @@ export class Runtime {
     }
     // An entity this runtime holds nothing of is not adopted: another agent on the same stream
     // may own it (see the fleet issue). What this runtime holds, it folds.
-    this.#actors.get(entityKey(ref))?.observe(seq);
+    const key = entityKey(ref);
+    const actor = this.#actors.get(key);
+    if (actor) this.#checkpoints.mark(key, seq);
+    else this.#checkpoints.uncovered(seq);
+    actor?.observe(seq);
   }
 
   /** The loaded entities of one kind (after recover(): all of them), for checks across entities. */
@@ -333,18 +356,20 @@ export class Runtime {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#sweep);
+    clearInterval(this.#checkpointTimer);
     this.tasks.stopLoading();
     const actors = [...this.#actors.values()];
     for (const actor of actors) actor.stop();
     await Promise.all(actors.map((actor) => actor.settle()));
+    await this.#checkpointRun;
     const { snapshots } = this.options;
     if (!snapshots) return;
-    const saved = await Promise.all(actors.map((actor) => actor.snapshotIfChanged()));
+    const saved = await Promise.all(actors.map((actor) => this.#saveSnapshot(actor)));
     const complete = this.#recovered && saved.every(Boolean) && actors.every((actor) => !actor.divergence);
     if (!complete) return;
     // Followed live, the checkpoint covers what was inspected, not what someone added unseen.
     const last = await this.alertLog.streamLastSequence();
-    await snapshots.saveCheckpoint(this.#observed === undefined ? last : Math.min(last, this.#observed));
+    await snapshots.saveCheckpoint(this.#checkpoints.checkpoint(this.#observed === undefined ? last : Math.min(last, this.#observed)), this.#hostId);
   }
 
   /**
@@ -354,6 +379,7 @@ export class Runtime {
   halt(): void {
     this.#stopped = true;
     clearInterval(this.#sweep);
+    clearInterval(this.#checkpointTimer);
     this.tasks.stopLoading();
     for (const actor of this.#actors.values()) actor.stop();
   }
@@ -375,8 +401,68 @@ export class Runtime {
       stallAfterMs: (work) => stallTimeouts?.[work] ?? (NEVER_STALLS.has(work) ? undefined : (defaultStallMs ?? DEFAULT_STALL_MS)),
     };
     const actor = new EntityActor(ref, deps, state, snapshotRevision);
-    actor.onTransition((appended) => this.tasks.observe(appended));
+    const key = entityKey(ref);
+    actor.onTransition((appended) => {
+      this.tasks.observe(appended);
+      this.#checkpoints.mark(key, appended.seq);
+    });
     return actor;
+  }
+
+  get #hostId(): string {
+    return this.options.hostId ?? DEFAULT_HOST_ID;
+  }
+
+  /** What recovery folded beyond an entity's stored snapshot is not covered by one yet. */
+  #trackRecovered(key: string, state: ReplayState, snapshotSeq: number): void {
+    if (state.lastSeq <= snapshotSeq && !state.divergence) return;
+    this.#checkpoints.mark(key, snapshotSeq + 1);
+    this.#checkpoints.mark(key, Math.max(state.lastSeq, snapshotSeq + 1));
+  }
+
+  /** Saves the actor's snapshot if it changed; true when the store holds one covering its state. */
+  async #saveSnapshot(actor: EntityActor): Promise<boolean> {
+    // The save takes the state as it is now, before its first await: this is the sequence it covers.
+    const seq = actor.lastSeq;
+    const diverged = actor.divergence !== undefined;
+    const saved = await actor.snapshotIfChanged();
+    if (saved && !diverged) this.#checkpoints.saved(entityKey(actor.ref), seq);
+    return saved;
+  }
+
+  #startCheckpoints(): void {
+    const every = this.options.checkpointEveryMs ?? DEFAULT_CHECKPOINT_EVERY_MS;
+    if (!this.options.snapshots || every <= 0 || this.#stopped) return;
+    this.#checkpointTimer = setInterval(() => {
+      this.#checkpointRun ??= this.checkpointNow()
+        .then(() => undefined)
+        .catch((error: unknown) => this.options.logger.warn('could not write a checkpoint', { error: String(error) }))
+        .finally(() => {
+          this.#checkpointRun = undefined;
+        });
+    }, every);
+    this.#checkpointTimer.unref();
+  }
+
+  /**
+   * One periodic checkpoint: saves the snapshots that have lagged since the previous one (each
+   * entity at most once a period), then writes the highest checkpoint they make sound. Only while
+   * the runtime follows the stream: without observe() it cannot know what others appended.
+   * Resolves with the checkpoint written (0: none).
+   */
+  async checkpointNow(): Promise<number> {
+    const { snapshots } = this.options;
+    const observed = this.#observed;
+    if (!snapshots || observed === undefined || !this.#recovered || this.#stopped) return 0;
+    const lagging = this.#checkpoints.laggingAt(this.#checkpointObserved);
+    this.#checkpointObserved = observed;
+    const actors = lagging.map((key) => this.#actors.get(key)).filter((actor): actor is EntityActor => actor !== undefined && !actor.divergence);
+    await Promise.all(actors.map((actor) => this.#saveSnapshot(actor)));
+    const checkpoint = this.#checkpoints.checkpoint(observed);
+    if (checkpoint <= this.#checkpointWritten || this.#stopped) return 0;
+    await snapshots.saveCheckpoint(checkpoint, this.#hostId);
+    this.#checkpointWritten = checkpoint;
+    return checkpoint;
   }
 
   /** The disks that are image `imageId` in VMs that hold them (any state but Down). */
