@@ -3,14 +3,14 @@
 // the machine does not reach, a record that is not a sealed alert, a revision missing, or (for
 // records of today's machine version) anything a client saw that today's machine would show
 // differently — is the divergence; the entity's state stops there and the agent will not change it.
-import { initialTransition, type AnyMachineSnapshot } from 'xstate';
+import type { AnyMachineSnapshot } from 'xstate';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { RecordedEvent, StateValue } from '../src/domain/alert.ts';
 import { operationInfoOf, stateMeta, type EntityContext } from '../machines/entity.ts';
 import type { Alert } from '../src/domain/alert.ts';
 import { isQuarantined, type HistoryRecord } from './alert-log.ts';
 import { taskChange } from './entity-snapshot.ts';
-import { nextSnapshot } from './pure-transition.ts';
+import { initialSnapshot, nextSnapshot } from './pure-transition.ts';
 import type { StoredSnapshot } from './snapshot-store.ts';
 
 /** Where recorded history and today's machine (or the record itself) disagree. */
@@ -33,8 +33,7 @@ export type ReplayState = {
 };
 
 export function initialReplayState(definition: MachineDefinition, id: string): ReplayState {
-  const [snapshot] = initialTransition(definition.machine, { id });
-  return { snapshot, lastSeq: 0, revision: 0 };
+  return { snapshot: initialSnapshot(definition.machine, { id }), lastSeq: 0, revision: 0 };
 }
 
 /** The replay state a trusted snapshot stands for: replay continues after its sequence. */

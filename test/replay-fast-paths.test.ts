@@ -1,12 +1,12 @@
 // The fast path in front of the Alert schema is never weaker than it: over real alerts and every
 // single mutation of them (a key removed, added, or given another type or value), whatever the
 // fast path accepts the schema accepts too, and returns unchanged. Replay's JSON equality agrees
-// with isDeepStrictEqual on the same values.
+// with isDeepStrictEqual on the same values, and its initial snapshots with XState's.
 import { isDeepStrictEqual } from 'node:util';
-import { initialTransition } from 'xstate';
+import { initialTransition, type AnyStateMachine } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { buildAlert } from '../actors/alert-builder.ts';
-import { nextSnapshot } from '../actors/pure-transition.ts';
+import { initialSnapshot, nextSnapshot } from '../actors/pure-transition.ts';
 import { jsonEqual } from '../actors/replay.ts';
 import { MACHINES } from '../machines/index.ts';
 import type { VmEvent } from '../machines/vm.ts';
@@ -108,5 +108,16 @@ describe('replay\'s JSON equality', () => {
     expect(differing).toBeGreaterThan(1_000);
     expect(jsonEqual({ a: undefined }, {})).toBe(false);
     expect(jsonEqual({ a: undefined }, { b: undefined })).toBe(false);
+  });
+});
+
+describe('replay\'s initial snapshots', () => {
+  it('are XState\'s initialTransition for every machine', () => {
+    for (const { machine } of Object.values(MACHINES) as Array<{ machine: AnyStateMachine }>) {
+      const ours = initialSnapshot(machine, { id: 'entity-1' });
+      const [xstate] = initialTransition(machine, { id: 'entity-1' });
+      expect(machine.getPersistedSnapshot(ours)).toStrictEqual(machine.getPersistedSnapshot(xstate));
+      expect(ours.status).toBe('active');
+    }
   });
 });
