@@ -73,6 +73,8 @@ export type RuntimeOptions = {
 const NEVER_STALLS = new Set(['holdConnection', 'runJob', 'abortJob']);
 export const DEFAULT_STALL_MS = 10 * 60 * 1000;
 export const DEFAULT_CHECKPOINT_EVERY_MS = 5_000;
+/** Snapshot saves a stop or a checkpoint keeps in flight at once. */
+const SNAPSHOT_SAVES_IN_FLIGHT = 256;
 
 export type CallResult = { taskId: string; seq: number };
 
@@ -364,7 +366,7 @@ export class Runtime {
     await this.#checkpointRun;
     const { snapshots } = this.options;
     if (!snapshots) return;
-    const saved = await Promise.all(actors.map((actor) => this.#saveSnapshot(actor)));
+    const saved = await this.#saveSnapshots(actors);
     const complete = this.#recovered && saved.every(Boolean) && actors.every((actor) => !actor.divergence);
     if (!complete) return;
     // Followed live, the checkpoint covers what was inspected, not what someone added unseen.
@@ -430,6 +432,24 @@ export class Runtime {
     return saved;
   }
 
+  /**
+   * Saves many snapshots, a bounded number at a time: 100,000 puts at once outran JetStream's
+   * publish timeout, every save failed, and a clean stop wrote no checkpoint.
+   */
+  async #saveSnapshots(actors: EntityActor[]): Promise<boolean[]> {
+    const saved: boolean[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < actors.length) {
+        const index = next;
+        next += 1;
+        saved[index] = await this.#saveSnapshot(actors[index] as EntityActor);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(SNAPSHOT_SAVES_IN_FLIGHT, actors.length) }, worker));
+    return saved;
+  }
+
   #startCheckpoints(): void {
     const every = this.options.checkpointEveryMs ?? DEFAULT_CHECKPOINT_EVERY_MS;
     if (!this.options.snapshots || every <= 0 || this.#stopped) return;
@@ -457,7 +477,7 @@ export class Runtime {
     const lagging = this.#checkpoints.laggingAt(this.#checkpointObserved);
     this.#checkpointObserved = observed;
     const actors = lagging.map((key) => this.#actors.get(key)).filter((actor): actor is EntityActor => actor !== undefined && !actor.divergence);
-    await Promise.all(actors.map((actor) => this.#saveSnapshot(actor)));
+    await this.#saveSnapshots(actors);
     const checkpoint = this.#checkpoints.checkpoint(observed);
     if (checkpoint <= this.#checkpointWritten || this.#stopped) return 0;
     await snapshots.saveCheckpoint(checkpoint, this.#hostId);
