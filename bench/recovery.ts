@@ -86,8 +86,10 @@ export async function benchRecovery({ entities, alertsPerEntity }: RecoveryBench
     // The task index is rebuilt after the agent is ready, in the background: timed on its own, and
     // each runtime stopped before the next is timed so no background read overlaps it.
     const restart = async () => {
-      collectGarbage(); // a fresh process would not carry the previous runtime's garbage
       const recovered = await runtime();
+      // A fresh process would not carry the previous runtime's garbage; until this one started,
+      // the driver still held the previous one.
+      collectGarbage();
       const timing = await timed(() => recovered.recover());
       const index = await timed(() => recovered.tasks.ready);
       recovered.halt();
