@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlertLog } from '../actors/alert-log.ts';
+import { CheckpointTracker } from '../actors/checkpoint.ts';
 import { SimulatedDriver } from '../actors/drivers/simulated-driver.ts';
 import { Quarantine } from '../actors/quarantine.ts';
 import { recoverEntities, type RecoveryReport } from '../actors/recovery.ts';
@@ -136,6 +137,41 @@ describe('periodic checkpoint', () => {
     await crash(restarted);
   });
 
+  it('survives a crash mid-load: recovery from the checkpoint and snapshots equals a full replay', async () => {
+    const bucket = 'CKPT_MIDLOAD';
+    const agent = await startRuntime({ bucket, follow: true });
+    const ids = Array.from({ length: 8 }, () => uniqueId());
+    await Promise.all(ids.map((id) => create(agent, id)));
+    await Promise.all(ids.map((id) => untilStatus(agent, id, 'Up')));
+    await untilInspected(agent);
+    await agent.runtime.checkpointNow();
+    // Calls in flight, a checkpoint taken among them, more calls, and the crash before they settle.
+    const inFlight = ids.slice(0, 4).map((id) => pause(agent, id).catch(() => undefined));
+    const checkpoint = await agent.runtime.checkpointNow();
+    expect(checkpoint).toBeGreaterThan(0);
+    const more = ids.slice(4).map((id) => pause(agent, id).catch(() => undefined));
+    agent.runtime.halt();
+    await Promise.race([Promise.all([...inFlight, ...more]), new Promise((resolve) => setTimeout(resolve, 500))]);
+    await crash(agent);
+
+    // Recovery as a restarted agent does it (snapshots, its checkpoint), and a full replay: the same entities, the same states.
+    const nc = await connectNats(server.url, 'checkpoint-test');
+    const stream = await ensureAlertStream(nc);
+    const log = await AlertLog.open(nc, stream, seal);
+    const snapshots = await SnapshotStore.open(nc, logger, { bucket, seal });
+    const fromCheckpoint = await recoverEntities(log, snapshots, new Quarantine(logger), logger);
+    expect(fromCheckpoint.fromSeq).toBeGreaterThan(1);
+    const full = await recoverEntities(log, undefined, new Quarantine(logger), logger);
+    const view = (report: RecoveryReport) =>
+      report.entities
+        .filter(({ ref }) => ids.includes(ref.id))
+        .map(({ ref, state }) => ({ id: ref.id, value: state.snapshot.value, context: state.snapshot.context, lastSeq: state.lastSeq, revision: state.revision, divergence: state.divergence }))
+        .sort((a, b) => a.id.localeCompare(b.id));
+    expect(view(fromCheckpoint)).toEqual(view(full));
+    expect(view(full)).toHaveLength(ids.length);
+    await nc.close();
+  });
+
   it('starts a crashed agent\'s recovery after its own checkpoint, never another host\'s', async () => {
     const bucket = 'CKPT_HOSTS';
     const first = await startRuntime({ bucket, follow: true, hostId: 'host-a' });
@@ -194,5 +230,29 @@ describe('snapshot saves', () => {
     expect(await older.save(ref, snapshot(12))).toBe(true);
     expect(await stored()).toBe(12);
     await nc.close();
+  });
+});
+
+describe('the checkpoint tracker', () => {
+  it('never claims a record whose entity\'s stored snapshot may not cover it', () => {
+    const tracker = new CheckpointTracker();
+    expect(tracker.checkpoint(10)).toBe(10);
+    tracker.mark('VM.a', 11);
+    tracker.mark('VM.b', 12);
+    expect(tracker.checkpoint(20)).toBe(10);
+    expect(tracker.laggingAt(11)).toEqual(['VM.a']);
+    // a's snapshot was taken at 11, but a record at 15 was folded while it was being saved.
+    tracker.mark('VM.a', 15);
+    tracker.saved('VM.a', 11);
+    expect(tracker.checkpoint(20)).toBe(11);
+    tracker.saved('VM.b', 12);
+    expect(tracker.checkpoint(20)).toBe(11);
+    tracker.saved('VM.a', 15);
+    expect(tracker.checkpoint(20)).toBe(20);
+    // A record of an entity no snapshot of this agent covers holds the checkpoint below it for good.
+    tracker.uncovered(18);
+    tracker.mark('VM.a', 25);
+    tracker.saved('VM.a', 25);
+    expect(tracker.checkpoint(30)).toBe(17);
   });
 });
