@@ -286,7 +286,8 @@ export class EntityActor {
     if (!meta.work && meta.onResume !== 'fail') return;
     if (!(await this.#claimIfUnplaced())) return;
     const policy = meta.onResume ?? 'restart';
-    this.deps.logger.info('resuming an operation after restart', { ...this.#logFields(), work: meta.work, policy });
+    // Carrying on (every running VM's watch) is routine; one line each made big restarts slow.
+    this.deps.logger[policy === 'continue' ? 'debug' : 'info']('resuming an operation after restart', { ...this.#logFields(), work: meta.work, policy });
     if (policy !== 'fail') {
       this.#reconcileWork(policy === 'continue');
       return;

@@ -10,6 +10,7 @@ import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { redact } from '../src/domain/redaction.ts';
 import type { OperationInfo } from '../src/domain/operation-info.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
+import type { Alert } from '../src/domain/alert.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { AlertLog } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
@@ -29,7 +30,8 @@ import { isQuarantined, type HistoryRecord } from './alert-log.ts';
 import { Quarantine, type QuarantineSummary } from './quarantine.ts';
 import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
-import type { SnapshotStore } from './snapshot-store.ts';
+import { DEFAULT_HOST_ID, type SnapshotStore } from './snapshot-store.ts';
+import { CheckpointTracker } from './checkpoint.ts';
 import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../src/domain/retry-policy.ts';
 
 export type RuntimeOptions = {
@@ -40,6 +42,12 @@ export type RuntimeOptions = {
   snapshots?: SnapshotStore;
   /** Take an entity's snapshot every this many alerts (and at a clean shutdown). */
   snapshotEvery?: number;
+  /**
+   * How often, while the runtime follows the stream (observe()), lagging snapshots are saved and
+   * a checkpoint written, so a crashed agent need not read the stream from its start; default
+   * 5 s, 0: only at a clean stop.
+   */
+  checkpointEveryMs?: number;
   /** Seals every record this runtime writes and checks every one it reads (see history-seal.ts). */
   seal?: HistorySeal;
   /** Stamps alerts; tests pin it. Machines never read a clock. */
@@ -64,7 +72,8 @@ export type RuntimeOptions = {
   /**
    * The host this runtime writes for (see placement.ts): every alert names it, and only entities it
    * owns are changed and driven here; the others are mirrors kept current from the shared read.
-   * Without it the runtime is a fleet of one and owns everything.
+   * Without it the runtime is a fleet of one and owns everything. It also names this agent's
+   * checkpoint in the bucket agents share (default 'local').
    */
   hostId?: string;
   /** The fleet's view of its hosts; without it no host is ever lost or live but this one. */
@@ -74,6 +83,9 @@ export type RuntimeOptions = {
 /** Works that legitimately report nothing for long: a held connection, a job waiting on its steps. */
 const NEVER_STALLS = new Set(['holdConnection', 'runJob', 'abortJob']);
 export const DEFAULT_STALL_MS = 10 * 60 * 1000;
+export const DEFAULT_CHECKPOINT_EVERY_MS = 5_000;
+/** Snapshot saves a stop or a checkpoint keeps in flight at once. */
+const SNAPSHOT_SAVES_IN_FLIGHT = 256;
 
 export type CallResult = { taskId: string; seq: number };
 
@@ -100,6 +112,13 @@ export class Runtime {
   readonly #jobRunner: JobRunner;
   readonly #driver: Driver;
   readonly #sweep: NodeJS.Timeout;
+  /** Which entities' stored snapshots lag behind the stream: what a checkpoint may claim. */
+  readonly #checkpoints = new CheckpointTracker();
+  #checkpointTimer: NodeJS.Timeout | undefined;
+  #checkpointRun: Promise<void> | undefined;
+  /** What the previous periodic checkpoint had inspected: snapshots lagging since then are saved next. */
+  #checkpointObserved = 0;
+  #checkpointWritten = 0;
 
   private constructor(
     /** The agent's connection; API feeds read the stream through it too. */
@@ -171,9 +190,10 @@ export class Runtime {
   async recover(): Promise<RecoveryReport> {
     const started = performance.now();
     if (this.options.snapshots) this.options.snapshots.quarantine = this.quarantine;
-    const report = await recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger);
-    for (const { ref, state, snapshotRevision } of report.entities) {
+    const report = await recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger, this.#hostId);
+    for (const { ref, state, snapshotRevision, snapshotSeq } of report.entities) {
       this.#actors.set(entityKey(ref), this.#actor(ref, state, snapshotRevision));
+      this.#trackRecovered(entityKey(ref), state, snapshotSeq);
     }
     // The task index (the last `retention` of alerts) is rebuilt in the background, so restart
     // time stays what entity recovery costs; job lookups, idempotent retries and resumed job
@@ -183,7 +203,8 @@ export class Runtime {
     this.tasks.startLoading(this.nc, this.alertLog.stream, this.options.logger, this.options.seal);
     await Promise.all([...this.#actors.values()].map((actor) => actor.resume()));
     this.#recovered = true;
-    for (const [seq, subject, decode] of this.#earlyObservations.splice(0)) this.observe(seq, subject, decode ?? withoutBody(seq, subject));
+    for (const [seq, subject, decode] of this.#earlyObservations.splice(0)) this.#follow(seq, subject, decode ?? withoutBody(seq, subject));
+    this.#startCheckpoints();
     await this.takeBack();
     this.options.logger.info('recovered entities from the stream', {
       entities: report.entities.length,
@@ -319,7 +340,14 @@ export class Runtime {
    * is not adopted), and one under no entity's subject is quarantined. A clean stop's checkpoint
    * then claims no more of the stream than was inspected here.
    */
-  observe(seq: number, subject: string, decode: () => HistoryRecord): void {
+  observe(seq: number, subject: string, decodeAlert: () => Alert | string): void {
+    this.#follow(seq, subject, () => {
+      const decoded = decodeAlert();
+      return typeof decoded === 'string' ? { seq, subject, reason: decoded } : { seq, alert: decoded };
+    });
+  }
+
+  #follow(seq: number, subject: string, decode: () => HistoryRecord): void {
     this.#observed = Math.max(this.#observed ?? 0, seq);
     if (!this.#recovered) {
       // A long recovery under a busy fleet must not hold every message seen meanwhile: past a
@@ -334,13 +362,17 @@ export class Runtime {
     }
     const key = entityKey(ref);
     const held = this.#actors.get(key);
+    // Every record is some held entity's (a mirror's, if another host's) and marks its snapshot
+    // as behind, for the periodic checkpoint; a ghost's record is no entity's and holds nothing.
     if (held) {
+      this.#checkpoints.mark(key, seq);
       held.observe(seq, decode);
       if (this.#lostHosts.size > 0) this.#fenceIfLost(held);
       return;
     }
     const loading = this.#loading.get(key);
     if (loading) {
+      this.#checkpoints.mark(key, seq);
       void loading.then((actor) => actor.observe(seq, decode), () => undefined);
       return;
     }
@@ -348,11 +380,15 @@ export class Runtime {
     if (this.#stopped) return;
     if (isQuarantined(record)) {
       // Seen without its body (a long recovery): the entity's records are read from the stream.
-      if (record.reason === WITHOUT_BODY) void this.entityFromStream(ref);
+      if (record.reason === WITHOUT_BODY) {
+        this.#checkpoints.mark(key, seq);
+        void this.entityFromStream(ref);
+      }
       return;
     }
     const mirror = this.#actor(ref, initialReplayState(this.#definition(ref), ref.id));
     this.#actors.set(key, mirror);
+    this.#checkpoints.mark(key, seq);
     mirror.observe(seq, () => record);
     if (this.#lostHosts.size > 0) this.#fenceIfLost(mirror);
   }
@@ -483,19 +519,21 @@ export class Runtime {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#sweep);
+    clearInterval(this.#checkpointTimer);
     this.tasks.stopLoading();
     const actors = [...this.#actors.values()];
     for (const actor of actors) actor.stop();
     await Promise.all(actors.map((actor) => actor.settle()));
+    await this.#checkpointRun;
     const { snapshots } = this.options;
     if (!snapshots) return;
-    const saved = await Promise.all(actors.map((actor) => actor.snapshotIfChanged()));
+    const saved = await this.#saveSnapshots(actors);
     const complete = this.#recovered && saved.every(Boolean) && actors.every((actor) => !actor.divergence);
     if (!complete) return;
     try {
       // Followed live, the checkpoint covers what was inspected, not what someone added unseen.
       const last = await this.alertLog.streamLastSequence();
-      await snapshots.saveCheckpoint(this.#observed === undefined ? last : Math.min(last, this.#observed));
+      await snapshots.saveCheckpoint(this.#checkpoints.checkpoint(this.#observed === undefined ? last : Math.min(last, this.#observed)), this.#hostId);
     } catch (error) {
       // The server is away: the next start reads more of the stream, nothing is lost.
       this.options.logger.warn('stopped without saving a checkpoint', { error: String(error) });
@@ -509,6 +547,7 @@ export class Runtime {
   halt(): void {
     this.#stopped = true;
     clearInterval(this.#sweep);
+    clearInterval(this.#checkpointTimer);
     this.tasks.stopLoading();
     for (const actor of this.#actors.values()) actor.stop();
   }
@@ -535,8 +574,86 @@ export class Runtime {
     if (self !== undefined && fleet) deps.leaseEpoch = () => fleet.epoch();
     if (parent) deps.parentPlacement = () => this.#actors.get(entityKey(parent))?.placement;
     const actor = new EntityActor(ref, deps, state, snapshotRevision);
-    actor.onTransition((appended) => this.tasks.observe(appended));
+    const key = entityKey(ref);
+    actor.onTransition((appended) => {
+      this.tasks.observe(appended);
+      this.#checkpoints.mark(key, appended.seq);
+    });
     return actor;
+  }
+
+  get #hostId(): string {
+    return this.options.hostId ?? DEFAULT_HOST_ID;
+  }
+
+  /** What recovery folded beyond an entity's stored snapshot is not covered by one yet. */
+  #trackRecovered(key: string, state: ReplayState, snapshotSeq: number): void {
+    if (state.lastSeq <= snapshotSeq && !state.divergence) return;
+    this.#checkpoints.mark(key, snapshotSeq + 1);
+    this.#checkpoints.mark(key, Math.max(state.lastSeq, snapshotSeq + 1));
+  }
+
+  /** Saves the actor's snapshot if it changed; true when the store holds one covering its state. */
+  async #saveSnapshot(actor: EntityActor): Promise<boolean> {
+    // The save takes the state as it is now, before its first await: this is the sequence it covers.
+    const seq = actor.lastSeq;
+    const diverged = actor.divergence !== undefined;
+    const saved = await actor.snapshotIfChanged();
+    if (saved && !diverged) this.#checkpoints.saved(entityKey(actor.ref), seq);
+    return saved;
+  }
+
+  /**
+   * Saves many snapshots, a bounded number at a time: 100,000 puts at once outran JetStream's
+   * publish timeout, every save failed, and a clean stop wrote no checkpoint.
+   */
+  async #saveSnapshots(actors: EntityActor[]): Promise<boolean[]> {
+    const saved: boolean[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < actors.length) {
+        const index = next;
+        next += 1;
+        saved[index] = await this.#saveSnapshot(actors[index] as EntityActor);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(SNAPSHOT_SAVES_IN_FLIGHT, actors.length) }, worker));
+    return saved;
+  }
+
+  #startCheckpoints(): void {
+    const every = this.options.checkpointEveryMs ?? DEFAULT_CHECKPOINT_EVERY_MS;
+    if (!this.options.snapshots || every <= 0 || this.#stopped) return;
+    this.#checkpointTimer = setInterval(() => {
+      this.#checkpointRun ??= this.checkpointNow()
+        .then(() => undefined)
+        .catch((error: unknown) => this.options.logger.warn('could not write a checkpoint', { error: String(error) }))
+        .finally(() => {
+          this.#checkpointRun = undefined;
+        });
+    }, every);
+    this.#checkpointTimer.unref();
+  }
+
+  /**
+   * One periodic checkpoint: saves the snapshots that have lagged since the previous one (each
+   * entity at most once a period), then writes the highest checkpoint they make sound. Only while
+   * the runtime follows the stream: without observe() it cannot know what others appended.
+   * Resolves with the checkpoint written (0: none).
+   */
+  async checkpointNow(): Promise<number> {
+    const { snapshots } = this.options;
+    const observed = this.#observed;
+    if (!snapshots || observed === undefined || !this.#recovered || this.#stopped) return 0;
+    const lagging = this.#checkpoints.laggingAt(this.#checkpointObserved);
+    this.#checkpointObserved = observed;
+    const actors = lagging.map((key) => this.#actors.get(key)).filter((actor): actor is EntityActor => actor !== undefined && !actor.divergence);
+    await this.#saveSnapshots(actors);
+    const checkpoint = this.#checkpoints.checkpoint(observed);
+    if (checkpoint <= this.#checkpointWritten || this.#stopped) return 0;
+    await snapshots.saveCheckpoint(checkpoint, this.#hostId);
+    this.#checkpointWritten = checkpoint;
+    return checkpoint;
   }
 
   /** The disks that are image `imageId` in VMs that hold them (any state but Down). */

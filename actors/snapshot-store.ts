@@ -2,6 +2,7 @@
 // valid snapshot and replays only the alerts after the sequence it covers. A snapshot is a cache
 // of the stream, never a source of truth: one that is corrupt, not sealed by an agent, from
 // another machine version, or ahead of the stream is skipped and the stream replayed instead.
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm, KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
@@ -13,7 +14,19 @@ import type { EntityRef } from './drivers/driver.ts';
 import type { Quarantine } from './quarantine.ts';
 
 export const DEFAULT_SNAPSHOT_BUCKET = 'OPSTREAM_SNAPSHOTS';
+/** The host agents run as unless told otherwise: it keeps the checkpoint key agents used before hosts had one. */
+export const DEFAULT_HOST_ID = 'local';
 const CHECKPOINT_KEY = 'checkpoint';
+
+/**
+ * Each agent of a fleet has its own checkpoint: it vouches only for the snapshots that agent
+ * saw saved. Host ids may hold characters KV keys do not, hence base64url.
+ */
+export function checkpointKey(hostId: string = DEFAULT_HOST_ID): string {
+  return hostId === DEFAULT_HOST_ID ? CHECKPOINT_KEY : `${CHECKPOINT_KEY}.${Buffer.from(hostId).toString('base64url')}`;
+}
+
+const isCheckpointKey = (key: string): boolean => key === CHECKPOINT_KEY || key.startsWith(`${CHECKPOINT_KEY}.`);
 
 /** What a snapshot records besides XState's persisted snapshot. */
 const StoredSnapshot = z.object({
@@ -30,8 +43,9 @@ const StoredSnapshot = z.object({
 export type StoredSnapshot = z.infer<typeof StoredSnapshot>;
 
 /**
- * "Every entity's snapshot covers every alert up to `seq`": written at a clean shutdown, it lets
- * recovery read the stream from there instead of from the start.
+ * "Every entity's snapshot covers every alert up to `seq`": written while the agent runs and at a
+ * clean shutdown, it lets recovery — after a crash too — read the stream from there instead of
+ * from the start.
  */
 const Checkpoint = z.object({ seq: z.number().int().min(0) });
 
@@ -56,6 +70,12 @@ export function refOfSnapshotKey(key: string): EntityRef | undefined {
 export class SnapshotStore {
   /** Where distrusted entries are reported; recovery sets it. */
   quarantine?: Quarantine;
+  /**
+   * Per snapshot key, the KV revision last seen and the stream sequence it covers: a save names
+   * the revision it replaces, so saves racing (a periodic one, a checkpoint's, another process's)
+   * cannot put an older snapshot over a newer one, and an older one is dropped without a round trip.
+   */
+  readonly #known = new Map<string, { revision: number; seq: number }>();
 
   private constructor(
     private readonly kv: KV,
@@ -75,17 +95,51 @@ export class SnapshotStore {
     return new SnapshotStore(kv, logger, options.seal);
   }
 
-  async save(ref: EntityRef, snapshot: StoredSnapshot): Promise<void> {
-    await this.#put(snapshotKey(ref), JSON.stringify(snapshot));
+  /**
+   * Stores the snapshot unless the bucket already holds one covering as much of the stream or
+   * more: snapshots never go backwards. Resolves false when it kept the stored one.
+   */
+  async save(ref: EntityRef, snapshot: StoredSnapshot): Promise<boolean> {
+    const key = snapshotKey(ref);
+    const value = this.#sealed(key, JSON.stringify(snapshot));
+    for (;;) {
+      const known = this.#known.get(key);
+      if (known && known.seq >= snapshot.seq) return false;
+      try {
+        const revision = known && known.revision > 0 ? await this.kv.update(key, value, known.revision) : await this.kv.create(key, value);
+        this.#remember(key, revision, snapshot.seq);
+        return true;
+      } catch (error) {
+        if (!(error instanceof JetStreamApiError) || error.code !== JetStreamApiCodes.StreamWrongLastSequence) throw error;
+        // Someone saved since we last looked: learn what it covers, then keep or replace it.
+        const entry = await this.kv.get(key);
+        if (!entry) throw error;
+        this.#known.set(key, { revision: entry.revision, seq: entry.operation === 'PUT' ? this.#coveredSeq(entry) : 0 });
+      }
+    }
   }
 
-  async saveCheckpoint(seq: number): Promise<void> {
-    await this.#put(CHECKPOINT_KEY, JSON.stringify({ seq }));
+  #remember(key: string, revision: number, seq: number): void {
+    const known = this.#known.get(key);
+    if (!known || known.revision < revision) this.#known.set(key, { revision, seq });
+  }
+
+  /** The sequence a stored entry claims to cover; 0 for one that is not a trusted snapshot (it may be replaced). */
+  #coveredSeq(entry: KvEntry): number {
+    const opened = this.#open(entry);
+    if ('problem' in opened) return 0;
+    const seq = (opened.json as { seq?: unknown } | null)?.seq;
+    return typeof seq === 'number' && Number.isInteger(seq) ? seq : 0;
+  }
+
+  async saveCheckpoint(seq: number, hostId: string = DEFAULT_HOST_ID): Promise<void> {
+    const key = checkpointKey(hostId);
+    await this.kv.put(key, this.#sealed(key, JSON.stringify({ seq })));
   }
 
   /** A sealed value is `<seal>\n<json>`: KV entries carry no headers a reader could check. */
-  async #put(key: string, body: string): Promise<void> {
-    await this.kv.put(key, this.seal ? `${this.seal.seal(key, body)}\n${body}` : body);
+  #sealed(key: string, body: string): string {
+    return this.seal ? `${this.seal.seal(key, body)}\n${body}` : body;
   }
 
   /** The JSON of an entry, or why it cannot be trusted. */
@@ -106,8 +160,8 @@ export class SnapshotStore {
   }
 
   /** Forgets the checkpoint: from now on recovery cannot skip any part of the stream. */
-  async clearCheckpoint(): Promise<void> {
-    await this.kv.delete(CHECKPOINT_KEY);
+  async clearCheckpoint(hostId: string = DEFAULT_HOST_ID): Promise<void> {
+    await this.kv.delete(checkpointKey(hostId));
   }
 
   /**
@@ -115,14 +169,20 @@ export class SnapshotStore {
    * A newest snapshot that cannot be trusted falls back to an older revision of it; nothing may
    * claim to cover more of the stream than it holds (`streamLastSeq`).
    */
-  async loadAll(definitions: Partial<Record<string, MachineDefinition>>, streamLastSeq: number): Promise<LoadedSnapshots> {
+  async loadAll(
+    definitions: Partial<Record<string, MachineDefinition>>,
+    streamLastSeq: number,
+    hostId: string = DEFAULT_HOST_ID,
+  ): Promise<LoadedSnapshots> {
     const latest = await this.#latestEntries();
     const snapshots: LoadedSnapshots['snapshots'] = [];
     const distrusted: EntityRef[] = [];
     let checkpoint = 0;
+    const ownCheckpoint = checkpointKey(hostId);
     for (const [key, entry] of latest) {
-      if (key === CHECKPOINT_KEY) {
-        checkpoint = this.#parseCheckpoint(entry, streamLastSeq);
+      if (isCheckpointKey(key)) {
+        // Another host's checkpoint vouches for what that host saw, not for this one.
+        if (key === ownCheckpoint) checkpoint = this.#parseCheckpoint(entry, streamLastSeq);
         continue;
       }
       const ref = refOfSnapshotKey(key);
@@ -131,7 +191,10 @@ export class SnapshotStore {
         this.#distrust(entry, 'its key names no entity kind');
         continue;
       }
-      const snapshot = await this.#newestValid(entry, streamLastSeq);
+      // A save replaces only what recovery used; any other entry is no snapshot worth keeping.
+      this.#known.set(key, { revision: entry.revision, seq: 0 });
+      const valid = await this.#newestValid(entry, streamLastSeq);
+      const snapshot = valid?.snapshot;
       if (!snapshot) {
         distrusted.push(ref);
         continue;
@@ -145,13 +208,17 @@ export class SnapshotStore {
         distrusted.push(ref);
         continue;
       }
+      if (valid.revision === entry.revision) this.#known.set(key, { revision: entry.revision, seq: snapshot.seq });
       snapshots.push({ ref, stored: snapshot });
     }
+
     return { snapshots, distrusted, checkpoint };
   }
 
   /** Reports a snapshot recovery did not use because the stream disagrees with it. */
   distrust(ref: EntityRef, revision: number, reason: string): void {
+    const known = this.#known.get(snapshotKey(ref));
+    if (known) known.seq = 0;
     this.quarantine?.add({ source: 'snapshot', seq: revision, subject: snapshotKey(ref), reason });
   }
 
@@ -178,15 +245,15 @@ export class SnapshotStore {
     return latest;
   }
 
-  async #newestValid(newest: KvEntry, streamLastSeq: number): Promise<StoredSnapshot | undefined> {
+  async #newestValid(newest: KvEntry, streamLastSeq: number): Promise<{ snapshot: StoredSnapshot; revision: number } | undefined> {
     const parsed = this.#parseSnapshot(newest, streamLastSeq);
-    if (parsed) return parsed;
+    if (parsed) return { snapshot: parsed, revision: newest.revision };
     const history: KvEntry[] = [];
     for await (const entry of await this.kv.history({ key: newest.key })) history.push(entry);
     for (const entry of history.reverse()) {
       if (entry.revision === newest.revision || entry.operation !== 'PUT') continue;
       const older = this.#parseSnapshot(entry, streamLastSeq);
-      if (older) return older;
+      if (older) return { snapshot: older, revision: entry.revision };
     }
     return undefined;
   }

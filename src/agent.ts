@@ -27,8 +27,6 @@ import { AlertFanout } from './subscriptions/fanout.ts';
 import { historySeal } from './security/history-seal.ts';
 import { startEmbeddedServer } from './nats/embedded-server.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { HistoryRecord } from '../actors/alert-log.ts';
-import type { Alert } from './domain/alert.ts';
 import { callForwarder } from './fleet/forward.ts';
 import { DEFAULT_HOSTS_BUCKET, DEFAULT_LEASE_MS, FleetMembership } from './fleet/membership.ts';
 import type { ServerProcess } from './nats/server-process.ts';
@@ -92,9 +90,6 @@ export function hostsBucket(stream: string): string {
   return stream === DEFAULT_STREAM ? DEFAULT_HOSTS_BUCKET : `${DEFAULT_HOSTS_BUCKET}_${stream}`;
 }
 
-function historyRecord(seq: number, subject: string, decoded: Alert | string): HistoryRecord {
-  return typeof decoded === 'string' ? { seq, subject, reason: decoded } : { seq, alert: decoded };
-}
 
 /**
  * What the agent does with the fleet's news, one thing at a time. A lost lease stops all work at
@@ -226,7 +221,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     stream,
     seal,
     onQuarantined: (record) => runtime.quarantine.add({ source: 'stream', ...record }),
-    onRecord: (seq, subject, decode) => runtime.observe(seq, subject, () => historyRecord(seq, subject, decode())),
+    onRecord: (seq, subject, decode) => runtime.observe(seq, subject, decode),
   });
   const fleet = { hostId, isLive: (host: string) => fleetLink.isLive(host), hosts: () => membership?.hosts() ?? [], forward: callForwarder(nc, hostId) };
   // Sim.injectFault acts on VMs: it exists only where the simulator runs them.

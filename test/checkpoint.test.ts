@@ -1,0 +1,258 @@
+// The checkpoint a running agent writes: after a crash, recovery starts after it and still rebuilds
+// every entity exactly as a full replay does — records folded after the checkpoint, and records
+// someone else wrote, included. Snapshots never go backwards; each host reads only its own checkpoint.
+import { randomBytes } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AlertLog } from '../actors/alert-log.ts';
+import { CheckpointTracker } from '../actors/checkpoint.ts';
+import { SimulatedDriver } from '../actors/drivers/simulated-driver.ts';
+import { Quarantine } from '../actors/quarantine.ts';
+import { recoverEntities, type RecoveryReport } from '../actors/recovery.ts';
+import { Runtime } from '../actors/runtime.ts';
+import { SnapshotStore, type StoredSnapshot } from '../actors/snapshot-store.ts';
+import { MACHINES } from '../machines/index.ts';
+import { EntityKinds } from '../src/domain/subjects.ts';
+import type { TaskInfo } from '../src/domain/task.ts';
+import { createLogger } from '../src/log.ts';
+import { ensureAlertStream } from '../src/nats/alert-stream.ts';
+import { connectNats } from '../src/nats/connection.ts';
+import { historySeal } from '../src/security/history-seal.ts';
+import { AlertFanout } from '../src/subscriptions/fanout.ts';
+import { uniqueId } from './helpers/agent.ts';
+import { NatsTestServer } from './helpers/nats-server.ts';
+
+let server: NatsTestServer;
+beforeAll(async () => {
+  server = await NatsTestServer.start();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+const logger = createLogger('test');
+const seal = historySeal(randomBytes(32));
+const vm = (id: string) => ({ kind: EntityKinds.VM, id });
+
+type Agent = { nc: NatsConnection; runtime: Runtime; fanout?: AlertFanout; stream: string; report: RecoveryReport };
+
+/**
+ * A runtime on its own connection. `follow`: it inspects the stream live, as an agent does
+ * (periodic checkpoints need that); the timer is off so the test decides when one is written.
+ */
+async function startRuntime(options: { bucket?: string; follow?: boolean; hostId?: string } = {}): Promise<Agent> {
+  const nc = await connectNats(server.url, 'checkpoint-test');
+  const stream = await ensureAlertStream(nc);
+  const snapshots = options.bucket ? await SnapshotStore.open(nc, logger, { bucket: options.bucket, seal }) : undefined;
+  const driver = new SimulatedDriver({ stepMs: 1 });
+  const runtime = await Runtime.start({
+    nc,
+    stream,
+    driver,
+    snapshots,
+    snapshotEvery: 1_000,
+    checkpointEveryMs: 0,
+    seal,
+    hostId: options.hostId,
+  });
+  const fanout = options.follow ? await AlertFanout.start(nc, { stream, seal, onRecord: (seq, subject, decode) => runtime.observe(seq, subject, decode) }) : undefined;
+  const report = await runtime.recover();
+  return { nc, runtime, fanout, stream, report };
+}
+
+/** As if the process died: no snapshots saved, no checkpoint written at the end. */
+async function crash(agent: Agent): Promise<void> {
+  agent.runtime.halt();
+  await agent.fanout?.stop();
+  await agent.nc.close();
+}
+
+async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const statusOf = async (agent: Agent, id: string) => (await agent.runtime.existing(vm(id))).view().status;
+const untilStatus = (agent: Agent, id: string, status: string) => until(async () => (await statusOf(agent, id)) === status, `${id} is ${status}`);
+/** Until the agent's live read has inspected everything in the stream now. */
+async function untilInspected(agent: Agent): Promise<number> {
+  const last = await agent.runtime.alertLog.streamLastSequence();
+  await until(() => (agent.fanout?.position ?? 0) >= last, `the live read reached ${last}`);
+  return last;
+}
+
+const create = (agent: Agent, id: string) =>
+  agent.runtime.call(vm(id), 'VM.create', { vmId: id }, (task: TaskInfo) => ({ type: 'CREATE', task, params: {} }));
+const pause = (agent: Agent, id: string) => agent.runtime.call(vm(id), 'VM.pause', { vmId: id }, (task) => ({ type: 'PAUSE', task }));
+
+describe('periodic checkpoint', () => {
+  it('lets a crashed agent start after it, rebuilding every entity as a full replay does', async () => {
+    const bucket = 'CKPT_CRASH';
+    const first = await startRuntime({ bucket, follow: true });
+    const ids = Array.from({ length: 6 }, () => uniqueId());
+    await Promise.all(ids.map((id) => create(first, id)));
+    await Promise.all(ids.map((id) => untilStatus(first, id, 'Up')));
+    const created = await untilInspected(first);
+
+    // First period: the snapshots are behind, so no checkpoint yet; the next saves them.
+    expect(await first.runtime.checkpointNow()).toBe(0);
+    const checkpoint = await first.runtime.checkpointNow();
+    expect(checkpoint).toBe(created);
+
+    // Load after the checkpoint: these transitions are in no snapshot, so no checkpoint may pass them.
+    for (const id of ids.slice(0, 3)) await pause(first, id);
+    await Promise.all(ids.slice(0, 3).map((id) => untilStatus(first, id, 'Paused')));
+    await untilInspected(first);
+    expect(await first.runtime.checkpointNow()).toBe(0);
+
+    // Someone else appends to an entity the first agent holds: it folds it live.
+    const other = await startRuntime();
+    await pause(other, ids[3] ?? '');
+    await untilStatus(other, ids[3] ?? '', 'Paused');
+    await crash(other);
+    const last = await untilInspected(first);
+    await until(async () => (await first.runtime.existing(vm(ids[3] ?? ''))).lastSeq === last, 'the foreign record is folded');
+    await crash(first);
+
+    // Recovery starts after the checkpoint the crashed agent wrote while it ran.
+    const restarted = await startRuntime({ bucket });
+    expect(restarted.report.fromSeq).toBe(checkpoint + 1);
+    const log = await AlertLog.open(restarted.nc, restarted.stream, seal);
+    const full = await recoverEntities(log, undefined, new Quarantine(logger), logger);
+    const mine = full.entities.filter(({ ref }) => ids.includes(ref.id));
+    expect(mine).toHaveLength(ids.length);
+    for (const { ref, state } of mine) {
+      const actor = await restarted.runtime.existing(ref);
+      expect(actor.divergence).toBeUndefined();
+      expect({ value: actor.snapshot.value, context: actor.snapshot.context, lastSeq: actor.lastSeq }).toEqual({
+        value: state.snapshot.value,
+        context: state.snapshot.context,
+        lastSeq: state.lastSeq,
+      });
+    }
+    expect(await Promise.all(ids.map((id) => statusOf(restarted, id)))).toEqual(['Paused', 'Paused', 'Paused', 'Paused', 'Up', 'Up']);
+    await crash(restarted);
+  });
+
+  it('survives a crash mid-load: recovery from the checkpoint and snapshots equals a full replay', async () => {
+    const bucket = 'CKPT_MIDLOAD';
+    const agent = await startRuntime({ bucket, follow: true });
+    const ids = Array.from({ length: 8 }, () => uniqueId());
+    await Promise.all(ids.map((id) => create(agent, id)));
+    await Promise.all(ids.map((id) => untilStatus(agent, id, 'Up')));
+    await untilInspected(agent);
+    await agent.runtime.checkpointNow();
+    // Calls in flight, a checkpoint taken among them, more calls, and the crash before they settle.
+    const inFlight = ids.slice(0, 4).map((id) => pause(agent, id).catch(() => undefined));
+    const checkpoint = await agent.runtime.checkpointNow();
+    expect(checkpoint).toBeGreaterThan(0);
+    const more = ids.slice(4).map((id) => pause(agent, id).catch(() => undefined));
+    agent.runtime.halt();
+    await Promise.race([Promise.all([...inFlight, ...more]), new Promise((resolve) => setTimeout(resolve, 500))]);
+    await crash(agent);
+
+    // Recovery as a restarted agent does it (snapshots, its checkpoint), and a full replay: the same entities, the same states.
+    const nc = await connectNats(server.url, 'checkpoint-test');
+    const stream = await ensureAlertStream(nc);
+    const log = await AlertLog.open(nc, stream, seal);
+    const snapshots = await SnapshotStore.open(nc, logger, { bucket, seal });
+    const fromCheckpoint = await recoverEntities(log, snapshots, new Quarantine(logger), logger);
+    expect(fromCheckpoint.fromSeq).toBeGreaterThan(1);
+    const full = await recoverEntities(log, undefined, new Quarantine(logger), logger);
+    const view = (report: RecoveryReport) =>
+      report.entities
+        .filter(({ ref }) => ids.includes(ref.id))
+        .map(({ ref, state }) => ({ id: ref.id, value: state.snapshot.value, context: state.snapshot.context, lastSeq: state.lastSeq, revision: state.revision, divergence: state.divergence }))
+        .sort((a, b) => a.id.localeCompare(b.id));
+    expect(view(fromCheckpoint)).toEqual(view(full));
+    expect(view(full)).toHaveLength(ids.length);
+    await nc.close();
+  });
+
+  it('starts a crashed agent\'s recovery after its own checkpoint, never another host\'s', async () => {
+    const bucket = 'CKPT_HOSTS';
+    const first = await startRuntime({ bucket, follow: true, hostId: 'host-a' });
+    const id = uniqueId();
+    await create(first, id);
+    await untilStatus(first, id, 'Up');
+    await untilInspected(first);
+    await first.runtime.checkpointNow();
+    const checkpoint = await first.runtime.checkpointNow();
+    expect(checkpoint).toBeGreaterThan(0);
+    await crash(first);
+
+    const sameHost = await startRuntimeReport({ bucket, hostId: 'host-a' });
+    expect(sameHost.fromSeq).toBe(checkpoint + 1);
+    const otherHost = await startRuntimeReport({ bucket, hostId: 'host-b' });
+    expect(otherHost.fromSeq).toBe(1);
+    // A checkpoint is no entity's snapshot: nothing in the bucket was distrusted.
+    expect(otherHost.quarantined).toBe(0);
+  });
+});
+
+/** Starts a runtime, recovers it, and crashes it again: what recovery reported. */
+async function startRuntimeReport(options: { bucket: string; hostId: string }): Promise<{ fromSeq: number; quarantined: number }> {
+  const nc = await connectNats(server.url, 'checkpoint-test');
+  const stream = await ensureAlertStream(nc);
+  const snapshots = await SnapshotStore.open(nc, logger, { bucket: options.bucket, seal });
+  const runtime = await Runtime.start({ nc, stream, driver: new SimulatedDriver({ stepMs: 1 }), snapshots, checkpointEveryMs: 0, seal, hostId: options.hostId });
+  const report = await runtime.recover();
+  const quarantined = runtime.quarantined.count;
+  runtime.halt();
+  await nc.close();
+  return { fromSeq: report.fromSeq, quarantined };
+}
+
+describe('snapshot saves', () => {
+  it('never replace a snapshot covering more of the stream', async () => {
+    const bucket = 'CKPT_CAS';
+    const nc = await connectNats(server.url, 'checkpoint-test');
+    const definition = MACHINES[EntityKinds.VM];
+    const ref = vm(uniqueId());
+    const snapshot = (seq: number): StoredSnapshot => ({
+      machine: { id: definition.machine.id, version: definition.version },
+      seq,
+      revision: seq,
+      snapshot: { value: 'Up', context: { seq } },
+    });
+    const newer = await SnapshotStore.open(nc, logger, { bucket, seal });
+    const older = await SnapshotStore.open(nc, logger, { bucket, seal });
+    expect(await older.save(ref, snapshot(5))).toBe(true);
+    expect(await newer.save(ref, snapshot(10))).toBe(true);
+    // `older` last saw revision 1 (seq 5): its save of seq 7 finds seq 10 stored and keeps it.
+    expect(await older.save(ref, snapshot(7))).toBe(false);
+    expect(await newer.save(ref, snapshot(8))).toBe(false);
+    const stored = async () => (await (await SnapshotStore.open(nc, logger, { bucket, seal })).loadAll(MACHINES, 100)).snapshots.find((s) => s.ref.id === ref.id)?.stored.seq;
+    expect(await stored()).toBe(10);
+    expect(await older.save(ref, snapshot(12))).toBe(true);
+    expect(await stored()).toBe(12);
+    await nc.close();
+  });
+});
+
+describe('the checkpoint tracker', () => {
+  it('never claims a record whose entity\'s stored snapshot may not cover it', () => {
+    const tracker = new CheckpointTracker();
+    expect(tracker.checkpoint(10)).toBe(10);
+    tracker.mark('VM.a', 11);
+    tracker.mark('VM.b', 12);
+    expect(tracker.checkpoint(20)).toBe(10);
+    expect(tracker.laggingAt(11)).toEqual(['VM.a']);
+    // a's snapshot was taken at 11, but a record at 15 was folded while it was being saved.
+    tracker.mark('VM.a', 15);
+    tracker.saved('VM.a', 11);
+    expect(tracker.checkpoint(20)).toBe(11);
+    tracker.saved('VM.b', 12);
+    expect(tracker.checkpoint(20)).toBe(11);
+    tracker.saved('VM.a', 15);
+    expect(tracker.checkpoint(20)).toBe(20);
+    // A record of an entity no snapshot of this agent covers holds the checkpoint below it for good.
+    tracker.uncovered(18);
+    tracker.mark('VM.a', 25);
+    tracker.saved('VM.a', 25);
+    expect(tracker.checkpoint(30)).toBe(17);
+  });
+});
