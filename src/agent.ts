@@ -19,6 +19,7 @@ import { startApiServer, type ApiServer } from './api/ws-server.ts';
 import { createLogger } from './log.ts';
 import { DEFAULT_STREAM, ensureAlertStream } from './nats/alert-stream.ts';
 import { connectNats, type NatsAccess } from './nats/connection.ts';
+import { untilReachable } from './nats/errors.ts';
 import type { ApiTokens } from './api/roles.ts';
 import { storageAllowList } from './api/storage-allow-list.ts';
 import { ensureCredentials, unsealedThrough, type Credentials } from './security/credentials.ts';
@@ -173,7 +174,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     logger.info('embedded nats-server ready', { url: natsUrl, store: 'data/jetstream' });
   }
   const nc = await connectNats(natsUrl, 'opstream-agent', access);
-  const stream = await ensureAlertStream(nc, { name: options.stream ?? DEFAULT_STREAM, replicas: options.replicas });
+  const retrying = (what: string) => (error: unknown) => logger.warn(`${what}: not reachable yet; retrying`, { error: String(error) });
+  const stream = await untilReachable('creating the alert stream', () => ensureAlertStream(nc, { name: options.stream ?? DEFAULT_STREAM, replicas: options.replicas }), { onRetry: retrying('the alert stream') });
   const sim = new SimulatedDriver(options.sim);
   const gluster = new SimulatedGluster(options.gluster);
   const images = options.imageDriver === 'qemu' ? new QemuImageDriver({ imageDir: options.imageDir ?? join(options.root, 'data', 'images') }) : undefined;
@@ -198,7 +200,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const adopted = unsealedThrough(credentials, await lastStreamSequence(nc, stream));
   if (adopted > 0) logger.warn('trusting unsealed records written before this installation had a history key', { unsealedThrough: adopted });
   const seal = historySeal(credentials.historyKey, { unsealedThrough: adopted });
-  const snapshots = snapshotEvery > 0 ? await SnapshotStore.open(nc, logger, { replicas: options.replicas, seal }) : undefined;
+  const snapshots = snapshotEvery > 0
+    ? await untilReachable('opening the snapshot bucket', () => SnapshotStore.open(nc, logger, { replicas: options.replicas, seal }), { onRetry: retrying('the snapshot bucket') })
+    : undefined;
   const { jobRetentionMs, stallTimeouts, defaultStallMs } = options;
   // The runtime asks the fleet lazily: the lease is taken once the runtime can act on its news.
   let membership: FleetMembership | undefined;
@@ -208,7 +212,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   };
   const runtime = await Runtime.start({ nc, stream, driver, snapshots, snapshotEvery, seal, jobRetentionMs, stallTimeouts, defaultStallMs, hostId, fleet: fleetLink });
   const lease = leaseKeeper(runtime, hostId, options.fleet?.leaseMs ?? DEFAULT_LEASE_MS, () => membership);
-  membership = await FleetMembership.join(nc, {
+  membership = await untilReachable('joining the fleet', () => FleetMembership.join(nc, {
     hostId,
     bucket: hostsBucket(stream),
     replicas: options.replicas,
@@ -216,7 +220,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     onLeaseLost: lease.lost,
     onHostLost: lease.hostLost,
     onHostUp: (host) => runtime.hostReturned(host),
-  });
+  }), { onRetry: retrying('the hosts bucket') });
   const fanout = await AlertFanout.start(nc, {
     stream,
     seal,

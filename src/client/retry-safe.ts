@@ -13,6 +13,7 @@ export const READ_METHODS: ReadonlySet<string> = new Set([
   'GlusterVolume.getInfo',
   'GlusterVolume.healInfo',
   'Host.getRunningTasks',
+  'Host.list',
   'Host.getRunningOperations',
   'Host.getJobs',
   'Job.getInfo',

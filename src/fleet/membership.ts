@@ -59,6 +59,8 @@ export class FleetMembership {
   #stopWatching: () => void = () => undefined;
   #fenced = false;
   #beating = false;
+  /** Since when this agent's renewals have failed for want of the bucket (not a refused CAS). */
+  #bucketAwaySince: number | undefined;
   readonly #logger: Logger;
 
   private constructor(
@@ -209,10 +211,20 @@ export class FleetMembership {
     const record: HostRecord = { hostId: this.options.hostId, epoch: this.#epoch, state: 'up', heartbeatAt: new Date().toISOString() };
     try {
       this.#revision = await this.kv.update(this.options.hostId, JSON.stringify(record), this.#revision);
+      if (this.#bucketAwaySince !== undefined) {
+        // While the bucket was away (a leader election, a partition from it) nobody's renewals got
+        // through, so silence says nothing: every host gets a whole lease from now to show up.
+        this.#bucketAwaySince = undefined;
+        const now = performance.now();
+        for (const seen of this.#seen.values()) seen.heardAt = Math.max(seen.heardAt, now);
+      }
     } catch (error) {
       // A refused compare-and-set is the fence; anything else (the server away) is retried next beat.
       if (isWrongLastSequence(error)) this.#fence('the lease renewal was refused');
-      else this.#logger.warn('could not renew the host lease', { error: String(error) });
+      else {
+        this.#bucketAwaySince ??= performance.now();
+        this.#logger.warn('could not renew the host lease', { error: String(error) });
+      }
     }
   }
 
@@ -223,7 +235,8 @@ export class FleetMembership {
   }
 
   async #declareSilentHostsLost(): Promise<void> {
-    if (this.#fenced) return;
+    // Only an agent whose own renewals get through can tell a silent host from a silent bucket.
+    if (this.#fenced || this.#bucketAwaySince !== undefined) return;
     for (const [hostId, seen] of this.#seen) {
       if (hostId === this.options.hostId || seen.record.state !== 'up' || this.#responsive(seen)) continue;
       const lost: HostRecord = { ...seen.record, state: 'lost', lostBy: this.options.hostId, heartbeatAt: new Date().toISOString() };

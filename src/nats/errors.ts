@@ -24,3 +24,20 @@ export function isUnreachable(error: unknown): boolean {
     (error instanceof Error && error.name === 'JetStreamNotEnabled')
   );
 }
+
+/**
+ * Runs `attempt` until it succeeds, retrying what isUnreachable says may work later: an agent
+ * starting beside a cluster that is still electing leaders (or creating a replicated stream or
+ * bucket, which takes seconds on a busy machine) waits for it instead of exiting.
+ */
+export async function untilReachable<T>(what: string, attempt: () => Promise<T>, { tries = 6, waitMs = 1_000, onRetry }: { tries?: number; waitMs?: number; onRetry?: (error: unknown) => void } = {}): Promise<T> {
+  for (let tried = 1; ; tried += 1) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!isUnreachable(error) || tried >= tries) throw new Error(`${what}: ${String(error)}`, { cause: error });
+      onRetry?.(error);
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+}
