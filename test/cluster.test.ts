@@ -63,7 +63,7 @@ it('keeps every acknowledged call across kill -9 of the stream leader, answering
   await Promise.all([load(), load(), load()]);
   await cluster.revive(leader);
   // Every VM whose create was acknowledged finishes it; then the whole stream is checked.
-  for (const deadline = Date.now() + 30_000; agent.runtime.runningTasks().length > 0; ) {
+  for (const deadline = Date.now() + 60_000; agent.runtime.runningTasks().length > 0; ) {
     if (Date.now() > deadline) throw new Error(`tasks still running: ${JSON.stringify(agent.runtime.runningTasks().map(({ alertName }) => alertName))}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

@@ -219,13 +219,24 @@ export class FleetMembership {
         for (const seen of this.#seen.values()) seen.heardAt = Math.max(seen.heardAt, now);
       }
     } catch (error) {
-      // A refused compare-and-set is the fence; anything else (the server away) is retried next beat.
-      if (isWrongLastSequence(error)) this.#fence('the lease renewal was refused');
+      // A refused compare-and-set is the fence — unless the key holds our own lease: a renewal
+      // whose answer was lost landed after all. Anything else (the server away) is retried.
+      if (isWrongLastSequence(error)) await this.#adoptOwnOrFence();
       else {
         this.#bucketAwaySince ??= performance.now();
         this.#logger.warn('could not renew the host lease', { error: String(error) });
       }
     }
+  }
+
+  async #adoptOwnOrFence(): Promise<void> {
+    const current = await this.kv.get(this.options.hostId).catch(() => null);
+    const record = current && current.operation === 'PUT' ? parseRecord(current) : undefined;
+    if (current && record?.state === 'up' && record.epoch === this.#epoch) {
+      this.#revision = current.revision;
+      return;
+    }
+    this.#fence('the lease renewal was refused');
   }
 
   #fence(why: string): void {
