@@ -212,12 +212,22 @@ export class EntityActor {
    */
   fenceLostHost(hostId: string, epoch: number, by: string): Promise<Appended | undefined> {
     return this.#serialize(async () => {
-      const placement = this.#state.placement;
-      if (this.deps.parentPlacement || placement?.hostId !== hostId || placement.lost || this.#state.divergence) return undefined;
-      // The host already came back with this lease or a newer one: a stale declaration fences nothing.
-      if (placement.epoch !== undefined && placement.epoch >= epoch) return undefined;
+      if (!this.fenceableFor(hostId, epoch)) return undefined;
       return this.#recordPlacement({ type: 'HOST_LOST', hostId, epoch, by }, false);
     });
+  }
+
+  /**
+   * Whether HOST_LOST of `hostId` at lease `epoch` is still to be recorded here: the host owns the
+   * entity and has not come back with this lease or a newer one since — or, for a sub-object, its
+   * parent is that host's and its own subject carries no fence of this lease yet.
+   */
+  fenceableFor(hostId: string, epoch: number): boolean {
+    if (this.#state.divergence || !this.exists) return false;
+    const own = this.#state.placement;
+    if (this.deps.parentPlacement) return this.deps.parentPlacement()?.hostId === hostId && own?.lostEpoch !== epoch;
+    if (own?.hostId !== hostId || own.lost) return false;
+    return own.epoch === undefined || own.epoch < epoch;
   }
 
   /**
@@ -562,13 +572,14 @@ export class EntityActor {
    * guard is the same as every append's, so it fences whoever wrote from a stale sequence.
    */
   async #recordPlacement(event: PlacementEvent, retryUntilStored: boolean): Promise<Appended | undefined> {
-    const placement = placementAfter(this.#state.placement, event, undefined);
+    const subObject = this.deps.parentPlacement !== undefined;
+    const placement = placementAfter(this.#state.placement, event, undefined, subObject);
     if (typeof placement === 'string') return undefined;
     const { snapshot } = this.#state;
     const revision = this.#state.revision + 1;
     const alert = buildAlert({ definition: this.deps.definition, subject: this.subject, before: snapshot, next: snapshot, event, revision, time: this.deps.now() });
     if (placement?.lost) alert.status = UNKNOWN_STATUS;
-    if (placement) alert.hostId = placement.hostId;
+    if (placement && !subObject) alert.hostId = placement.hostId;
     const seq = await this.#append(alert, `${this.subject}:${revision}:${event.type}`, retryUntilStored);
     this.#state = { ...this.#state, lastSeq: seq, revision, ...(placement ? { placement } : {}) };
     const appended = { seq, alert };

@@ -49,7 +49,15 @@ export function isPlacementEvent(event: RecordedEvent): event is RecordedEvent &
  * owner the alert names; before the fleet existed alerts named none, and such a history stays
  * unplaced (whichever agent holds it owns it) until an agent that names itself writes to it.
  */
-export function placementAfter(before: Placement | undefined, event: RecordedEvent, hostId: string | undefined): Placement | undefined | string {
+export function placementAfter(
+  before: Placement | undefined,
+  event: RecordedEvent,
+  hostId: string | undefined,
+  subObject = false,
+): Placement | undefined | string {
+  // A sub-object (a VM's disk) is owned by its parent and names no host; the fleet records only
+  // HOST_LOST on it — to move its subject's sequence, fencing a zombie's reports on the disk too.
+  if (subObject) return event.type === 'HOST_LOST' && isPlacementEvent(event) ? subObjectFence(event) : before;
   if (!isPlacementEvent(event)) {
     if (hostId === undefined) return before;
     if (!before) return { hostId };
@@ -68,6 +76,11 @@ export function placementAfter(before: Placement | undefined, event: RecordedEve
       if (before && (before.hostId !== event.from || before.lost)) return `HOST_CHANGED from host ${event.from}, which did not hold it (owner ${describe(before)})`;
       return { hostId: event.to };
   }
+}
+
+function subObjectFence(event: PlacementEvent): Placement {
+  const { hostId, epoch } = event as Extract<PlacementEvent, { type: 'HOST_LOST' }>;
+  return { hostId, lost: true, lostEpoch: epoch };
 }
 
 function describe(placement: Placement | undefined): string {

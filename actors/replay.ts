@@ -12,6 +12,7 @@ import { isQuarantined, type HistoryRecord } from './alert-log.ts';
 import { taskChange } from './entity-snapshot.ts';
 import { initialSnapshot, nextSnapshot } from './pure-transition.ts';
 import { isPlacementEvent, placementAfter, UNKNOWN_STATUS, type Placement } from './placement.ts';
+import { isSubObjectKind } from '../src/domain/subjects.ts';
 import type { StoredSnapshot } from './snapshot-store.ts';
 
 /** Where recorded history and today's machine (or the record itself) disagree. */
@@ -81,7 +82,7 @@ export function replayOne(definition: MachineDefinition, state: ReplayState, rec
   if (alert.revision !== state.revision + 1) {
     return diverge({ reason: `revision ${alert.revision} follows revision ${state.revision}: a record of this history is missing or repeated` });
   }
-  const placement = placementAfter(state.placement, alert.event, alert.hostId);
+  const placement = placementAfter(state.placement, alert.event, alert.hostId, isSubObjectKind(definition.kind));
   if (typeof placement === 'string') return diverge({ reason: `the record at sequence ${record.seq} was ${placement}` });
   if (isPlacementEvent(alert.event)) return replayPlacement(state, record.seq, alert, placement);
   const event = alert.event as Parameters<typeof nextSnapshot<typeof definition.machine>>[2];

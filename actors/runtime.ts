@@ -429,9 +429,11 @@ export class Runtime {
     this.#lostHosts.delete(hostId);
   }
 
+  /** Whether `actor` still needs a HOST_LOST of a host this runtime knows is lost (see fenceableFor). */
   #ownedByLostHost(actor: EntityActor): boolean {
-    const placement = actor.placement;
-    return placement !== undefined && !placement.lost && this.#lostHosts.has(placement.hostId) && !actor.divergence;
+    const hostId = actor.placement?.hostId;
+    const lost = hostId === undefined ? undefined : this.#lostHosts.get(hostId);
+    return hostId !== undefined && lost !== undefined && actor.fenceableFor(hostId, lost.epoch);
   }
 
   /**

@@ -193,7 +193,8 @@ describe('a fleet of three agents on a 3-node cluster', () => {
   it('fences an agent paused past its lease: once it runs again, the stream refuses its writes', async () => {
     const vmId = uniqueId('fleet-stop');
     const h2 = agents.get('h2') as AgentProcess;
-    await client('h2').vm.create(vmId);
+    // With a disk: a migration reports on it too, on its own subject, which must be fenced as well.
+    await client('h2').vm.create(vmId, { disks: [{ diskId: 'system' }] });
     await statusOn('h2', vmId, 'Up', 'h2');
     // A migration out of the fleet: h2's driver reports on it every step while it runs.
     await client('h2').call('VM.migrate', { vmId, dstHost: 'outside' });
@@ -222,6 +223,13 @@ describe('a fleet of three agents on a 3-node cluster', () => {
     expect(steps[returnedAt]).toMatchObject({ hostId: 'h2' });
     const verification = await client('h1').call<{ ok: boolean }>('History.verify', { alertName: `vdsm.VM.${vmId}` });
     expect(verification.ok).toBe(true);
+    // The disk's subject was fenced too: nothing landed there between its fence and h2's return.
+    const disk = (await client('h3').call<{ steps: Step[] }>('History.get', { alertName: `vdsm.VM.${vmId}.Disk.system` })).steps;
+    const diskFence = disk.find((step) => step.event.type === 'HOST_LOST');
+    expect(diskFence).toMatchObject({ status: 'Unknown', event: { hostId: 'h2' } });
+    const returnedSeq = steps[returnedAt]?.seq ?? 0;
+    expect(disk.filter((step) => step.seq > (diskFence?.seq ?? 0) && step.seq < returnedSeq)).toEqual([]);
+    expect((await client('h1').call<{ ok: boolean }>('History.verify', { alertName: `vdsm.VM.${vmId}.Disk.system` })).ok).toBe(true);
     // The lease epoch grew: h2 is a new incarnation of itself.
     const listed = await client('h1').call<{ hosts: Array<{ hostId: string; epoch: number; responsive: boolean }> }>('Host.list');
     expect(listed.hosts.find((host) => host.hostId === 'h2')).toMatchObject({ responsive: true });

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AnyMachineSnapshot } from 'xstate';
 import { buildAlert } from '../actors/alert-builder.ts';
-import { UNKNOWN_STATUS, type PlacementEvent } from '../actors/placement.ts';
+import { placementAfter, UNKNOWN_STATUS, type PlacementEvent } from '../actors/placement.ts';
 import { nextSnapshot } from '../actors/pure-transition.ts';
 import { initialReplayState, replayOne, type ReplayState } from '../actors/replay.ts';
 import { MACHINES } from '../machines/index.ts';
@@ -97,5 +97,15 @@ describe('placement in replay', () => {
   it('diverges at a HOST_LOST of a host that did not own the entity', () => {
     const history = created();
     expect(history.placement({ type: 'HOST_LOST', hostId: 'h2', epoch: 1, by: 'h3' }, 'h2', true).divergence?.reason).toMatch(/HOST_LOST of host h2, which did not hold it/);
+  });
+});
+
+describe('placement of a sub-object (a VM\'s disk)', () => {
+  it('takes no owner of its own, but records a fence of its parent\'s lost host', () => {
+    expect(placementAfter(undefined, { type: 'DISK_PROGRESS' }, undefined, true)).toBeUndefined();
+    const fenced = placementAfter(undefined, { type: 'HOST_LOST', hostId: 'h1', epoch: 3, by: 'h2' }, undefined, true);
+    expect(fenced).toEqual({ hostId: 'h1', lost: true, lostEpoch: 3 });
+    // Its reports go on after its parent returns: they name no host and are not refused.
+    expect(placementAfter(fenced as never, { type: 'DISK_PROGRESS' }, undefined, true)).toEqual(fenced);
   });
 });

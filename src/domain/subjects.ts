@@ -102,6 +102,11 @@ export function subObjectId(...ids: string[]): string {
 /** The kind each sub-object kind lives under: the first part of its id is its parent's id. */
 const PARENT_KINDS: Partial<Record<EntityKind, EntityKind>> = { [EntityKinds.VMDisk]: EntityKinds.VM };
 
+/** Whether entities of `kind` are sub-objects (a VM's disk): they go where their parent goes. */
+export function isSubObjectKind(kind: EntityKind): boolean {
+  return PARENT_KINDS[kind] !== undefined;
+}
+
 /** The entity a sub-object belongs to (a disk's VM), or undefined for an object of its own. */
 export function parentOf(ref: { kind: EntityKind; id: string }): { kind: EntityKind; id: string } | undefined {
   const kind = PARENT_KINDS[ref.kind];
