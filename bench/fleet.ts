@@ -7,9 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { Runtime } from '../actors/runtime.ts';
 import { startAgent, type Agent } from '../src/agent.ts';
-import { EntityKinds } from '../src/domain/subjects.ts';
 import { DEFAULT_STREAM } from '../src/nats/alert-stream.ts';
 import { connectNats } from '../src/nats/connection.ts';
 import { natsServerBinary } from '../src/nats/server-process.ts';
@@ -17,6 +15,7 @@ import { ensureCredentials, type Credentials } from '../src/security/credentials
 import { historySeal } from '../src/security/history-seal.ts';
 import { NatsTestCluster } from '../test/helpers/nats-cluster.ts';
 import { rate, type Figure } from './report.ts';
+import { driveVm } from './transitions.ts';
 
 export type FleetBenchOptions = {
   agentCounts: number[];
@@ -144,27 +143,3 @@ async function rawPublishes(nc: NatsConnection, chains: number, perChain: number
   return { count: chains * perChain, seconds };
 }
 
-/** Create, then pause/cont cycles, each awaited until the VM reports the state (as bench/transitions.ts). */
-async function driveVm(runtime: Runtime, id: string, pauseCycles: number): Promise<void> {
-  const vm = { kind: EntityKinds.VM, id };
-  await runtime.call(vm, 'VM.create', { vmId: id, memoryMiB: 512 }, (task) => ({ type: 'CREATE', task, params: { memoryMiB: 512 } }));
-  await untilStatus(runtime, vm, 'Up');
-  for (let cycle = 0; cycle < pauseCycles; cycle += 1) {
-    await runtime.call(vm, 'VM.pause', { vmId: id }, (task) => ({ type: 'PAUSE', task }));
-    await untilStatus(runtime, vm, 'Paused');
-    await runtime.call(vm, 'VM.cont', { vmId: id }, (task) => ({ type: 'CONT', task }));
-    await untilStatus(runtime, vm, 'Up');
-  }
-}
-
-async function untilStatus(runtime: Runtime, vm: { kind: typeof EntityKinds.VM; id: string }, status: string): Promise<void> {
-  const actor = await runtime.existing(vm);
-  if (actor.view().status === status) return;
-  await new Promise<void>((resolve) => {
-    const off = actor.onTransition(({ alert }) => {
-      if (alert.status !== status) return;
-      off();
-      resolve();
-    });
-  });
-}

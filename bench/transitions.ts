@@ -105,7 +105,8 @@ async function publishRaw(runtime: Runtime, nc: NatsConnection, ids: string[]): 
   return { transitions, rawSeconds, guardedSeconds };
 }
 
-async function driveVm(runtime: Runtime, id: string, pauseCycles: number): Promise<void> {
+/** Create, then pause/cont cycles, each awaited until the VM reports the state (the fleet bench drives VMs the same way). */
+export async function driveVm(runtime: Runtime, id: string, pauseCycles: number): Promise<void> {
   const vm = { kind: EntityKinds.VM, id };
   await runtime.call(vm, 'VM.create', { vmId: id, memoryMiB: 512 }, (task) => ({ type: 'CREATE', task, params: { memoryMiB: 512 } }));
   await untilStatus(runtime, vm, 'Up');
