@@ -33,6 +33,7 @@ import type { HistorySeal } from '../src/security/history-seal.ts';
 import { DEFAULT_HOST_ID, type SnapshotStore } from './snapshot-store.ts';
 import { CheckpointTracker } from './checkpoint.ts';
 import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../src/domain/retry-policy.ts';
+import { untilReachable } from '../src/nats/errors.ts';
 
 export type RuntimeOptions = {
   nc: NatsConnection;
@@ -190,7 +191,12 @@ export class Runtime {
   async recover(): Promise<RecoveryReport> {
     const started = performance.now();
     if (this.options.snapshots) this.options.snapshots.quarantine = this.quarantine;
-    const report = await recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger, this.#hostId);
+    // Nothing is kept from a read that failed half-way: a stream that is between leaders (a cluster
+    // just restarted) is read again from the start until it answers.
+    const report = await untilReachable('recovering entities from the stream', () => recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger, this.#hostId), {
+      tries: 20,
+      onRetry: (error) => this.options.logger.warn('the stream did not answer during recovery; reading it again', { error: String(error) }),
+    });
     for (const { ref, state, snapshotRevision, snapshotSeq } of report.entities) {
       this.#actors.set(entityKey(ref), this.#actor(ref, state, snapshotRevision));
       this.#trackRecovered(entityKey(ref), state, snapshotSeq);

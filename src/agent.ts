@@ -3,6 +3,7 @@
 // cut off mid-write.
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { CompositeDriver } from '../actors/drivers/composite-driver.ts';
 import { GlusterDriver } from '../actors/drivers/gluster-driver.ts';
@@ -174,8 +175,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     logger.info('embedded nats-server ready', { url: natsUrl, store: 'data/jetstream' });
   }
   const nc = await connectNats(natsUrl, 'opstream-agent', access);
+  // A cluster that was just (re)started answers JetStream only once it has a meta leader, and a
+  // replicated stream only once it has a leader: the agent waits for both rather than exiting.
   const retrying = (what: string) => (error: unknown) => logger.warn(`${what}: not reachable yet; retrying`, { error: String(error) });
-  const stream = await untilReachable('creating the alert stream', () => ensureAlertStream(nc, { name: options.stream ?? DEFAULT_STREAM, replicas: options.replicas }), { onRetry: retrying('the alert stream') });
+  await untilReachable('reaching JetStream', () => jetstreamManager(nc).then((jsm) => jsm.getAccountInfo()), { tries: 30, onRetry: retrying('JetStream') });
+  const stream = await untilReachable('creating the alert stream', () => ensureAlertStream(nc, { name: options.stream ?? DEFAULT_STREAM, replicas: options.replicas }), { tries: 20, onRetry: retrying('the alert stream') });
   const sim = new SimulatedDriver(options.sim);
   const gluster = new SimulatedGluster(options.gluster);
   const images = options.imageDriver === 'qemu' ? new QemuImageDriver({ imageDir: options.imageDir ?? join(options.root, 'data', 'images') }) : undefined;
@@ -197,7 +201,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   const snapshotEvery = options.snapshotEvery ?? 50;
   // An upgrade from before sealing: what the stream already holds is this installation's history.
-  const adopted = unsealedThrough(credentials, await lastStreamSequence(nc, stream));
+  const adopted = unsealedThrough(credentials, await untilReachable('reading the alert stream', () => lastStreamSequence(nc, stream), { tries: 20, onRetry: retrying('the alert stream') }));
   if (adopted > 0) logger.warn('trusting unsealed records written before this installation had a history key', { unsealedThrough: adopted });
   const seal = historySeal(credentials.historyKey, { unsealedThrough: adopted });
   const snapshots = snapshotEvery > 0

@@ -181,5 +181,6 @@ try {
   // Errors users cause (bad file, unknown entity, refused call) get one line, not a stack trace.
   const code = (error as { code?: unknown }).code;
   console.error(`opstream: ${typeof code === 'number' ? `error ${code}: ` : ''}${(error as Error).message}`);
-  process.exitCode = 2;
+  // Exit now: an agent that failed to start may still hold a NATS connection that reconnects for ever.
+  process.exit(2);
 }
