@@ -77,12 +77,12 @@ export class Dispatcher {
     const parsed = method.params.safeParse(params ?? {});
     if (!parsed.success) throw new OpstreamError(ErrorCodes.InvalidParams, `${name}: ${formatIssues(parsed.error)}`);
     const elsewhere = targetHost(params, context);
-    if (elsewhere) return forward(elsewhere, name, params, context);
+    if (elsewhere && context.fleet) return context.fleet.forward(elsewhere, name, params);
     try {
       return await method.handler(parsed.data, context);
     } catch (error) {
       // Nothing was done here: the entity is another host's, whose agent answers instead.
-      if (error instanceof OwnedElsewhereError && context.fleet && !context.forwarded) return forward(error.hostId, name, params, context, error);
+      if (error instanceof OwnedElsewhereError && context.fleet && !context.forwarded) return context.fleet.forward(error.hostId, name, params);
       if (error instanceof OpstreamError) throw error;
       if (isUnreachable(error)) {
         throw new OpstreamError(ErrorCodes.Unavailable, `${name}: the alert stream is unreachable (${(error as Error).message}); the outcome is unknown, check with getInfo`, undefined, { cause: error });
@@ -117,12 +117,6 @@ function targetHost(params: unknown, context: ApiContext): string | undefined {
     );
   }
   return hostId;
-}
-
-async function forward(hostId: string, name: string, params: unknown, context: ApiContext, owned?: OwnedElsewhereError): Promise<unknown> {
-  const fleet = context.fleet;
-  if (!fleet) throw owned ?? new OpstreamError(ErrorCodes.Unavailable, `${name}: this agent is in no fleet`);
-  return fleet.forward(hostId, name, params);
 }
 
 function formatIssues(error: z.ZodError): string {
