@@ -546,10 +546,12 @@ export class EntityActor {
   }
 
   /**
-   * After folding what someone else wrote. Whatever work ran for the state before it stops, and
-   * none starts for the state after — unless the record made this agent the owner (a migration
-   * handed the entity over): then it takes it up as a restart would. A HOST_LOST of this host from
-   * an earlier lease (it came back before the record landed) is answered with HOST_RETURNED.
+   * After folding a record this actor did not append in its turn. Whoever owns the entity now
+   * drives the state the stream says: a mirror stops (it never ran anything), a record that made
+   * this agent the owner (a migration handed the entity over) is taken up as a restart would, and
+   * an owner's own append whose answer was lost but that landed goes on with its work — records
+   * of an owned entity by anyone else diverge in replay instead. A HOST_LOST of this host from an
+   * earlier lease (it came back before the record landed) is answered with HOST_RETURNED.
    */
   #afterForeignRecord(wasOwned: boolean): void {
     if (this.#state.divergence) {
@@ -563,7 +565,7 @@ export class EntityActor {
       void this.returnHome(epoch).catch((error: unknown) => this.deps.logger.warn('could not take back an entity', { subject: this.subject, error: String(error) }));
       return;
     }
-    if (this.owned && !wasOwned) this.#reconcileWork(true);
+    if (this.owned) this.#reconcileWork(!wasOwned || this.#work === undefined);
     else this.stopWork();
   }
 
