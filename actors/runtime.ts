@@ -225,12 +225,17 @@ export class Runtime {
   /** The actor of an entity, its history replayed on first use (once, however many ask). */
   async entity(ref: EntityRef): Promise<EntityActor> {
     if (this.#stopped) throw new OpstreamError(ErrorCodes.Unavailable, 'the agent is shutting down');
+    return this.#loadOnce(ref, () => this.#load(ref));
+  }
+
+  /** The held actor of `ref`, or the one `load` builds — once, however many ask meanwhile. */
+  #loadOnce(ref: EntityRef, load: () => Promise<EntityActor>): Promise<EntityActor> {
     const key = entityKey(ref);
     const known = this.#actors.get(key);
-    if (known) return known;
+    if (known) return Promise.resolve(known);
     let loading = this.#loading.get(key);
     if (!loading) {
-      loading = this.#load(ref).finally(() => this.#loading.delete(key));
+      loading = load().finally(() => this.#loading.delete(key));
       this.#loading.set(key, loading);
     }
     return loading;
@@ -388,7 +393,7 @@ export class Runtime {
       // Seen without its body (a long recovery): the entity's records are read from the stream.
       if (record.reason === WITHOUT_BODY) {
         this.#checkpoints.mark(key, seq);
-        void this.entityFromStream(ref);
+        void this.#loadOnce(ref, () => this.#loadFromStream(ref));
       }
       return;
     }
@@ -481,9 +486,9 @@ export class Runtime {
   }
 
   /**
-   * The lease was lost while this agent ran (it was paused, or cut off): stop all work at once —
-   * another agent may be fencing its entities — and, once the lease is back, carry on from the
-   * stream as a restart does: fold what others wrote meanwhile, take back what was fenced, resume.
+   * The lease was lost while this agent ran (it was paused, or cut off): all work stops at once,
+   * since another agent may be fencing its entities. The agent then folds the stream
+   * (catchUpWithStream), takes a new lease, and resumes (resumeAfterRejoin) as a restart does.
    */
   stopAllWork(): void {
     for (const actor of this.#actors.values()) actor.stopWork();
@@ -697,19 +702,6 @@ export class Runtime {
     const definition = definitions[ref.kind];
     if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
     return definition;
-  }
-
-  /** An entity built from its records in the stream, once however many ask (see observe). */
-  entityFromStream(ref: EntityRef): Promise<EntityActor> {
-    const key = entityKey(ref);
-    const known = this.#actors.get(key);
-    if (known) return Promise.resolve(known);
-    let loading = this.#loading.get(key);
-    if (!loading) {
-      loading = this.#loadFromStream(ref).finally(() => this.#loading.delete(key));
-      this.#loading.set(key, loading);
-    }
-    return loading;
   }
 
   async #loadFromStream(ref: EntityRef): Promise<EntityActor> {

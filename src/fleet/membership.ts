@@ -107,10 +107,7 @@ export class FleetMembership {
   /** Every host the bucket knows, as this agent sees it. */
   hosts(): HostStatus[] {
     return [...this.#seen.values()]
-      .map(({ record, heardAt }) => ({
-        ...record,
-        responsive: record.hostId === this.options.hostId ? !this.#fenced : record.state === 'up' && performance.now() - heardAt <= this.options.leaseMs,
-      }))
+      .map((seen) => ({ ...seen.record, responsive: this.isLive(seen.record.hostId) }))
       .sort((a, b) => a.hostId.localeCompare(b.hostId));
   }
 
