@@ -44,7 +44,7 @@ type PendingAppend = {
 };
 
 /** A message of the alert stream before its body is decoded: recovery skips most bodies. */
-export type RawAlert = { seq: number; subject: string; decode(): HistoryRecord };
+export type RawAlert = { seq: number; subject: string; message: StoredMessage; decode(): HistoryRecord };
 
 export class AlertLog {
   /** Appends asked for in this turn of the event loop; published together at its end. */
@@ -209,6 +209,7 @@ export class AlertLog {
     yield* this.#read(`${ALERT_ROOT}.>`, fromSeq, 10_000, (message) => ({
       seq: message.seq,
       subject: message.subject,
+      message,
       decode: () => this.decode(message),
     }));
   }
