@@ -81,8 +81,12 @@ export type RuntimeOptions = {
   fleet?: FleetLink;
 };
 
-/** Works that legitimately report nothing for long: a held connection, a job waiting on its steps. */
-const NEVER_STALLS = new Set(['holdConnection', 'runJob', 'abortJob']);
+/**
+ * Works that legitimately report nothing for long: a held connection, a job waiting on its steps,
+ * the watch over a settled VM (it speaks only when the VM changes; a stall timer would abort it
+ * after ten quiet minutes and keep one timer per running VM).
+ */
+const NEVER_STALLS = new Set(['holdConnection', 'runJob', 'abortJob', 'watchRunning', 'watchPaused']);
 export const DEFAULT_STALL_MS = 10 * 60 * 1000;
 export const DEFAULT_CHECKPOINT_EVERY_MS = 5_000;
 /** Snapshot saves a stop or a checkpoint keeps in flight at once. */

@@ -172,4 +172,24 @@ describe('cancel policy of each required state', () => {
       await stalling.close();
     }
   });
+
+  it('a watch over a running VM never stalls: it reports only when something happens', async () => {
+    const warnings: string[] = [];
+    const logger = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (message: string) => warnings.push(message) };
+    const { Runtime } = await import('../actors/runtime.ts');
+    // Every work without a limit of its own stalls after 50 ms here; creating the VM has time.
+    const runtime = await Runtime.start({ nc: agent.nc, stream: agent.stream, driver: agent.driver, defaultStallMs: 50, stallTimeouts: { prepare: 60_000, powerUp: 60_000 }, logger });
+    const vm = { kind: EntityKinds.VM, id: uniqueId() };
+    const recorder = await watch(vm);
+    try {
+      await runtime.call(vm, 'VM.create', {}, (task) => ({ type: 'CREATE', task, params: {} }));
+      await settledIn(recorder, 'Up');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(warnings).not.toContain('work stalled');
+      expect((await runtime.existing(vm)).view().status).toBe('Up');
+    } finally {
+      await runtime.stop();
+      await recorder.stop();
+    }
+  });
 });
