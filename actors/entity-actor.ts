@@ -5,7 +5,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errors } from '@nats-io/transport-node';
 import type { AnyMachineSnapshot, EventFromLogic } from 'xstate';
-import type { DriverEvent, ErrorTuple } from '../machines/entity.ts';
+import { stateMeta, type DriverEvent, type ErrorTuple } from '../machines/entity.ts';
 import type { MachineDefinition } from '../machines/index.ts';
 import type { Alert } from '../src/domain/alert.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
@@ -290,7 +290,7 @@ export class EntityActor {
    */
   async resume(): Promise<void> {
     if (this.#state.divergence || !this.owned) return;
-    const { meta } = viewOf(this.#state.snapshot);
+    const meta = stateMeta(this.#state.snapshot);
     // A state without work of its own (a VM's disk, reported on by its VM's driver) can still
     // declare that it cannot outlive the agent: it fails like one whose work cannot resume.
     if (!meta.work && meta.onResume !== 'fail') return;
@@ -598,7 +598,7 @@ export class EntityActor {
     const from = this.deps.hostId;
     if (from === undefined) return;
     void this.#serialize(async () => {
-      if (!this.owned || this.#stopped || !viewOf(this.#state.snapshot).meta.handOver) return;
+      if (!this.owned || this.#stopped || !stateMeta(this.#state.snapshot).handOver) return;
       await this.#recordPlacement({ type: 'HOST_CHANGED', from, to: dstHost }, true);
     }).catch((error: unknown) => this.deps.logger.warn('could not hand the entity over', { subject: this.subject, dstHost, error: String(error) }));
   }
@@ -636,7 +636,7 @@ export class EntityActor {
     if (limit === undefined || !Number.isFinite(limit)) return;
     running.stallTimer = setTimeout(() => {
       if (this.#work !== running) return;
-      const { meta } = viewOf(this.#state.snapshot);
+      const meta = stateMeta(this.#state.snapshot);
       const error: ErrorTuple = [
         WORK_STALLED,
         `"${running.work}" stalled: the driver reported nothing for ${Math.round(limit / 1000)} s during "${meta.operation.stageDescription}"`,
@@ -660,7 +660,7 @@ export class EntityActor {
     const key = stateKey(snapshot);
     if (this.#work?.stateKey === key || this.#stopped) return;
     this.stopWork();
-    const { work, handOver } = viewOf(snapshot).meta;
+    const { work, handOver } = stateMeta(snapshot);
     const dstHost = (snapshot.context as { dstHost?: string | null }).dstHost;
     if (handOver && this.deps.hostId !== undefined && dstHost && dstHost !== this.deps.hostId) {
       this.#handOver(dstHost);

@@ -29,7 +29,7 @@ export function checkpointKey(hostId: string = DEFAULT_HOST_ID): string {
 const isCheckpointKey = (key: string): boolean => key === CHECKPOINT_KEY || key.startsWith(`${CHECKPOINT_KEY}.`);
 
 /** What a snapshot records besides XState's persisted snapshot. */
-const StoredSnapshot = z.object({
+export const StoredSnapshot = z.object({
   machine: z.object({ id: z.string(), version: z.number().int() }),
   /** The stream sequence of the last alert the snapshot includes. */
   seq: z.number().int().min(1),
@@ -42,12 +42,43 @@ const StoredSnapshot = z.object({
 });
 export type StoredSnapshot = z.infer<typeof StoredSnapshot>;
 
+type Json = Record<string, unknown>;
+const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isWhole = (value: unknown, min: number): boolean => Number.isSafeInteger(value) && (value as number) >= min;
+const onlyKeys = (object: Json, allowed: ReadonlySet<string>): boolean => Object.keys(object).every((key) => allowed.has(key));
+const SNAPSHOT_KEYS = new Set(['machine', 'seq', 'revision', 'snapshot', 'placement']);
+const PLACEMENT_KEYS = new Set(['hostId', 'lost', 'lostEpoch', 'epoch']);
+
+/**
+ * Whether the schema would take `json` as it is (no key to strip, nothing to coerce): a restart
+ * judges every entity's snapshot, and zod cost as much as the JSON parse. Anything else gets the
+ * schema's verdict, so this is never weaker.
+ */
+export function isExactSnapshot(json: unknown): json is StoredSnapshot {
+  if (!isObject(json) || !onlyKeys(json, SNAPSHOT_KEYS)) return false;
+  const { machine, snapshot, placement } = json;
+  return (
+    isObject(machine) && Object.keys(machine).length === 2 && typeof machine['id'] === 'string' && isWhole(machine['version'], Number.MIN_SAFE_INTEGER) &&
+    isWhole(json['seq'], 1) &&
+    isWhole(json['revision'], 1) &&
+    isObject(snapshot) && Object.hasOwn(snapshot, 'value') && isObject(snapshot['context']) &&
+    (placement === undefined ||
+      (isObject(placement) && onlyKeys(placement, PLACEMENT_KEYS) && typeof placement['hostId'] === 'string' &&
+        (placement['lost'] === undefined || typeof placement['lost'] === 'boolean') &&
+        (placement['lostEpoch'] === undefined || isWhole(placement['lostEpoch'], Number.MIN_SAFE_INTEGER)) &&
+        (placement['epoch'] === undefined || isWhole(placement['epoch'], Number.MIN_SAFE_INTEGER))))
+  );
+}
+
 /**
  * "Every entity's snapshot covers every alert up to `seq`": written while the agent runs and at a
  * clean shutdown, it lets recovery — after a crash too — read the stream from there instead of
  * from the start.
  */
 const Checkpoint = z.object({ seq: z.number().int().min(0) });
+
+/** What loading made of one key's newest entry. */
+type Judged = 'unknown' | { ref: EntityRef; definition: MachineDefinition; revision: number; snapshot: StoredSnapshot | undefined };
 
 export type LoadedSnapshots = {
   snapshots: Array<{ ref: EntityRef; stored: StoredSnapshot }>;
@@ -174,31 +205,36 @@ export class SnapshotStore {
     streamLastSeq: number,
     hostId: string = DEFAULT_HOST_ID,
   ): Promise<LoadedSnapshots> {
-    const latest = await this.#latestEntries();
+    const ownCheckpoint = checkpointKey(hostId);
+    // Each entry is judged as it arrives: holding 100,000 raw entries (and the read buffers they
+    // point into) until the read ends was most of a big restart's garbage.
+    const judged = new Map<string, Judged>();
+    let checkpoint = 0;
+    for await (const entry of this.#latestEntries()) {
+      if (entry.operation !== 'PUT') {
+        judged.delete(entry.key);
+        if (entry.key === ownCheckpoint) checkpoint = 0;
+      } else if (isCheckpointKey(entry.key)) {
+        // Another host's checkpoint vouches for what that host saw, not for this one.
+        if (entry.key === ownCheckpoint) checkpoint = this.#parseCheckpoint(entry, streamLastSeq);
+      } else {
+        judged.set(entry.key, this.#judge(entry, definitions, streamLastSeq));
+      }
+    }
+
     const snapshots: LoadedSnapshots['snapshots'] = [];
     const distrusted: EntityRef[] = [];
-    let checkpoint = 0;
-    const ownCheckpoint = checkpointKey(hostId);
-    for (const [key, entry] of latest) {
-      if (isCheckpointKey(key)) {
-        // Another host's checkpoint vouches for what that host saw, not for this one.
-        if (key === ownCheckpoint) checkpoint = this.#parseCheckpoint(entry, streamLastSeq);
-        continue;
-      }
-      const ref = refOfSnapshotKey(key);
-      const definition = ref && definitions[ref.kind];
-      if (!ref || !definition) {
-        this.#distrust(entry, 'its key names no entity kind');
-        continue;
-      }
+    for (const [key, verdict] of judged) {
+      if (verdict === 'unknown') continue;
       // A save replaces only what recovery used; any other entry is no snapshot worth keeping.
-      this.#known.set(key, { revision: entry.revision, seq: 0 });
-      const valid = await this.#newestValid(entry, streamLastSeq);
+      this.#known.set(key, { revision: verdict.revision, seq: 0 });
+      const valid = verdict.snapshot ? { snapshot: verdict.snapshot, revision: verdict.revision } : await this.#olderValid(key, verdict.revision, streamLastSeq);
       const snapshot = valid?.snapshot;
       if (!snapshot) {
-        distrusted.push(ref);
+        distrusted.push(verdict.ref);
         continue;
       }
+      const { definition, ref } = verdict;
       if (snapshot.machine.id !== definition.machine.id || snapshot.machine.version !== definition.version) {
         this.logger.info('snapshot is from another machine version; replaying the stream instead', {
           entity: entityKey(ref),
@@ -208,11 +244,21 @@ export class SnapshotStore {
         distrusted.push(ref);
         continue;
       }
-      if (valid.revision === entry.revision) this.#known.set(key, { revision: entry.revision, seq: snapshot.seq });
+      if (valid.revision === verdict.revision) this.#known.set(key, { revision: verdict.revision, seq: snapshot.seq });
       snapshots.push({ ref, stored: snapshot });
     }
-
     return { snapshots, distrusted, checkpoint };
+  }
+
+  /** An entry's snapshot, or undefined when the newest one cannot be trusted; 'unknown' for a key that names no entity. */
+  #judge(entry: KvEntry, definitions: Partial<Record<string, MachineDefinition>>, streamLastSeq: number): Judged {
+    const ref = refOfSnapshotKey(entry.key);
+    const definition = ref && definitions[ref.kind];
+    if (!ref || !definition) {
+      this.#distrust(entry, 'its key names no entity kind');
+      return 'unknown';
+    }
+    return { ref, definition, revision: entry.revision, snapshot: this.#parseSnapshot(entry, streamLastSeq) };
   }
 
   /** Reports a snapshot recovery did not use because the stream disagrees with it. */
@@ -231,27 +277,26 @@ export class SnapshotStore {
     return undefined;
   }
 
-  /** The last entry of every key, read in one pass over the bucket. */
-  async #latestEntries(): Promise<Map<string, KvEntry>> {
-    const latest = new Map<string, KvEntry>();
-    if ((await this.kv.status()).values === 0) return latest;
+  /** The last entry of every key (a key saved meanwhile may come again), read in one pass over the bucket. */
+  async *#latestEntries(): AsyncGenerator<KvEntry> {
+    if ((await this.kv.status()).values === 0) return;
     const watcher = await this.kv.watch({ include: KvWatchInclude.LastValue });
-    for await (const entry of watcher) {
-      if (entry.operation === 'PUT') latest.set(entry.key, entry);
-      else latest.delete(entry.key);
-      if (entry.delta === 0) break;
+    try {
+      for await (const entry of watcher) {
+        yield entry;
+        if (entry.delta === 0) break;
+      }
+    } finally {
+      watcher.stop();
     }
-    watcher.stop();
-    return latest;
   }
 
-  async #newestValid(newest: KvEntry, streamLastSeq: number): Promise<{ snapshot: StoredSnapshot; revision: number } | undefined> {
-    const parsed = this.#parseSnapshot(newest, streamLastSeq);
-    if (parsed) return { snapshot: parsed, revision: newest.revision };
+  /** When the newest revision cannot be trusted: the newest older one that can. */
+  async #olderValid(key: string, newestRevision: number, streamLastSeq: number): Promise<{ snapshot: StoredSnapshot; revision: number } | undefined> {
     const history: KvEntry[] = [];
-    for await (const entry of await this.kv.history({ key: newest.key })) history.push(entry);
+    for await (const entry of await this.kv.history({ key })) history.push(entry);
     for (const entry of history.reverse()) {
-      if (entry.revision === newest.revision || entry.operation !== 'PUT') continue;
+      if (entry.revision >= newestRevision || entry.operation !== 'PUT') continue;
       const older = this.#parseSnapshot(entry, streamLastSeq);
       if (older) return { snapshot: older, revision: entry.revision };
     }
@@ -261,7 +306,7 @@ export class SnapshotStore {
   #parseSnapshot(entry: KvEntry, streamLastSeq: number): StoredSnapshot | undefined {
     const opened = this.#open(entry);
     if ('problem' in opened) return this.#reject(entry, opened.problem);
-    const parsed = StoredSnapshot.safeParse(opened.json);
+    const parsed = isExactSnapshot(opened.json) ? { success: true as const, data: opened.json } : StoredSnapshot.safeParse(opened.json);
     if (!parsed.success) return this.#reject(entry, `not a snapshot (${parsed.error.issues[0]?.message})`);
     if (parsed.data.seq > streamLastSeq) {
       return this.#reject(entry, `claims to cover sequence ${parsed.data.seq}; the stream ends at ${streamLastSeq}`);

@@ -13,6 +13,7 @@ import type { VmEvent } from '../machines/vm.ts';
 import { Alert } from '../src/domain/alert.ts';
 import { isExactAlert } from '../src/domain/alert-shape.ts';
 import { EntityKinds } from '../src/domain/subjects.ts';
+import { isExactSnapshot, StoredSnapshot } from '../actors/snapshot-store.ts';
 
 /** A VM's history through the real machine: create, progress, pause/cont, an I/O error, a destroy during a create. */
 function realAlerts(): unknown[] {
@@ -91,6 +92,39 @@ describe('the Alert fast path', () => {
     }
     expect(tried).toBeGreaterThan(1_000);
     expect(rejectedBySchema).toBeGreaterThan(tried / 2);
+  });
+});
+
+describe('the snapshot fast path', () => {
+  /** A running VM's stored snapshot as an agent saves it, with and without an owner. */
+  function realSnapshots(): unknown[] {
+    const definition = MACHINES[EntityKinds.VM];
+    let snapshot = initialTransition(definition.machine, { id: 'vm-1' })[0];
+    const events: VmEvent[] = [{ type: 'CREATE', task: { id: 't0', methodName: 'VM.create', kwargs: {} }, params: { memoryMiB: 512 } }, { type: 'WORK_DONE' }, { type: 'WORK_DONE' }];
+    for (const event of events) snapshot = nextSnapshot(definition.machine, snapshot, event);
+    const stored = { machine: { id: definition.machine.id, version: definition.version }, seq: 42, revision: 3, snapshot: definition.machine.getPersistedSnapshot(snapshot) };
+    return [stored, { ...stored, placement: { hostId: 'h1', lost: true, lostEpoch: 2, epoch: 1 } }].map((value) => JSON.parse(JSON.stringify(value)) as unknown);
+  }
+
+  it('accepts real snapshots as they are', () => {
+    for (const stored of realSnapshots()) expect(isExactSnapshot(stored)).toBe(true);
+  });
+
+  it('accepts no mutation the schema rejects, and none the schema would change', () => {
+    let tried = 0;
+    let rejectedBySchema = 0;
+    for (const stored of realSnapshots()) {
+      for (const mutant of mutations(stored)) {
+        tried += 1;
+        const parsed = StoredSnapshot.safeParse(mutant);
+        if (!parsed.success) rejectedBySchema += 1;
+        if (!isExactSnapshot(mutant)) continue;
+        expect(parsed.success, JSON.stringify(mutant)).toBe(true);
+        expect(parsed.data).toStrictEqual(mutant);
+      }
+    }
+    expect(tried).toBeGreaterThan(500);
+    expect(rejectedBySchema).toBeGreaterThan(50);
   });
 });
 
