@@ -1,7 +1,6 @@
 // One entity, hosted on its subject. Every change goes through #apply, one at a time: compute the
 // next snapshot with XState's pure transition, append it to the stream guarded by the subject's
 // last sequence, and only then adopt it and start the work its new state declares.
-import { isDeepStrictEqual } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errors } from '@nats-io/transport-node';
 import type { AnyMachineSnapshot, EventFromLogic } from 'xstate';
@@ -23,8 +22,9 @@ import { acceptedCalls, stateKey, viewOf, type EntityView } from './entity-snaps
 import { nextSnapshot } from './pure-transition.ts';
 import { placementAfter, UNKNOWN_STATUS, type Placement, type PlacementEvent } from './placement.ts';
 import type { Quarantine } from './quarantine.ts';
-import { replayOne, type Divergence, type ReplayState } from './replay.ts';
+import { jsonEqual, replayOne, type Divergence, type ReplayState } from './replay.ts';
 import type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
+import type { StallWatch } from './stall-watch.ts';
 
 export type EntityActorDeps = {
   definition: MachineDefinition;
@@ -36,6 +36,8 @@ export type EntityActorDeps = {
   snapshots?: { store: SnapshotStore; every: number };
   /** How long a work may go without reporting before it counts as stalled (undefined: forever). */
   stallAfterMs?: (work: string) => number | undefined;
+  /** Where running works' stall limits are kept: one timer for the whole runtime. */
+  stalls: StallWatch;
   /** How appends that must land (driver events) and the check after a lost answer are retried. */
   storeRetry?: RetryPolicy;
   /**
@@ -79,7 +81,7 @@ export const WORK_STALLED = LastErrorCodes.WorkStalled;
 const WORK_STOPPED = new Error('the entity left the state this work belonged to');
 
 type MachineEvent = EventFromLogic<MachineDefinition['machine']>;
-type RunningWork = { stateKey: string; work: string; controller: AbortController; stallTimer?: NodeJS.Timeout };
+type RunningWork = { stateKey: string; work: string; controller: AbortController };
 /** What #apply did with an event. */
 type Outcome = Appended | 'refused' | 'unchanged';
 
@@ -328,7 +330,7 @@ export class EntityActor {
 
   /** Stops driver work; transitions already queued still finish. */
   stopWork(): void {
-    clearTimeout(this.#work?.stallTimer);
+    if (this.#work) this.deps.stalls.forget(this.#work);
     this.#work?.controller.abort(WORK_STOPPED);
     this.#work = undefined;
   }
@@ -434,7 +436,7 @@ export class EntityActor {
    * did the work already, so its event is retried until stored, across a server outage.
    */
   #report(work: RunningWork, event: DriverEvent | EntityEvent): Promise<void> {
-    if (this.#work === work) this.#armStallTimer(work);
+    if (this.#work === work) this.deps.stalls.touch(work);
     return this.#serialize(async () => {
       if (this.#work !== work || this.#state.divergence) return;
       await this.#apply(event, { skipUnchanged: true, retryUntilStored: true });
@@ -457,7 +459,7 @@ export class EntityActor {
     const before = this.#state.snapshot;
     if (!before.can(recorded)) return 'refused';
     const next = nextSnapshot(definition.machine, before as never, recorded as never);
-    if (options.skipUnchanged && isDeepStrictEqual(next.value, before.value) && isDeepStrictEqual(next.context, before.context)) {
+    if (options.skipUnchanged && jsonEqual(next.value, before.value) && jsonEqual(next.context, before.context)) {
       return 'unchanged';
     }
     const revision = this.#state.revision + 1;
@@ -627,14 +629,13 @@ export class EntityActor {
   }
 
   /**
-   * (Re)starts the watchdog of the running work: a driver that reports nothing for longer than
-   * its work kind allows fails the operation, so no task stays "running" forever.
+   * Starts the watchdog of the running work: a driver that reports nothing for longer than its
+   * work kind allows fails the operation, so no task stays "running" forever.
    */
-  #armStallTimer(running: RunningWork): void {
-    clearTimeout(running.stallTimer);
+  #watchForStall(running: RunningWork): void {
     const limit = this.deps.stallAfterMs?.(running.work);
     if (limit === undefined || !Number.isFinite(limit)) return;
-    running.stallTimer = setTimeout(() => {
+    this.deps.stalls.watch(running, limit, () => {
       if (this.#work !== running) return;
       const meta = stateMeta(this.#state.snapshot);
       const error: ErrorTuple = [
@@ -647,8 +648,7 @@ export class EntityActor {
         if (this.#work !== running) return;
         await this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true });
       }).catch((failure: unknown) => this.deps.logger.warn('stall not recorded', { ...this.#logFields(), error: String(failure) }));
-    }, limit);
-    running.stallTimer.unref();
+    });
   }
 
   #reconcileWork(resumed: boolean): void {
@@ -669,7 +669,7 @@ export class EntityActor {
     if (!work) return;
     const running: RunningWork = { stateKey: key, work, controller: new AbortController() };
     this.#work = running;
-    this.#armStallTimer(running);
+    this.#watchForStall(running);
     this.deps.driver.start(
       { ...this.ref, work, context: snapshot.context as Record<string, unknown>, resumed },
       (event) => this.#report(running, event),

@@ -32,6 +32,7 @@ import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
 import { DEFAULT_HOST_ID, type SnapshotStore } from './snapshot-store.ts';
 import { CheckpointTracker } from './checkpoint.ts';
+import { StallWatch } from './stall-watch.ts';
 import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../src/domain/retry-policy.ts';
 import { untilReachable } from '../src/nats/errors.ts';
 
@@ -117,6 +118,7 @@ export class Runtime {
   readonly #jobRunner: JobRunner;
   readonly #driver: Driver;
   readonly #sweep: NodeJS.Timeout;
+  readonly #stalls = new StallWatch();
   /** Which entities' stored snapshots lag behind the stream: what a checkpoint may claim. */
   readonly #checkpoints = new CheckpointTracker();
   #checkpointTimer: NodeJS.Timeout | undefined;
@@ -540,6 +542,7 @@ export class Runtime {
     this.tasks.stopLoading();
     const actors = [...this.#actors.values()];
     for (const actor of actors) actor.stop();
+    this.#stalls.stop();
     await Promise.all(actors.map((actor) => actor.settle()));
     await this.#checkpointRun;
     const { snapshots } = this.options;
@@ -567,6 +570,7 @@ export class Runtime {
     clearInterval(this.#checkpointTimer);
     this.tasks.stopLoading();
     for (const actor of this.#actors.values()) actor.stop();
+    this.#stalls.stop();
   }
 
   #actor(ref: EntityRef, state: ReplayState, snapshotRevision = 0): EntityActor {
@@ -584,6 +588,7 @@ export class Runtime {
       storeRetry: storeRetryPolicy,
       callDeadlineMs,
       stallAfterMs: (work) => stallTimeouts?.[work] ?? (NEVER_STALLS.has(work) ? undefined : (defaultStallMs ?? DEFAULT_STALL_MS)),
+      stalls: this.#stalls,
     };
     const parent = parentOf(ref);
     const { hostId: self, fleet } = this.options;
