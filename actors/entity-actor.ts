@@ -605,21 +605,28 @@ export class EntityActor {
     }).catch((error: unknown) => this.deps.logger.warn('could not hand the entity over', { subject: this.subject, dstHost, error: String(error) }));
   }
 
+  /** The entity as a stored snapshot records it: undefined when it has no history, or none to trust. */
+  storedSnapshot(): StoredSnapshot | undefined {
+    const { snapshot, lastSeq, revision, placement, divergence } = this.#state;
+    if (divergence || revision === 0) return undefined;
+    const { definition } = this.deps;
+    return {
+      machine: { id: definition.machine.id, version: definition.version },
+      seq: lastSeq,
+      revision,
+      // A machine snapshot persists as { status, value, context, ... }: what StoredSnapshot checks.
+      snapshot: definition.machine.getPersistedSnapshot(snapshot) as unknown as StoredSnapshot['snapshot'],
+      ...(placement ? { placement } : {}),
+    };
+  }
+
   async #saveSnapshot(): Promise<boolean> {
     const { store } = this.deps.snapshots ?? {};
-    if (!store) return false;
-    const { snapshot, lastSeq, revision } = this.#state;
-    const { definition } = this.deps;
+    const stored = this.storedSnapshot();
+    if (!store || !stored) return false;
     try {
-      await store.save(this.ref, {
-        machine: { id: definition.machine.id, version: definition.version },
-        seq: lastSeq,
-        revision,
-        // A machine snapshot persists as { status, value, context, ... }: what StoredSnapshot checks.
-        snapshot: definition.machine.getPersistedSnapshot(snapshot) as unknown as StoredSnapshot['snapshot'],
-        ...(this.#state.placement ? { placement: this.#state.placement } : {}),
-      });
-      this.#snapshotRevision = Math.max(this.#snapshotRevision, revision);
+      await store.save(this.ref, stored);
+      this.#snapshotRevision = Math.max(this.#snapshotRevision, stored.revision);
       return true;
     } catch (error) {
       // A missed snapshot only makes the next recovery replay more of the stream.

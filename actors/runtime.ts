@@ -31,6 +31,7 @@ import { Quarantine, type QuarantineSummary } from './quarantine.ts';
 import { initialReplayState, replayOne, type ReplayState } from './replay.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
 import { DEFAULT_HOST_ID, type SnapshotStore } from './snapshot-store.ts';
+import type { ImageRef } from './snapshot-image.ts';
 import { CheckpointTracker } from './checkpoint.ts';
 import { StallWatch } from './stall-watch.ts';
 import { retryPolicy, type RetryPolicy, type RetryPolicyInput } from '../src/domain/retry-policy.ts';
@@ -553,10 +554,25 @@ export class Runtime {
     try {
       // Followed live, the checkpoint covers what was inspected, not what someone added unseen.
       const last = await this.alertLog.streamLastSequence();
-      await snapshots.saveCheckpoint(this.#checkpoints.checkpoint(this.#observed === undefined ? last : Math.min(last, this.#observed)), this.#hostId);
+      const checkpoint = this.#checkpoints.checkpoint(this.#observed === undefined ? last : Math.min(last, this.#observed));
+      await snapshots.saveCheckpoint(checkpoint, this.#hostId, await this.#saveImage(snapshots, actors));
     } catch (error) {
       // The server is away: the next start reads more of the stream, nothing is lost.
       this.options.logger.warn('stopped without saving a checkpoint', { error: String(error) });
+    }
+  }
+
+  /** Every snapshot just saved, again as one image the next start reads at once (undefined: not written, which only costs time). */
+  async #saveImage(snapshots: SnapshotStore, actors: EntityActor[]): Promise<ImageRef | undefined> {
+    const stored = actors.flatMap((actor) => {
+      const snapshot = actor.storedSnapshot();
+      return snapshot ? [{ ref: actor.ref, stored: snapshot }] : [];
+    });
+    try {
+      return await snapshots.saveImage(stored, this.#hostId);
+    } catch (error) {
+      this.options.logger.warn('stopped without an image of the snapshots; the next start reads them one by one', { error: String(error) });
+      return undefined;
     }
   }
 

@@ -12,6 +12,7 @@ import type { Logger } from '../src/log.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
 import type { EntityRef } from './drivers/driver.ts';
 import type { Quarantine } from './quarantine.ts';
+import { ImageRef, SnapshotImages, type ImageEntry } from './snapshot-image.ts';
 
 export const DEFAULT_SNAPSHOT_BUCKET = 'OPSTREAM_SNAPSHOTS';
 /** The host agents run as unless told otherwise: it keeps the checkpoint key agents used before hosts had one. */
@@ -75,7 +76,8 @@ export function isExactSnapshot(json: unknown): json is StoredSnapshot {
  * clean shutdown, it lets recovery — after a crash too — read the stream from there instead of
  * from the start.
  */
-const Checkpoint = z.object({ seq: z.number().int().min(0) });
+const Checkpoint = z.object({ seq: z.number().int().min(0), image: ImageRef.optional() });
+type Checkpoint = z.infer<typeof Checkpoint>;
 
 /** What loading made of one key's newest entry. */
 type Judged = 'unknown' | { ref: EntityRef; definition: MachineDefinition; revision: number; snapshot: StoredSnapshot | undefined };
@@ -110,6 +112,7 @@ export class SnapshotStore {
 
   private constructor(
     private readonly kv: KV,
+    private readonly images: SnapshotImages,
     private readonly logger: Logger,
     private readonly seal: HistorySeal | undefined,
   ) {}
@@ -119,11 +122,11 @@ export class SnapshotStore {
     logger: Logger,
     options: { bucket?: string; replicas?: number; seal?: HistorySeal } = {},
   ): Promise<SnapshotStore> {
-    const kv = await new Kvm(nc).create(options.bucket ?? DEFAULT_SNAPSHOT_BUCKET, {
-      history: 3,
-      replicas: options.replicas ?? 1,
-    });
-    return new SnapshotStore(kv, logger, options.seal);
+    const bucket = options.bucket ?? DEFAULT_SNAPSHOT_BUCKET;
+    const replicas = options.replicas ?? 1;
+    const kv = await new Kvm(nc).create(bucket, { history: 3, replicas });
+    const images = await SnapshotImages.open(nc, `${bucket}_IMAGES`, replicas);
+    return new SnapshotStore(kv, images, logger, options.seal);
   }
 
   /**
@@ -163,9 +166,26 @@ export class SnapshotStore {
     return typeof seq === 'number' && Number.isInteger(seq) ? seq : 0;
   }
 
-  async saveCheckpoint(seq: number, hostId: string = DEFAULT_HOST_ID): Promise<void> {
+  /** With `image`, the checkpoint vouches for that image too (see saveImage). */
+  async saveCheckpoint(seq: number, hostId: string = DEFAULT_HOST_ID, image?: ImageRef): Promise<void> {
     const key = checkpointKey(hostId);
-    await this.kv.put(key, this.#sealed(key, JSON.stringify({ seq })));
+    const checkpoint: Checkpoint = image ? { seq, image } : { seq };
+    await this.kv.put(key, this.#sealed(key, JSON.stringify(checkpoint)));
+  }
+
+  /**
+   * Stores every snapshot in `snapshots` as one image for `hostId`'s next start. It is used only
+   * once a checkpoint names it, and only if every snapshot it holds is stored in the KV too (a
+   * clean stop saves them first): it is a faster read of them, never the only copy.
+   */
+  async saveImage(snapshots: Array<{ ref: EntityRef; stored: StoredSnapshot }>, hostId: string = DEFAULT_HOST_ID): Promise<ImageRef> {
+    const entries = snapshots.map(({ ref, stored }): ImageEntry => {
+      const key = snapshotKey(ref);
+      const known = this.#known.get(key);
+      // The revision lets the next start's saves replace the KV's copy without asking first.
+      return [key, known && known.seq === stored.seq ? known.revision : 0, stored];
+    });
+    return this.images.save(checkpointKey(hostId), entries);
   }
 
   /** A sealed value is `<seal>\n<json>`: KV entries carry no headers a reader could check. */
@@ -205,6 +225,8 @@ export class SnapshotStore {
     streamLastSeq: number,
     hostId: string = DEFAULT_HOST_ID,
   ): Promise<LoadedSnapshots> {
+    const fromImage = await this.#loadImage(definitions, streamLastSeq, hostId);
+    if (fromImage) return fromImage;
     const ownCheckpoint = checkpointKey(hostId);
     // Each entry is judged as it arrives: holding 100,000 raw entries (and the read buffers they
     // point into) until the read ends was most of a big restart's garbage.
@@ -248,6 +270,39 @@ export class SnapshotStore {
       snapshots.push({ ref, stored: snapshot });
     }
     return { snapshots, distrusted, checkpoint };
+  }
+
+  /**
+   * The snapshots of the image the checkpoint names, when there is one and every snapshot in it
+   * can be used as it is; otherwise undefined, and the KV is read as before.
+   */
+  async #loadImage(definitions: Partial<Record<string, MachineDefinition>>, streamLastSeq: number, hostId: string): Promise<LoadedSnapshots | undefined> {
+    const entry = await this.kv.get(checkpointKey(hostId));
+    if (entry?.operation !== 'PUT') return undefined;
+    const checkpoint = this.#checkpointOf(entry, streamLastSeq);
+    if (!checkpoint?.image) return undefined;
+    const entries = await this.images.load(checkpoint.image);
+    const unusable = (reason: string): undefined => {
+      this.logger.warn('the checkpoint\'s image of the snapshots cannot be used; reading them one by one', { image: checkpoint.image?.name, reason });
+      return undefined;
+    };
+    if (typeof entries === 'string') return unusable(entries);
+    const snapshots: LoadedSnapshots['snapshots'] = [];
+    const known: Array<[string, { revision: number; seq: number }]> = [];
+    for (const [key, revision, stored] of entries) {
+      const ref = refOfSnapshotKey(key);
+      const definition = ref && definitions[ref.kind];
+      if (!ref || !definition) return unusable(`${key} names no entity kind`);
+      const snapshot = isExactSnapshot(stored) ? stored : StoredSnapshot.safeParse(stored).data;
+      if (!snapshot) return unusable(`${key} holds no snapshot`);
+      if (snapshot.seq > streamLastSeq) return unusable(`${key} claims to cover sequence ${snapshot.seq}; the stream ends at ${streamLastSeq}`);
+      // Written by a clean stop of an older version: the KV says which snapshots this one can use.
+      if (snapshot.machine.id !== definition.machine.id || snapshot.machine.version !== definition.version) return unusable(`${key} is from another machine version`);
+      snapshots.push({ ref, stored: snapshot });
+      known.push([key, { revision, seq: revision > 0 ? snapshot.seq : 0 }]);
+    }
+    for (const [key, revision] of known) this.#known.set(key, revision);
+    return { snapshots, distrusted: [], checkpoint: checkpoint.seq };
   }
 
   /** An entry's snapshot, or undefined when the newest one cannot be trusted; 'unknown' for a key that names no entity. */
@@ -315,12 +370,17 @@ export class SnapshotStore {
   }
 
   #parseCheckpoint(entry: KvEntry, streamLastSeq: number): number {
-    const opened = this.#open(entry);
-    const parsed = 'json' in opened ? Checkpoint.safeParse(opened.json) : undefined;
-    if (!parsed?.success || parsed.data.seq > streamLastSeq) {
+    const checkpoint = this.#checkpointOf(entry, streamLastSeq);
+    if (!checkpoint) {
       this.#distrust(entry, 'a checkpoint that is not sealed, not one, or ahead of the stream: recovery reads the whole stream');
       return 0;
     }
-    return parsed.data.seq;
+    return checkpoint.seq;
+  }
+
+  #checkpointOf(entry: KvEntry, streamLastSeq: number): Checkpoint | undefined {
+    const opened = this.#open(entry);
+    const parsed = 'json' in opened ? Checkpoint.safeParse(opened.json) : undefined;
+    return parsed?.success && parsed.data.seq <= streamLastSeq ? parsed.data : undefined;
   }
 }

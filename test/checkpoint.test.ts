@@ -2,6 +2,8 @@
 // every entity exactly as a full replay does — records folded after the checkpoint, and records
 // someone else wrote, included. Snapshots never go backwards; each host reads only its own checkpoint.
 import { randomBytes } from 'node:crypto';
+import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlertLog } from '../actors/alert-log.ts';
@@ -10,7 +12,7 @@ import { SimulatedDriver } from '../actors/drivers/simulated-driver.ts';
 import { Quarantine } from '../actors/quarantine.ts';
 import { recoverEntities, type RecoveryReport } from '../actors/recovery.ts';
 import { Runtime } from '../actors/runtime.ts';
-import { SnapshotStore, type StoredSnapshot } from '../actors/snapshot-store.ts';
+import { checkpointKey, snapshotKey, SnapshotStore, type StoredSnapshot } from '../actors/snapshot-store.ts';
 import { MACHINES } from '../machines/index.ts';
 import { EntityKinds } from '../src/domain/subjects.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
@@ -190,6 +192,76 @@ describe('periodic checkpoint', () => {
     expect(otherHost.fromSeq).toBe(1);
     // A checkpoint is no entity's snapshot: nothing in the bucket was distrusted.
     expect(otherHost.quarantined).toBe(0);
+  });
+});
+
+describe('the image of a clean stop', () => {
+  /** A clean stop of an agent holding `ids` (some paused), and a full replay of the stream to compare with. */
+  async function stopCleanly(bucket: string, ids: string[]): Promise<void> {
+    const agent = await startRuntime({ bucket, follow: true });
+    await Promise.all(ids.map((id) => create(agent, id)));
+    await Promise.all(ids.map((id) => untilStatus(agent, id, 'Up')));
+    await Promise.all(ids.slice(0, 2).map((id) => pause(agent, id)));
+    await Promise.all(ids.slice(0, 2).map((id) => untilStatus(agent, id, 'Paused')));
+    await untilInspected(agent);
+    await agent.runtime.stop();
+    await agent.fanout?.stop();
+    await agent.nc.close();
+  }
+
+  const statesOf = async (agent: Agent, ids: string[]) =>
+    Promise.all(ids.map(async (id) => {
+      const actor = await agent.runtime.existing(vm(id));
+      return { id, value: actor.snapshot.value, context: actor.snapshot.context, lastSeq: actor.lastSeq, divergence: actor.divergence };
+    }));
+
+  async function fullReplayOf(ids: string[]) {
+    const nc = await connectNats(server.url, 'checkpoint-test');
+    const log = await AlertLog.open(nc, await ensureAlertStream(nc), seal);
+    const full = await recoverEntities(log, undefined, new Quarantine(logger), logger);
+    await nc.close();
+    return ids.map((id) => {
+      const state = full.entities.find(({ ref }) => ref.id === id)?.state;
+      return { id, value: state?.snapshot.value, context: state?.snapshot.context, lastSeq: state?.lastSeq, divergence: state?.divergence };
+    });
+  }
+
+  it('stands for the KV\'s snapshots at the next start: the KV is not read, and the entities are what a full replay makes', async () => {
+    const bucket = 'CKPT_IMAGE';
+    const ids = Array.from({ length: 5 }, () => uniqueId());
+    await stopCleanly(bucket, ids);
+    // Were the KV read, every one of these would be distrusted (older revisions too: the bucket
+    // keeps 3) and its history replayed.
+    const nc = await connectNats(server.url, 'checkpoint-test');
+    const kv = await new Kvm(nc).open(bucket);
+    for (const id of ids) for (let revision = 0; revision < 3; revision += 1) await kv.put(snapshotKey(vm(id)), '{not a snapshot');
+    await nc.close();
+
+    const restarted = await startRuntime({ bucket });
+    expect(restarted.report.alertsReplayed).toBe(0);
+    expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
+    expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
+    await crash(restarted);
+  });
+
+  it('is ignored once it is not the one the checkpoint names: a forged image changes nothing', async () => {
+    const bucket = 'CKPT_FORGED_IMAGE';
+    const ids = Array.from({ length: 4 }, () => uniqueId());
+    await stopCleanly(bucket, ids);
+    // Someone with write access to the image bucket puts every VM back in Down.
+    const nc = await connectNats(server.url, 'checkpoint-test');
+    const images = await new Objm(nc).open(`${bucket}_IMAGES`);
+    const image = JSON.parse(new TextDecoder().decode((await images.getBlob(checkpointKey())) ?? new Uint8Array())) as Array<[string, number, StoredSnapshot]>;
+    expect(image.length).toBeGreaterThanOrEqual(ids.length);
+    const forged = image.map(([key, revision, stored]) => [key, revision, { ...stored, snapshot: { ...stored.snapshot, value: 'Down' } }]);
+    await images.putBlob({ name: checkpointKey() }, new TextEncoder().encode(JSON.stringify(forged)));
+    await nc.close();
+
+    const restarted = await startRuntime({ bucket });
+    expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
+    expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
+    expect(await Promise.all(ids.map((id) => statusOf(restarted, id)))).toEqual(['Paused', 'Paused', 'Up', 'Up']);
+    await crash(restarted);
   });
 });
 

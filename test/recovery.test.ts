@@ -1,12 +1,13 @@
 // Rebuilding from the stream: restarts with and without snapshots, untrusted snapshots, planted
 // divergence, resume policies, and the running-task registry.
 import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
 import { jetstream } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RESUME_FAILED } from '../actors/entity-actor.ts';
 import { SimulatedDriver } from '../actors/drivers/simulated-driver.ts';
 import { Runtime } from '../actors/runtime.ts';
-import { snapshotKey, SnapshotStore } from '../actors/snapshot-store.ts';
+import { checkpointKey, snapshotKey, SnapshotStore } from '../actors/snapshot-store.ts';
 import { ErrorCodes } from '../src/domain/errors.ts';
 import { EntityKinds } from '../src/domain/subjects.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
@@ -153,6 +154,8 @@ describe('snapshots', () => {
     // A snapshot that claims Up from a machine version that no longer exists.
     await kv.put(snapshotKey(vm(stale)), JSON.stringify({ ...stored, machine: { id: 'vm', version: 99 }, snapshot: { ...stored?.snapshot, value: 'Up' } }));
     await kv.put(snapshotKey(vm(corrupt)), '{not json');
+    // Without the clean stop's image the next start reads the KV's snapshots one by one.
+    await (await new Objm(kvConnection).open(`${bucket}_IMAGES`)).delete(checkpointKey());
     await kvConnection.drain();
 
     const second = await startRuntime({ snapshots: true, bucket });

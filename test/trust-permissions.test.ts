@@ -5,6 +5,7 @@ import { request as httpRequest } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
 import { connect as connectRaw, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -102,6 +103,19 @@ describe('the server refuses what a manager or viewer must not do', () => {
       await expect(nc.request(`$KV.OPSTREAM_SNAPSHOTS.${key}`, '{"seq":1}', { timeout: 1_000 })).rejects.toThrow();
       const kv = await new Kvm(admin).open('OPSTREAM_SNAPSHOTS');
       expect(await kv.get(key)).toBeNull();
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it.each(['manager', 'viewer'] as const)('%s: writing the image bucket is refused', async (name) => {
+    const nc = await identity(name);
+    try {
+      const object = `forged-${name}`;
+      const meta = `$O.OPSTREAM_SNAPSHOTS_IMAGES.M.${Buffer.from(object).toString('base64url')}`;
+      await expect(nc.request(meta, JSON.stringify({ name: object, bucket: 'OPSTREAM_SNAPSHOTS_IMAGES', nuid: 'x', size: 1, chunks: 1, digest: 'SHA-256=' }), { timeout: 1_000 })).rejects.toThrow();
+      await expect(nc.request('$O.OPSTREAM_SNAPSHOTS_IMAGES.C.x', '[]', { timeout: 1_000 })).rejects.toThrow();
+      expect(await (await new Objm(admin).open('OPSTREAM_SNAPSHOTS_IMAGES')).info(object)).toBeNull();
     } finally {
       await nc.close();
     }
