@@ -38,6 +38,11 @@ export type EntityActorDeps = {
   stallAfterMs?: (work: string) => number | undefined;
   /** Where running works' stall limits are kept: one timer for the whole runtime. */
   stalls: StallWatch;
+  /**
+   * Told of every record of the entity once it is durable and folded, before any onTransition
+   * listener: one function for every actor, where a listener each cost a closure and a Set.
+   */
+  recorded?: (actor: EntityActor, appended: Appended) => void;
   /** How appends that must land (driver events) and the check after a lost answer are retried. */
   storeRetry?: RetryPolicy;
   /**
@@ -95,7 +100,8 @@ export class EntityActor {
   #stopped = false;
   /** An append failed without an answer: it may have landed. Settled by #confirmWithStream. */
   #uncertain = false;
-  readonly #listeners = new Set<(appended: Appended) => void>();
+  /** Made on the first onTransition: the runtime's own bookkeeping goes through deps.recorded. */
+  #listeners: Set<(appended: Appended) => void> | undefined;
 
   constructor(
     readonly ref: EntityRef,
@@ -199,7 +205,7 @@ export class EntityActor {
       const wasOwned = this.owned;
       if (!isQuarantined(record) && record.seq === seq && record.alert.revision === this.#state.revision + 1) {
         this.#state = replayOne(this.deps.definition, this.#state, record);
-        if (!this.#state.divergence) for (const listener of this.#listeners) listener(record);
+        if (!this.#state.divergence) this.#tell(record);
         this.#afterForeignRecord(wasOwned);
       } else {
         await this.#catchUp({ drive: false });
@@ -281,8 +287,14 @@ export class EntityActor {
 
   /** Calls `listener` after each transition this actor persists; returns the unsubscribe. */
   onTransition(listener: (appended: Appended) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    (this.#listeners ??= new Set()).add(listener);
+    return () => this.#listeners?.delete(listener);
+  }
+
+  /** A record of this entity is durable and folded: the runtime first, then whoever listens. */
+  #tell(appended: Appended): void {
+    this.deps.recorded?.(this, appended);
+    if (this.#listeners) for (const listener of this.#listeners) listener(appended);
   }
 
   /**
@@ -296,10 +308,11 @@ export class EntityActor {
     // A state without work of its own (a VM's disk, reported on by its VM's driver) can still
     // declare that it cannot outlive the agent: it fails like one whose work cannot resume.
     if (!meta.work && meta.onResume !== 'fail') return;
-    if (!(await this.#claimIfUnplaced())) return;
+    if (this.#unplacedInFleet() && !(await this.#claimIfUnplaced())) return;
     const policy = meta.onResume ?? 'restart';
-    // Carrying on (every running VM's watch) is routine; one line each made big restarts slow.
-    this.deps.logger[policy === 'continue' ? 'debug' : 'info']('resuming an operation after restart', { ...this.#logFields(), work: meta.work, policy });
+    // Carrying on (every running VM's watch) is routine and goes unlogged: a line each, even
+    // dropped as debug, was a visible part of a 100,000-entity restart.
+    if (policy !== 'continue') this.deps.logger.info('resuming an operation after restart', { ...this.#logFields(), work: meta.work, policy });
     if (policy !== 'fail') {
       this.#reconcileWork(policy === 'continue');
       return;
@@ -312,6 +325,11 @@ export class EntityActor {
     await this.#serialize(async () => (this.owned ? this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true }) : 'unchanged'));
   }
 
+  /** An entity of its own (no parent) whose history names no owner, held by an agent of a fleet. */
+  #unplacedInFleet(): boolean {
+    return this.deps.hostId !== undefined && this.deps.leaseEpoch !== undefined && !this.deps.parentPlacement && !this.#state.placement;
+  }
+
   /**
    * A history from before the fleet names no owner, so every agent of a fleet would take it for
    * its own: before resuming its work, one claims it with a guarded HOST_CHANGED to itself. The
@@ -319,7 +337,7 @@ export class EntityActor {
    */
   async #claimIfUnplaced(): Promise<boolean> {
     const self = this.deps.hostId;
-    if (self === undefined || !this.deps.leaseEpoch || this.deps.parentPlacement || this.#state.placement) return this.owned;
+    if (self === undefined || !this.#unplacedInFleet()) return this.owned;
     try {
       await this.#serialize(() => (this.#state.placement ? Promise.resolve(undefined) : this.#recordPlacement({ type: 'HOST_CHANGED', from: self, to: self }, false)));
     } catch (error) {
@@ -473,7 +491,7 @@ export class EntityActor {
     this.#state = { snapshot: next, lastSeq: seq, revision, ...(placement ? { placement } : {}) };
     this.#reconcileWork(false);
     const appended = { seq, alert };
-    for (const listener of this.#listeners) listener(appended);
+    this.#tell(appended);
     if (this.deps.snapshots && revision - this.#snapshotRevision >= this.deps.snapshots.every) void this.#saveSnapshot();
     return appended;
   }
@@ -540,7 +558,7 @@ export class EntityActor {
       if (isQuarantined(record)) this.deps.quarantine.add({ source: 'stream', ...record });
       this.#state = replayOne(this.deps.definition, this.#state, record);
       // Listeners (the task registry) must see what landed without our ack, too.
-      if (!this.#state.divergence && !isQuarantined(record)) for (const listener of this.#listeners) listener(record);
+      if (!this.#state.divergence && !isQuarantined(record)) this.#tell(record);
     }
     if (this.#state.divergence) this.stopWork();
     else if (!drive) this.#afterForeignRecord(wasOwned);
@@ -587,7 +605,7 @@ export class EntityActor {
     const seq = await this.#append(alert, `${this.subject}:${revision}:${event.type}`, retryUntilStored);
     this.#state = { ...this.#state, lastSeq: seq, revision, ...(placement ? { placement } : {}) };
     const appended = { seq, alert };
-    for (const listener of this.#listeners) listener(appended);
+    this.#tell(appended);
     this.deps.logger.info('recorded a change of host', { subject: this.subject, seq, ...event });
     // Given away or fenced out: stop. Taken back: the caller resumes as a restart would.
     if (!this.owned) this.stopWork();

@@ -120,6 +120,7 @@ export class Runtime {
   readonly #driver: Driver;
   readonly #sweep: NodeJS.Timeout;
   readonly #stalls = new StallWatch();
+  readonly #deps = new Map<string, EntityActorDeps>();
   /** Which entities' stored snapshots lag behind the stream: what a checkpoint may claim. */
   readonly #checkpoints = new CheckpointTracker();
   #checkpointTimer: NodeJS.Timeout | undefined;
@@ -590,10 +591,21 @@ export class Runtime {
   }
 
   #actor(ref: EntityRef, state: ReplayState, snapshotRevision = 0): EntityActor {
-    const definition = definitions[ref.kind];
-    if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${ref.kind}`);
-    const { snapshots, snapshotEvery, now, logger, stallTimeouts, defaultStallMs, storeRetryPolicy, callDeadlineMs } = this.options;
-    const deps: EntityActorDeps = {
+    const parent = parentOf(ref);
+    const shared = this.#depsOf(ref.kind);
+    // A sub-object follows its parent's placement: the one thing its actor does not share.
+    const deps = parent ? { ...shared, parentPlacement: () => this.#actors.get(entityKey(parent))?.placement } : shared;
+    return new EntityActor(ref, deps, state, snapshotRevision);
+  }
+
+  /** What every actor of `kind` depends on: one object per kind, not one per entity (100,000 at a restart). */
+  #depsOf(kind: EntityRef['kind']): EntityActorDeps {
+    let deps = this.#deps.get(kind);
+    if (deps) return deps;
+    const definition = definitions[kind];
+    if (!definition) throw new OpstreamError(ErrorCodes.NoSuchEntity, `no machine for entity kind ${kind}`);
+    const { snapshots, snapshotEvery, now, logger, stallTimeouts, defaultStallMs, storeRetryPolicy, callDeadlineMs, hostId: self, fleet } = this.options;
+    deps = {
       definition,
       log: this.alertLog,
       driver: this.#driver,
@@ -605,19 +617,15 @@ export class Runtime {
       callDeadlineMs,
       stallAfterMs: (work) => stallTimeouts?.[work] ?? (NEVER_STALLS.has(work) ? undefined : (defaultStallMs ?? DEFAULT_STALL_MS)),
       stalls: this.#stalls,
+      recorded: (actor, appended) => {
+        this.tasks.observe(appended);
+        this.#checkpoints.mark(entityKey(actor.ref), appended.seq);
+      },
     };
-    const parent = parentOf(ref);
-    const { hostId: self, fleet } = this.options;
     if (self !== undefined) deps.hostId = self;
     if (self !== undefined && fleet) deps.leaseEpoch = () => fleet.epoch();
-    if (parent) deps.parentPlacement = () => this.#actors.get(entityKey(parent))?.placement;
-    const actor = new EntityActor(ref, deps, state, snapshotRevision);
-    const key = entityKey(ref);
-    actor.onTransition((appended) => {
-      this.tasks.observe(appended);
-      this.#checkpoints.mark(key, appended.seq);
-    });
-    return actor;
+    this.#deps.set(kind, deps);
+    return deps;
   }
 
   get #hostId(): string {

@@ -72,7 +72,12 @@ export const KIND_SUBJECTS: Record<EntityKind, string> = {
 };
 
 const ID_TOKEN = '*';
-const kindTokens = (kind: EntityKind): string[] => [ALERT_ROOT, ...KIND_SUBJECTS[kind].split('.')];
+/** Each kind's subject tokens, split once: alertSubject runs for every entity a restart loads. */
+const KIND_TOKENS = new Map<string, readonly string[]>(
+  Object.entries(KIND_SUBJECTS).map(([kind, subject]) => [kind, Object.freeze([ALERT_ROOT, ...subject.split('.')])]),
+);
+const ID_SLOTS = new Map<string, number>([...KIND_TOKENS].map(([kind, tokens]) => [kind, tokens.filter((token) => token === ID_TOKEN).length]));
+const kindTokens = (kind: EntityKind): readonly string[] => KIND_TOKENS.get(kind) ?? [];
 
 /** The NATS subject of every alert of `kind` (`vdsm.VM.*.Disk.*`). */
 export function kindSubjectPattern(kind: EntityKind): string {
@@ -116,7 +121,7 @@ export function parentOf(ref: { kind: EntityKind; id: string }): { kind: EntityK
 export function alertSubject(kind: EntityKind, id: string): string {
   const ids = id.split('.');
   const tokens = kindTokens(kind);
-  const slots = tokens.filter((token) => token === ID_TOKEN).length;
+  const slots = ID_SLOTS.get(kind) ?? 0;
   // A programming error, not input: ids are validated where they enter.
   if (ids.length !== slots) throw new Error(`entity id ${JSON.stringify(id)} does not fit ${kindSubjectShape(kind)}`);
   let next = 0;
