@@ -114,8 +114,8 @@ export async function benchRecovery({ entities, alertsPerEntity }: RecoveryBench
         rate('replay: alerts parsed, seal-checked, folded and checked', full.alertsReplayed, replaySeconds),
         { name: 'ratio replay / raw read', value: rawRate === 0 ? 0 : replayRate / rawRate, unit: '×' },
         { name: 'restart to ready, no snapshots (full replay)', value: replaySeconds, unit: 's', detail: `${full.alertsReplayed} alerts replayed` },
-        { name: 'clean shutdown: every snapshot and the checkpoint saved', value: stopSeconds, unit: 's' },
-        { name: 'restart to ready, snapshots + checkpoint (clean shutdown)', value: fromCheckpoint.seconds, unit: 's', detail: `${fromCheckpoint.result.alertsReplayed} alerts replayed` },
+        { name: 'clean shutdown: every snapshot, their image and the checkpoint saved', value: stopSeconds, unit: 's' },
+        { name: 'restart to ready, snapshots + checkpoint (clean shutdown: one image)', value: fromCheckpoint.seconds, unit: 's', detail: `${fromCheckpoint.result.alertsReplayed} alerts replayed` },
         {
           name: 'restart to ready after a crash (periodic checkpoint)',
           value: afterCrash.seconds,
