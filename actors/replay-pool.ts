@@ -1,0 +1,239 @@
+// Recovery's fold on worker threads: the reading thread only reads and routes, each record to the
+// worker that holds its entity (a hash of the entity's key), packed into batches it transfers
+// (replay-batch.ts); the workers judge and fold (replay-worker.ts) and hand back each entity's
+// state. One thread that checks every seal and folds every record cannot keep up with the read:
+// judging and folding cost about twice what reading does.
+import { availableParallelism } from 'node:os';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { MachineDefinition } from '../machines/index.ts';
+import { sealOf, type StoredMessage } from '../src/nats/alert-record.ts';
+import { sealRecipe, type HistorySeal, type SealRecipe } from '../src/security/history-seal.ts';
+import { entityKey } from '../src/domain/subjects.ts';
+import type { QuarantinedRecord } from './alert-log.ts';
+import type { EntityRef } from './drivers/driver.ts';
+import { BatchWriter, type FoldedEntity, type FromWorker, type SubjectIntro, type ToWorker, type WorkerSetup } from './replay-batch.ts';
+import { restoreReplayState, type ReplayState } from './replay.ts';
+
+export type ReplayPoolOptions = {
+  /** Worker threads; default one per core, at most 4. Given, it is used even on one core. */
+  workers?: number;
+  /** The fewest records after the checkpoint worth starting threads for; default 20,000. */
+  minRecords?: number;
+};
+
+/** What the pool needs of an entity of recovery. */
+export type PoolEntity = { ref: EntityRef; definition: MachineDefinition; state: ReplayState };
+
+const DEFAULT_MIN_RECORDS = 20_000;
+const MAX_WORKERS = 4;
+/** A batch goes when it holds this much: large enough that a message per batch costs nothing. */
+const BATCH_BYTES = 256 * 1024;
+/** Batches sent to a worker and not yet folded: the reader waits beyond that instead of queueing the stream in memory. */
+const IN_FLIGHT = 4;
+
+/**
+ * A pool for `records` records, or undefined when replaying in this thread is the better choice:
+ * too few records to pay for starting threads, one core, or a seal that cannot be rebuilt in
+ * another thread (then the workers could not check what this thread would).
+ */
+export function replayPoolFor(
+  records: number,
+  options: ReplayPoolOptions | false | undefined,
+  seal: { sealed: boolean; seal: HistorySeal | undefined },
+  onQuarantined: (record: QuarantinedRecord) => void,
+): ReplayPool | undefined {
+  if (options === false || records < (options?.minRecords ?? DEFAULT_MIN_RECORDS)) return undefined;
+  const workers = options?.workers ?? (availableParallelism() > 1 ? Math.min(availableParallelism(), MAX_WORKERS) : 0);
+  if (workers < 1) return undefined;
+  // The workers must check exactly what the log would: a seal where the log has one, none where not.
+  if (seal.sealed !== (seal.seal !== undefined)) return undefined;
+  const recipe = seal.seal && sealRecipe(seal.seal);
+  if (seal.seal && !recipe) return undefined;
+  return new ReplayPool(workers, recipe, onQuarantined);
+}
+
+/** One worker and what is on its way to it. Started by the first record routed to it. */
+type Lane = {
+  worker?: Worker;
+  batch: BatchWriter;
+  introduced: SubjectIntro[];
+  subjects: number;
+  inFlight: number;
+  result?: { entities: FoldedEntity[]; replayed: number };
+};
+
+export class ReplayPool {
+  readonly #lanes: Lane[];
+  /** Per subject, its lane and the index its worker knows it by. */
+  readonly #routes = new Map<string, { lane: Lane; index: number }>();
+  #failure: Error | undefined;
+  #waiters: Array<() => void> = [];
+
+  constructor(
+    readonly workers: number,
+    private readonly seal: SealRecipe | undefined,
+    private readonly onQuarantined: (record: QuarantinedRecord) => void,
+  ) {
+    this.#lanes = Array.from({ length: workers }, () => ({ batch: new BatchWriter(BATCH_BYTES), introduced: [], subjects: 0, inFlight: 0 }));
+  }
+
+  /**
+   * Hands one record of `entity` (stored under `subject`) to its worker. The entity's state here
+   * is where its fold starts, so it must not change until finish(). Returns a promise when the
+   * worker is behind: the caller awaits it before routing more.
+   */
+  route(subject: string, entity: PoolEntity, message: StoredMessage): Promise<void> | undefined {
+    if (this.#failure) throw this.#failure;
+    let route = this.#routes.get(subject);
+    if (!route) route = this.#introduce(subject, entity);
+    const { lane } = route;
+    lane.batch.add(message.seq, route.index, sealOf(message), message.data);
+    if (!lane.batch.full) return undefined;
+    this.#send(lane);
+    return lane.inFlight >= IN_FLIGHT ? this.#until(() => lane.inFlight < IN_FLIGHT) : undefined;
+  }
+
+  /**
+   * Sends what is left, waits for every worker to end its fold, and gives each folded entity's
+   * state by its key, and how many records were folded.
+   */
+  async finish(definitionOf: (key: string) => MachineDefinition | undefined): Promise<{ states: Map<string, ReplayState>; replayed: number }> {
+    if (this.#failure) throw this.#failure;
+    const started = this.#lanes.filter((lane) => lane.worker);
+    for (const lane of started) {
+      if (lane.batch.length > 0 || lane.introduced.length > 0) this.#send(lane);
+      this.#post(lane, { type: 'end' });
+    }
+    await this.#until(() => started.every((lane) => lane.result));
+    const states = new Map<string, ReplayState>();
+    let replayed = 0;
+    for (const lane of started) {
+      const result = lane.result as NonNullable<Lane['result']>;
+      replayed += result.replayed;
+      for (const folded of result.entities) {
+        const definition = definitionOf(folded.key);
+        if (!definition) throw new Error(`a replay worker folded ${folded.key}, which recovery does not hold`);
+        // As a trusted snapshot is restored: XState's persisted snapshot resolved against today's machine.
+        const { machine, version } = definition;
+        const restored = restoreReplayState(definition, {
+          machine: { id: machine.id, version },
+          seq: folded.lastSeq,
+          revision: folded.revision,
+          snapshot: folded.snapshot,
+          ...(folded.placement ? { placement: folded.placement } : {}),
+        });
+        states.set(folded.key, folded.divergence ? { ...restored, divergence: folded.divergence } : restored);
+      }
+    }
+    return { states, replayed };
+  }
+
+  /** Stops every worker, whatever state they are in; always called, after finish() or a failure. */
+  async terminate(): Promise<void> {
+    this.#failure ??= new Error('the replay pool was terminated');
+    await Promise.all(this.#lanes.flatMap((lane) => (lane.worker ? [lane.worker.terminate()] : [])));
+  }
+
+  #introduce(subject: string, entity: PoolEntity): { lane: Lane; index: number } {
+    const key = entityKey(entity.ref);
+    const lane = this.#lanes[hash(key) % this.#lanes.length] as Lane;
+    lane.worker ??= this.#spawn(lane);
+    const { state, definition, ref } = entity;
+    const intro: SubjectIntro = { index: lane.subjects, subject, kind: ref.kind, id: ref.id, key };
+    // An entity restored from a snapshot, or replayed before the tail, continues from there.
+    if (state.lastSeq > 0 || state.revision > 0 || state.divergence) {
+      intro.start = {
+        stored: {
+          machine: { id: definition.machine.id, version: definition.version },
+          seq: state.lastSeq,
+          revision: state.revision,
+          snapshot: definition.machine.getPersistedSnapshot(state.snapshot) as unknown as FoldedEntity['snapshot'],
+          ...(state.placement ? { placement: state.placement } : {}),
+        },
+        ...(state.divergence ? { divergence: state.divergence } : {}),
+      };
+    }
+    lane.subjects += 1;
+    lane.introduced.push(intro);
+    const route = { lane, index: intro.index };
+    this.#routes.set(subject, route);
+    return route;
+  }
+
+  #send(lane: Lane): void {
+    const { buffer, length } = lane.batch.take();
+    const subjects = lane.introduced;
+    lane.introduced = [];
+    lane.inFlight += 1;
+    this.#post(lane, { type: 'batch', subjects, buffer, length }, [buffer]);
+  }
+
+  #post(lane: Lane, message: ToWorker, transfer: ArrayBuffer[] = []): void {
+    (lane.worker as Worker).postMessage(message, transfer);
+  }
+
+  #spawn(lane: Lane): Worker {
+    const worker = startWorker({ ...(this.seal ? { seal: this.seal } : {}) });
+    worker.on('message', (message: FromWorker) => {
+      if (message.type === 'folded') {
+        lane.inFlight -= 1;
+        for (const record of message.quarantined) this.onQuarantined(record);
+      } else {
+        lane.result = { entities: message.entities, replayed: message.replayed };
+      }
+      this.#wake();
+    });
+    worker.on('error', (error) => this.#fail(new Error(`a replay worker failed: ${error.message}`, { cause: error })));
+    worker.on('messageerror', (error) => this.#fail(new Error(`a replay worker's message could not be read: ${error.message}`, { cause: error })));
+    worker.on('exit', (code) => {
+      if (!lane.result) this.#fail(new Error(`a replay worker stopped (exit code ${code}) before it ended its fold`));
+    });
+    return worker;
+  }
+
+  #fail(error: Error): void {
+    this.#failure ??= error;
+    this.#wake();
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Resolves once `done` holds; rejects as soon as a worker fails. */
+  async #until(done: () => boolean): Promise<void> {
+    for (;;) {
+      if (this.#failure) throw this.#failure;
+      if (done()) return;
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+  }
+}
+
+/**
+ * The worker beside this module, in its own form: .js from dist, .ts from the sources. A worker
+ * gets no loader hooks from its parent (Node 20 does not hand them over, vitest's transform does
+ * not reach it), so the TypeScript form registers tsx first — a devDependency dist never needs.
+ */
+function startWorker(setup: WorkerSetup): Worker {
+  const extension = extname(fileURLToPath(import.meta.url));
+  const entry = new URL(`./replay-worker${extension}`, import.meta.url);
+  if (extension !== '.ts') return new Worker(entry, { workerData: setup });
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); });`;
+  return new Worker(bootstrap, { eval: true, workerData: setup });
+}
+
+/** FNV-1a: cheap, and spreads entity keys that differ in one digit over the workers. */
+function hash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i += 1) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
