@@ -47,6 +47,8 @@ export function replayPoolFor(
   if (options === false || records < (options?.minRecords ?? DEFAULT_MIN_RECORDS)) return undefined;
   const workers = options?.workers ?? (availableParallelism() > 1 ? Math.min(availableParallelism(), MAX_WORKERS) : 0);
   if (workers < 1) return undefined;
+  script ??= workerScript();
+  if (!script) return undefined;
   // The workers must check exactly what the log would: a seal where the log has one, none where not.
   if (seal.sealed !== (seal.seal !== undefined)) return undefined;
   const recipe = seal.seal && sealRecipe(seal.seal);
@@ -218,14 +220,26 @@ export class ReplayPool {
  * The worker beside this module, in its own form: .js from dist, .ts from the sources. A worker
  * gets no loader hooks from its parent (Node 20 does not hand them over, vitest's transform does
  * not reach it), so the TypeScript form registers tsx first — a devDependency dist never needs.
+ * Undefined when sources run without tsx at hand: recovery then folds in its own thread.
  */
-function startWorker(setup: WorkerSetup): Worker {
+const workerScript = (): { script: URL | string; eval: boolean } | undefined => {
   const extension = extname(fileURLToPath(import.meta.url));
   const entry = new URL(`./replay-worker${extension}`, import.meta.url);
-  if (extension !== '.ts') return new Worker(entry, { workerData: setup });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData: setup });
+  if (extension !== '.ts') return { script: entry, eval: false };
+  let tsx: string;
+  try {
+    tsx = import.meta.resolve('tsx/esm/api');
+  } catch {
+    return undefined;
+  }
+  return { script: `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); });`, eval: true };
+};
+let script: ReturnType<typeof workerScript> | null = null;
+
+function startWorker(setup: WorkerSetup): Worker {
+  script ??= workerScript();
+  if (!script) throw new Error('replay workers cannot start: the TypeScript sources run without tsx');
+  return new Worker(script.script, { eval: script.eval, workerData: setup });
 }
 
 /** FNV-1a: cheap, and spreads entity keys that differ in one digit over the workers. */
