@@ -105,7 +105,6 @@ export async function recoverEntities(
   // state here is where its fold starts until the pool hands back where it ended.
   const pool = replayPoolFor(total, options.pool, { sealed: log.sealed, seal: options.seal }, (record) => quarantine.add({ source: 'stream', ...record }));
   try {
-    if (pool) logger.info('replaying the stream on worker threads', { workers: pool.workers, records: total });
     for await (const raw of log.readAll(fromSeq)) {
       read += 1;
       if (read % 100_000 === 0) logger.info('recovering from the stream', { read, of: total });
@@ -129,6 +128,7 @@ export async function recoverEntities(
       const folded = await pool.finish((key) => states.get(key)?.definition);
       for (const [key, state] of folded.states) (states.get(key) as RecoveredEntity).state = state;
       alertsReplayed += folded.replayed;
+      if (pool.started) logger.info('replayed the stream on worker threads', { workers: pool.workers, alerts: folded.replayed });
     }
   } finally {
     await pool?.terminate();

@@ -9,17 +9,18 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { MachineDefinition } from '../machines/index.ts';
 import { sealOf, type StoredMessage } from '../src/nats/alert-record.ts';
-import { sealRecipe, type HistorySeal, type SealRecipe } from '../src/security/history-seal.ts';
+import { sealRecipe, type HistorySeal } from '../src/security/history-seal.ts';
 import { entityKey } from '../src/domain/subjects.ts';
 import type { QuarantinedRecord } from './alert-log.ts';
 import type { EntityRef } from './drivers/driver.ts';
 import { BatchWriter, type FoldedEntity, type FromWorker, type SubjectIntro, type ToWorker, type WorkerSetup } from './replay-batch.ts';
+import { ReplayFolds } from './replay-fold.ts';
 import { restoreReplayState, type ReplayState } from './replay.ts';
 
 export type ReplayPoolOptions = {
   /** Worker threads; default one per core, at most 4. Given, it is used even on one core. */
   workers?: number;
-  /** The fewest records after the checkpoint worth starting threads for; default 20,000. */
+  /** The fewest records to fold worth starting threads for; default 20,000. */
   minRecords?: number;
 };
 
@@ -34,9 +35,9 @@ const BATCH_BYTES = 256 * 1024;
 const IN_FLIGHT = 4;
 
 /**
- * A pool for `records` records, or undefined when replaying in this thread is the better choice:
- * too few records to pay for starting threads, one core, or a seal that cannot be rebuilt in
- * another thread (then the workers could not check what this thread would).
+ * A pool for a tail of up to `records` records, or undefined when replaying in this thread is the
+ * better choice: too few records to pay for starting threads, one core, or a seal that cannot be
+ * rebuilt in another thread (then the workers could not check what this thread would).
  */
 export function replayPoolFor(
   records: number,
@@ -44,41 +45,66 @@ export function replayPoolFor(
   seal: { sealed: boolean; seal: HistorySeal | undefined },
   onQuarantined: (record: QuarantinedRecord) => void,
 ): ReplayPool | undefined {
-  if (options === false || records < (options?.minRecords ?? DEFAULT_MIN_RECORDS)) return undefined;
-  const workers = options?.workers ?? (availableParallelism() > 1 ? Math.min(availableParallelism(), MAX_WORKERS) : 0);
+  const minRecords = options === false ? Infinity : (options?.minRecords ?? DEFAULT_MIN_RECORDS);
+  if (records < minRecords) return undefined;
+  const workers = options ? (options.workers ?? defaultWorkers()) : defaultWorkers();
   if (workers < 1) return undefined;
   script ??= workerScript();
   if (!script) return undefined;
   // The workers must check exactly what the log would: a seal where the log has one, none where not.
   if (seal.sealed !== (seal.seal !== undefined)) return undefined;
-  const recipe = seal.seal && sealRecipe(seal.seal);
-  if (seal.seal && !recipe) return undefined;
-  return new ReplayPool(workers, recipe, onQuarantined);
+  if (seal.seal && !sealRecipe(seal.seal)) return undefined;
+  return new ReplayPool({ workers, minRecords, seal: seal.seal, onQuarantined });
 }
 
-/** One worker and what is on its way to it. Started by the first record routed to it. */
+const defaultWorkers = () => (availableParallelism() > 1 ? Math.min(availableParallelism(), MAX_WORKERS) : 0);
+
+/** A subject met by the pool, and the entity whose state its fold starts from. */
+type Introduction = { index: number; subject: string; entity: PoolEntity };
+type Batch = { introduced: Introduction[]; buffer: ArrayBuffer; length: number };
+
+/** One worker's share, and what is on its way to it. */
 type Lane = {
   worker?: Worker;
   batch: BatchWriter;
-  introduced: SubjectIntro[];
+  /** Subjects met since the last batch went: told with the next one. */
+  introduced: Introduction[];
   subjects: number;
+  /** Batches kept until the pool starts its threads, or folds here at the end. */
+  pending: Batch[];
   inFlight: number;
   result?: { entities: FoldedEntity[]; replayed: number };
 };
 
+/**
+ * Routes the tail's records to the worker of their entity. Threads start only once `minRecords`
+ * records were routed (a read where snapshots cover nearly everything starts none); until then
+ * batches are kept, and a tail that stays shorter is folded here, by the same code, at the end.
+ */
 export class ReplayPool {
+  readonly workers: number;
+  readonly #minRecords: number;
+  readonly #seal: HistorySeal | undefined;
+  readonly #onQuarantined: (record: QuarantinedRecord) => void;
   readonly #lanes: Lane[];
   /** Per subject, its lane and the index its worker knows it by. */
   readonly #routes = new Map<string, { lane: Lane; index: number }>();
+  #routed = 0;
+  #started = false;
   #failure: Error | undefined;
   #waiters: Array<() => void> = [];
 
-  constructor(
-    readonly workers: number,
-    private readonly seal: SealRecipe | undefined,
-    private readonly onQuarantined: (record: QuarantinedRecord) => void,
-  ) {
-    this.#lanes = Array.from({ length: workers }, () => ({ batch: new BatchWriter(BATCH_BYTES), introduced: [], subjects: 0, inFlight: 0 }));
+  constructor(options: { workers: number; minRecords: number; seal: HistorySeal | undefined; onQuarantined: (record: QuarantinedRecord) => void }) {
+    this.workers = options.workers;
+    this.#minRecords = options.minRecords;
+    this.#seal = options.seal;
+    this.#onQuarantined = options.onQuarantined;
+    this.#lanes = Array.from({ length: options.workers }, () => ({ batch: new BatchWriter(BATCH_BYTES), introduced: [], subjects: 0, pending: [], inFlight: 0 }));
+  }
+
+  /** Whether threads were started (false: the tail was folded in this thread). */
+  get started(): boolean {
+    return this.#started;
   }
 
   /**
@@ -92,21 +118,54 @@ export class ReplayPool {
     if (!route) route = this.#introduce(subject, entity);
     const { lane } = route;
     lane.batch.add(message.seq, route.index, sealOf(message), message.data);
+    this.#routed += 1;
+    if (!this.#started && this.#routed >= this.#minRecords) this.#start();
     if (!lane.batch.full) return undefined;
-    this.#send(lane);
+    if (!this.#started) {
+      lane.pending.push(this.#take(lane));
+      return undefined;
+    }
+    this.#send(lane, this.#take(lane));
     return lane.inFlight >= IN_FLIGHT ? this.#until(() => lane.inFlight < IN_FLIGHT) : undefined;
   }
 
   /**
-   * Sends what is left, waits for every worker to end its fold, and gives each folded entity's
-   * state by its key, and how many records were folded.
+   * Folds what is left, and gives each folded entity's state by its key, and how many records
+   * were folded.
    */
   async finish(definitionOf: (key: string) => MachineDefinition | undefined): Promise<{ states: Map<string, ReplayState>; replayed: number }> {
     if (this.#failure) throw this.#failure;
-    const started = this.#lanes.filter((lane) => lane.worker);
+    return this.#started ? this.#finishOnWorkers(definitionOf) : this.#finishHere();
+  }
+
+  /** Stops every worker, whatever state they are in; always called, after finish() or a failure. */
+  async terminate(): Promise<void> {
+    this.#failure ??= new Error('the replay pool was terminated');
+    await Promise.all(this.#lanes.flatMap((lane) => (lane.worker ? [lane.worker.terminate()] : [])));
+  }
+
+  /** A short tail: the kept batches folded in this thread, from the entities' states as they are. */
+  #finishHere(): { states: Map<string, ReplayState>; replayed: number } {
+    const states = new Map<string, ReplayState>();
+    let replayed = 0;
+    for (const lane of this.#lanes) {
+      const folds = new ReplayFolds(this.#seal);
+      for (const { introduced, buffer, length } of [...lane.pending, this.#take(lane)]) {
+        for (const { index, subject, entity } of introduced) folds.meet(index, subject, entityKey(entity.ref), entity.definition, () => entity.state);
+        for (const record of folds.fold(buffer, length)) this.#onQuarantined(record);
+      }
+      lane.pending = [];
+      for (const { key, state } of folds.entities()) states.set(key, state);
+      replayed += folds.replayed;
+    }
+    return { states, replayed };
+  }
+
+  async #finishOnWorkers(definitionOf: (key: string) => MachineDefinition | undefined): Promise<{ states: Map<string, ReplayState>; replayed: number }> {
+    const started = this.#lanes.filter((lane) => lane.subjects > 0);
     for (const lane of started) {
-      if (lane.batch.length > 0 || lane.introduced.length > 0) this.#send(lane);
-      this.#post(lane, { type: 'end' });
+      if (lane.batch.length > 0 || lane.introduced.length > 0) this.#send(lane, this.#take(lane));
+      (lane.worker as Worker).postMessage({ type: 'end' } satisfies ToWorker);
     }
     await this.#until(() => started.every((lane) => lane.result));
     const states = new Map<string, ReplayState>();
@@ -132,56 +191,47 @@ export class ReplayPool {
     return { states, replayed };
   }
 
-  /** Stops every worker, whatever state they are in; always called, after finish() or a failure. */
-  async terminate(): Promise<void> {
-    this.#failure ??= new Error('the replay pool was terminated');
-    await Promise.all(this.#lanes.flatMap((lane) => (lane.worker ? [lane.worker.terminate()] : [])));
-  }
-
   #introduce(subject: string, entity: PoolEntity): { lane: Lane; index: number } {
-    const key = entityKey(entity.ref);
-    const lane = this.#lanes[hash(key) % this.#lanes.length] as Lane;
-    lane.worker ??= this.#spawn(lane);
-    const { state, definition, ref } = entity;
-    const intro: SubjectIntro = { index: lane.subjects, subject, kind: ref.kind, id: ref.id, key };
-    // An entity restored from a snapshot, or replayed before the tail, continues from there.
-    if (state.lastSeq > 0 || state.revision > 0 || state.divergence) {
-      intro.start = {
-        stored: {
-          machine: { id: definition.machine.id, version: definition.version },
-          seq: state.lastSeq,
-          revision: state.revision,
-          snapshot: definition.machine.getPersistedSnapshot(state.snapshot) as unknown as FoldedEntity['snapshot'],
-          ...(state.placement ? { placement: state.placement } : {}),
-        },
-        ...(state.divergence ? { divergence: state.divergence } : {}),
-      };
-    }
+    const lane = this.#lanes[hash(entityKey(entity.ref)) % this.#lanes.length] as Lane;
+    const route = { lane, index: lane.subjects };
     lane.subjects += 1;
-    lane.introduced.push(intro);
-    const route = { lane, index: intro.index };
+    lane.introduced.push({ index: route.index, subject, entity });
     this.#routes.set(subject, route);
     return route;
   }
 
-  #send(lane: Lane): void {
+  #take(lane: Lane): Batch {
     const { buffer, length } = lane.batch.take();
-    const subjects = lane.introduced;
+    const introduced = lane.introduced;
     lane.introduced = [];
-    lane.inFlight += 1;
-    this.#post(lane, { type: 'batch', subjects, buffer, length }, [buffer]);
+    return { introduced, buffer, length };
   }
 
-  #post(lane: Lane, message: ToWorker, transfer: ArrayBuffer[] = []): void {
-    (lane.worker as Worker).postMessage(message, transfer);
+  /** Enough records to be worth threads: every lane with work gets its worker and what it kept. */
+  #start(): void {
+    this.#started = true;
+    for (const lane of this.#lanes) {
+      if (lane.subjects === 0) continue;
+      lane.worker ??= this.#spawn(lane);
+      for (const batch of lane.pending) this.#send(lane, batch);
+      lane.pending = [];
+    }
+  }
+
+  #send(lane: Lane, { introduced, buffer, length }: Batch): void {
+    lane.worker ??= this.#spawn(lane);
+    const subjects = introduced.map(({ index, subject, entity }) => introduction(index, subject, entity));
+    lane.inFlight += 1;
+    lane.worker.postMessage({ type: 'batch', subjects, buffer, length } satisfies ToWorker, [buffer]);
   }
 
   #spawn(lane: Lane): Worker {
-    const worker = startWorker({ ...(this.seal ? { seal: this.seal } : {}) });
+    const recipe = this.#seal && sealRecipe(this.#seal);
+    const worker = startWorker(recipe ? { seal: recipe } : {});
     worker.on('message', (message: FromWorker) => {
       if (message.type === 'folded') {
         lane.inFlight -= 1;
-        for (const record of message.quarantined) this.onQuarantined(record);
+        for (const record of message.quarantined) this.#onQuarantined(record);
       } else {
         lane.result = { entities: message.entities, replayed: message.replayed };
       }
@@ -240,6 +290,23 @@ function startWorker(setup: WorkerSetup): Worker {
   script ??= workerScript();
   if (!script) throw new Error('replay workers cannot start: the TypeScript sources run without tsx');
   return new Worker(script.script, { eval: script.eval, workerData: setup });
+}
+
+/** How a worker learns a subject: an entity restored from a snapshot, or replayed before the tail, continues from there. */
+function introduction(index: number, subject: string, { ref, definition, state }: PoolEntity): SubjectIntro {
+  const intro: SubjectIntro = { index, subject, kind: ref.kind, id: ref.id, key: entityKey(ref) };
+  if (state.lastSeq === 0 && state.revision === 0 && !state.divergence) return intro;
+  intro.start = {
+    stored: {
+      machine: { id: definition.machine.id, version: definition.version },
+      seq: state.lastSeq,
+      revision: state.revision,
+      snapshot: definition.machine.getPersistedSnapshot(state.snapshot) as unknown as FoldedEntity['snapshot'],
+      ...(state.placement ? { placement: state.placement } : {}),
+    },
+    ...(state.divergence ? { divergence: state.divergence } : {}),
+  };
+  return intro;
 }
 
 /** FNV-1a: cheap, and spreads entity keys that differ in one digit over the workers. */

@@ -108,7 +108,7 @@ async function recover(options: RecoveryOptions, bucket?: string): Promise<Run> 
 }
 const inThread = (bucket?: string) => recover({ seal, pool: false }, bucket);
 const onWorkers = (bucket?: string) => recover({ seal, pool: { workers: 2, minRecords: 0 } }, bucket);
-const POOL_LINE = 'replaying the stream on worker threads';
+const POOL_LINE = 'replayed the stream on worker threads';
 
 beforeAll(async () => {
   server = await NatsTestServer.start();
@@ -198,6 +198,20 @@ describe('a whole stream replayed on worker threads', () => {
   });
 });
 
+describe('a tail shorter than the pool\'s threshold', () => {
+  it('is folded in the reading thread by the same code, ending where recovery without a pool does', async () => {
+    const one = await inThread();
+    const records = await log.streamLastSequence();
+    // Every record but the one under no entity's subject is routed: one short of starting threads.
+    const short = await recover({ seal, pool: { workers: 2, minRecords: records } });
+    expect(short.lines).not.toContain(POOL_LINE);
+    expect(view(short.report)).toEqual(view(one.report));
+    expect(short.report.alertsReplayed).toBe(one.report.alertsReplayed);
+    expect(quarantined(short.quarantine)).toEqual(quarantined(one.quarantine));
+    expect(byId(short.report, POISONED.unsealed)?.state.divergence?.seq).toBe(badSeq[POISONED.unsealed]);
+  });
+});
+
 describe('a tail after a checkpoint replayed on worker threads', () => {
   it('continues entities from their snapshots exactly as one thread does, and as a full replay ends them', async () => {
     const one = await inThread('POOL_SNAPSHOTS');
@@ -258,13 +272,13 @@ describe('when the pool is used', () => {
 
 describe('a failing worker', () => {
   it('fails the recovery with the worker\'s error instead of hanging', async () => {
-    // A worker given a key too short to be one throws while it starts.
-    const pool = new ReplayPool(1, { key: new Uint8Array(4), unsealedThrough: 0 }, () => undefined);
+    // An entity of a kind no machine folds: the worker throws at its first record.
+    const pool = new ReplayPool({ workers: 1, minRecords: 0, seal, onQuarantined: () => undefined });
     try {
       const message = { seq: 1, subject: subjectOf('x'), data: new TextEncoder().encode('{}') };
-      const entity = { ref: { kind: EntityKinds.VM, id: 'x' }, definition: VM, state: initialReplayState(VM, 'x') };
+      const entity = { ref: { kind: 'Nothing' as typeof EntityKinds.VM, id: 'x' }, definition: VM, state: initialReplayState(VM, 'x') };
       expect(pool.route(message.subject, entity, message)).toBeUndefined();
-      await expect(pool.finish(() => VM)).rejects.toThrow(/a replay worker failed: the history key must be at least 16 bytes/);
+      await expect(pool.finish(() => VM)).rejects.toThrow(/^a replay worker failed: /);
     } finally {
       await pool.terminate();
     }
