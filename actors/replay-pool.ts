@@ -18,7 +18,7 @@ import { ReplayFolds } from './replay-fold.ts';
 import { restoreReplayState, type ReplayState } from './replay.ts';
 
 export type ReplayPoolOptions = {
-  /** Worker threads; default one per core but the reading thread's, at most 4. Given, it is used even on one core. */
+  /** Worker threads; default one per core, at most 4, none on one core. Given, it is used even on one core. */
   workers?: number;
   /** The fewest records to fold worth starting threads for; default 20,000. */
   minRecords?: number;
@@ -58,10 +58,10 @@ export function replayPoolFor(
 }
 
 /**
- * One core stays the reading thread's (it parses every message the consumer delivers); the rest
- * fold. On two cores one worker replays as fast as two and leaves the reader and nats-server room.
+ * A worker per core: the reading thread mostly waits for them. On two cores, two workers beat one
+ * (1M alerts: 0.26–0.29× the raw read against 0.23–0.25×) unless the machine is busy otherwise.
  */
-const defaultWorkers = () => Math.min(availableParallelism() - 1, MAX_WORKERS);
+const defaultWorkers = () => (availableParallelism() > 1 ? Math.min(availableParallelism(), MAX_WORKERS) : 0);
 
 /** A subject met by the pool, and the entity whose state its fold starts from. */
 type Introduction = { index: number; subject: string; entity: PoolEntity };
