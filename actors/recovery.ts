@@ -5,10 +5,12 @@
 import { MACHINES, type MachineDefinition } from '../machines/index.ts';
 import { alertSubject, entityKey, parseAlertSubject } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
+import type { HistorySeal } from '../src/security/history-seal.ts';
 import { isQuarantined, type AlertLog } from './alert-log.ts';
 import type { EntityRef } from './drivers/driver.ts';
 import type { Quarantine } from './quarantine.ts';
 import { initialReplayState, replayOne, restoreReplayState, type ReplayState } from './replay.ts';
+import { replayPoolFor, type ReplayPoolOptions } from './replay-pool.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 export type RecoveredEntity = {
@@ -28,6 +30,16 @@ export type RecoveryReport = {
   fromSeq: number;
 };
 
+export type RecoveryOptions = {
+  /**
+   * The seal `log` checks records with. Worker threads need it to check the records they fold:
+   * without it a sealed log is replayed in this thread only.
+   */
+  seal?: HistorySeal;
+  /** Fold a long tail on worker threads (replay-pool.ts); false: always in this thread. */
+  pool?: ReplayPoolOptions | false;
+};
+
 const definitions = MACHINES as Partial<Record<string, MachineDefinition>>;
 
 export async function recoverEntities(
@@ -37,6 +49,7 @@ export async function recoverEntities(
   logger: Logger,
   /** Whose checkpoint to start from: each agent sharing the bucket has its own. */
   hostId?: string,
+  options: RecoveryOptions = {},
 ): Promise<RecoveryReport> {
   const streamLast = await log.streamLastSequence();
   const loaded = snapshots ? await snapshots.loadAll(definitions, streamLast, hostId) : undefined;
@@ -88,19 +101,37 @@ export async function recoverEntities(
     }
     return entity;
   };
-  for await (const raw of log.readAll(fromSeq)) {
-    read += 1;
-    if (read % 100_000 === 0) logger.info('recovering from the stream', { read, of: total });
-    const entity = entityOf(raw.subject);
-    if (!entity) {
-      quarantine.add({ source: 'stream', seq: raw.seq, subject: raw.subject, reason: 'its subject is no entity’s alert name' });
-      continue;
+  // A long tail is judged and folded on worker threads; this thread reads and routes. An entity's
+  // state here is where its fold starts until the pool hands back where it ended.
+  const pool = replayPoolFor(total, options.pool, { sealed: log.sealed, seal: options.seal }, (record) => quarantine.add({ source: 'stream', ...record }));
+  try {
+    for await (const raw of log.readAll(fromSeq)) {
+      read += 1;
+      if (read % 100_000 === 0) logger.info('recovering from the stream', { read, of: total });
+      const entity = entityOf(raw.subject);
+      if (!entity) {
+        quarantine.add({ source: 'stream', seq: raw.seq, subject: raw.subject, reason: 'its subject is no entity’s alert name' });
+        continue;
+      }
+      if (raw.seq <= entity.state.lastSeq) continue;
+      if (pool) {
+        const behind = pool.route(raw.subject, entity, raw.message);
+        if (behind) await behind;
+        continue;
+      }
+      const record = raw.decode();
+      if (isQuarantined(record)) quarantine.add({ source: 'stream', ...record });
+      entity.state = replayOne(entity.definition, entity.state, record);
+      alertsReplayed += 1;
     }
-    if (raw.seq <= entity.state.lastSeq) continue;
-    const record = raw.decode();
-    if (isQuarantined(record)) quarantine.add({ source: 'stream', ...record });
-    entity.state = replayOne(entity.definition, entity.state, record);
-    alertsReplayed += 1;
+    if (pool) {
+      const folded = await pool.finish((key) => states.get(key)?.definition);
+      for (const [key, state] of folded.states) (states.get(key) as RecoveredEntity).state = state;
+      alertsReplayed += folded.replayed;
+      if (pool.started) logger.info('replayed the stream on worker threads', { workers: pool.workers, alerts: folded.replayed });
+    }
+  } finally {
+    await pool?.terminate();
   }
   bySubject.clear();
 

@@ -19,11 +19,24 @@ export type HistorySeal = {
   verify(subject: string, body: string | Uint8Array, seal: string | undefined, seq?: number): boolean;
 };
 
+/**
+ * What rebuilds the same seal in another thread (the workers that replay history): structured-
+ * clonable, so it can travel in a worker's `workerData`. It holds the key: never log it.
+ */
+export type SealRecipe = { key: Uint8Array; unsealedThrough: number };
+
+/**
+ * The recipes of the seals made here, beside them rather than on them: the seal object shows
+ * nothing new (nothing to print, spread or serialize by mistake), and only code that asks by name
+ * gets the key.
+ */
+const recipes = new WeakMap<HistorySeal, SealRecipe>();
+
 export function historySeal(key: Buffer, options: { unsealedThrough?: number } = {}): HistorySeal {
   const unsealedThrough = options.unsealedThrough ?? 0;
   if (key.length < 16) throw new Error('the history key must be at least 16 bytes');
   const mac = (subject: string, body: string | Uint8Array) => createHmac('sha256', key).update(subject).update('\n').update(body).digest();
-  return {
+  const sealer: HistorySeal = {
     seal: (subject, body) => mac(subject, body).toString('base64url'),
     verify(subject, body, seal, seq) {
       if (!seal) return seq !== undefined && seq <= unsealedThrough;
@@ -32,4 +45,17 @@ export function historySeal(key: Buffer, options: { unsealedThrough?: number } =
       return given.length === expected.length && timingSafeEqual(given, expected);
     },
   };
+  recipes.set(sealer, { key, unsealedThrough });
+  return sealer;
+}
+
+/** How to rebuild `seal` elsewhere (a copy of its key), or undefined for a seal not made by historySeal. */
+export function sealRecipe(seal: HistorySeal): SealRecipe | undefined {
+  const recipe = recipes.get(seal);
+  return recipe && { key: Uint8Array.from(recipe.key), unsealedThrough: recipe.unsealedThrough };
+}
+
+/** The seal a recipe stands for: the same key, the same records adopted unsealed. */
+export function sealFromRecipe(recipe: SealRecipe): HistorySeal {
+  return historySeal(Buffer.from(recipe.key.buffer, recipe.key.byteOffset, recipe.key.byteLength), { unsealedThrough: recipe.unsealedThrough });
 }
