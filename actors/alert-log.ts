@@ -31,6 +31,12 @@ export type HistoryRecord = StoredAlert | QuarantinedRecord;
 
 export const isQuarantined = (record: HistoryRecord): record is QuarantinedRecord => 'reason' in record;
 
+/** One stored message judged as history (with `seal`, its seal checked too): an alert, or a quarantined record saying why not. */
+export function historyRecordOf(message: StoredMessage, seal: HistorySeal | undefined): HistoryRecord {
+  const judged = judgeAlertRecord(message, seal);
+  return typeof judged === 'string' ? { seq: message.seq, subject: message.subject, reason: judged } : { seq: message.seq, alert: judged };
+}
+
 /** How long an append waits for JetStream's ack, as js.publish does by default. */
 export const APPEND_ACK_TIMEOUT_MS = 5_000;
 
@@ -196,8 +202,7 @@ export class AlertLog {
 
   /** Judges one stored message: an alert, or a quarantined record saying why not. */
   decode(message: StoredMessage): HistoryRecord {
-    const judged = judgeAlertRecord(message, this.seal);
-    return typeof judged === 'string' ? { seq: message.seq, subject: message.subject, reason: judged } : { seq: message.seq, alert: judged };
+    return historyRecordOf(message, this.seal);
   }
 
   /**

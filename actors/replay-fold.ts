@@ -2,9 +2,9 @@
 // the reading thread when the tail was too short to start workers for. Each record is judged and
 // folded exactly as recovery does one it decodes itself: judgeAlertRecord, then replayOne.
 import type { MachineDefinition } from '../machines/index.ts';
-import { judgeAlertRecord, type StoredMessage } from '../src/nats/alert-record.ts';
+import type { StoredMessage } from '../src/nats/alert-record.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
-import { isQuarantined, type HistoryRecord, type QuarantinedRecord } from './alert-log.ts';
+import { historyRecordOf, isQuarantined, type QuarantinedRecord } from './alert-log.ts';
 import { readBatch } from './replay-batch.ts';
 import { replayOne, type ReplayState } from './replay.ts';
 
@@ -62,9 +62,7 @@ export class ReplayFolds {
       message.subject = subject;
       message.data = data;
       this.#seal = seal;
-      // As AlertLog.decode words it: the judge's verdict as a history record.
-      const judged = judgeAlertRecord(message, this.seal);
-      const record: HistoryRecord = typeof judged === 'string' ? { seq, subject, reason: judged } : { seq, alert: judged };
+      const record = historyRecordOf(message, this.seal);
       if (isQuarantined(record)) quarantined.push(record);
       entity.state = replayOne(entity.definition, entity.state, record);
       this.#replayed += 1;

@@ -201,7 +201,7 @@ export class Runtime {
     if (this.options.snapshots) this.options.snapshots.quarantine = this.quarantine;
     // Nothing is kept from a read that failed half-way: a stream that is between leaders (a cluster
     // just restarted) is read again from the start until it answers.
-    const report = await untilReachable('recovering entities from the stream', () => recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger, this.#hostId), {
+    const report = await untilReachable('recovering entities from the stream', () => recoverEntities(this.alertLog, this.options.snapshots, this.quarantine, this.options.logger, this.#hostId, { seal: this.options.seal }), {
       tries: 20,
       onRetry: (error) => this.options.logger.warn('the stream did not answer during recovery; reading it again', { error: String(error) }),
     });
