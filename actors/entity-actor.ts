@@ -382,6 +382,8 @@ export class EntityActor {
    * and its turn, when it comes, does nothing — its client was told it failed, so it must not run.
    */
   #serializeCall<T>(job: () => Promise<T>): Promise<T> {
+    // Nothing queued: the call runs at once, and a deadline timer per call was a visible cost.
+    if (this.#pending === 0) return this.#serialize(job);
     const deadlineMs = this.deps.callDeadlineMs ?? DEFAULT_CALL_DEADLINE_MS;
     return new Promise<T>((resolve, reject) => {
       let expired = false;
