@@ -43,7 +43,7 @@ export const APPEND_ACK_TIMEOUT_MS = 5_000;
 /** An append queued for the next publish turn, then waiting for its ack. */
 type PendingAppend = {
   subject: string;
-  body: string;
+  body: Uint8Array;
   headers: ReturnType<typeof headers>;
   resolve: (seq: number) => void;
   reject: (error: Error) => void;
@@ -84,7 +84,8 @@ export class AlertLog {
    * sequence once JetStream has acknowledged it; throws Conflict when another writer got there first.
    */
   async append(alert: Alert, expectedLastSeq: number, msgId: string): Promise<number> {
-    const body = JSON.stringify(alert);
+    // Encoded once: the seal and the publish take the same bytes (the client would encode a string again).
+    const body = Buffer.from(JSON.stringify(alert));
     const guard = headers();
     guard.set(PubHeaders.MsgIdHdr, msgId);
     guard.set(PubHeaders.ExpectedLastSubjectSequenceHdr, String(expectedLastSeq));
