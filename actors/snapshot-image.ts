@@ -6,9 +6,16 @@
 import { Objm, setSha256Backend, type ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
+import { isUnreachable } from '../src/nats/errors.ts';
 
 /** What a checkpoint says of the image written with it. */
-export const ImageRef = z.object({ name: z.string().min(1), digest: z.string().min(1), entities: z.number().int().min(0) });
+export const ImageRef = z.object({
+  name: z.string().min(1),
+  digest: z.string().min(1),
+  entities: z.number().int().min(0),
+  /** Bytes: reading stops past it, so an object swapped under the name cannot fill the agent's memory. */
+  size: z.number().int().min(0),
+});
 export type ImageRef = z.infer<typeof ImageRef>;
 
 /** One entity: its snapshot key, the KV revision its snapshot had (0: unknown), and the snapshot. */
@@ -26,7 +33,7 @@ export class SnapshotImages {
   /** Stores `entries` as the image of `name` (replacing the previous one) and says how to find it again. */
   async save(name: string, entries: ImageEntry[]): Promise<ImageRef> {
     const info = await this.store.putBlob({ name }, Buffer.from(JSON.stringify(entries)));
-    return { name, digest: info.digest, entities: entries.length };
+    return { name, digest: info.digest, entities: entries.length, size: info.size };
   }
 
   /**
@@ -34,14 +41,31 @@ export class SnapshotImages {
    * altered in the bucket (the client's check of the chunks against the digest fails).
    */
   async load(ref: ImageRef): Promise<ImageEntry[] | string> {
+    try {
+      return await this.#read(ref);
+    } catch (error) {
+      // A server that is away is worth waiting for; anything else (chunks that fail their digest
+      // make the client's stream error) only means the image is not to be used.
+      if (isUnreachable(error)) throw error;
+      return `it cannot be read whole (${String(error)})`;
+    }
+  }
+
+  async #read(ref: ImageRef): Promise<ImageEntry[] | string> {
     const object = await this.store.get(ref.name);
     if (!object) return 'it is gone';
-    if (object.info.digest !== ref.digest) return 'it was replaced since the checkpoint';
+    if (object.info.digest !== ref.digest || object.info.size !== ref.size) return 'it was replaced since the checkpoint';
     const chunks: Uint8Array[] = [];
+    let size = 0;
     const reader = object.data.getReader();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
+      size += value.length;
+      if (size > ref.size) {
+        await reader.cancel();
+        return `it holds more than the ${ref.size} bytes the checkpoint says`;
+      }
       chunks.push(value);
     }
     const failure = await object.error;

@@ -76,7 +76,8 @@ export function isExactSnapshot(json: unknown): json is StoredSnapshot {
  * clean shutdown, it lets recovery — after a crash too — read the stream from there instead of
  * from the start.
  */
-const Checkpoint = z.object({ seq: z.number().int().min(0), image: ImageRef.optional() });
+// The image is judged on its own (ImageRef): one this version cannot use must not cost the checkpoint.
+const Checkpoint = z.object({ seq: z.number().int().min(0), image: z.unknown().optional() });
 type Checkpoint = z.infer<typeof Checkpoint>;
 
 /** What loading made of one key's newest entry. */
@@ -280,12 +281,14 @@ export class SnapshotStore {
     const entry = await this.kv.get(checkpointKey(hostId));
     if (entry?.operation !== 'PUT') return undefined;
     const checkpoint = this.#checkpointOf(entry, streamLastSeq);
-    if (!checkpoint?.image) return undefined;
-    const entries = await this.images.load(checkpoint.image);
+    if (checkpoint?.image === undefined) return undefined;
+    const image = ImageRef.safeParse(checkpoint.image);
     const unusable = (reason: string): undefined => {
-      this.logger.warn('the checkpoint\'s image of the snapshots cannot be used; reading them one by one', { image: checkpoint.image?.name, reason });
+      this.logger.warn('the checkpoint\'s image of the snapshots cannot be used; reading them one by one', { image: image.data?.name, reason });
       return undefined;
     };
+    if (!image.success) return unusable('the checkpoint does not say which image in a way this version reads');
+    const entries = await this.images.load(image.data);
     if (typeof entries === 'string') return unusable(entries);
     const snapshots: LoadedSnapshots['snapshots'] = [];
     const known: Array<[string, { revision: number; seq: number }]> = [];

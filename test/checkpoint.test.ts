@@ -3,6 +3,7 @@
 // someone else wrote, included. Snapshots never go backwards; each host reads only its own checkpoint.
 import { randomBytes } from 'node:crypto';
 import { Kvm } from '@nats-io/kv';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Objm } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -261,6 +262,30 @@ describe('the image of a clean stop', () => {
     expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
     expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
     expect(await Promise.all(ids.map((id) => statusOf(restarted, id)))).toEqual(['Paused', 'Paused', 'Up', 'Up']);
+    await crash(restarted);
+  });
+
+  it('is ignored when its chunks were altered under the same description: the start falls back to the KV, it does not fail', async () => {
+    const bucket = 'CKPT_ALTERED_IMAGE';
+    const ids = Array.from({ length: 4 }, () => uniqueId());
+    await stopCleanly(bucket, ids);
+    // The object's description (name, digest, size) stays; its one chunk is replaced by a copy with a byte changed.
+    const nc = await connectNats(server.url, 'checkpoint-test');
+    const images = await new Objm(nc).open(`${bucket}_IMAGES`);
+    const info = await images.info(checkpointKey());
+    const original = (await images.getBlob(checkpointKey())) ?? new Uint8Array();
+    expect(info?.chunks).toBe(1);
+    const altered = Uint8Array.from(original);
+    const at = new TextDecoder().decode(original).indexOf('"Up"');
+    altered.set(new TextEncoder().encode('"Ux"'), at);
+    const chunks = `$O.${bucket}_IMAGES.C.${info?.nuid}`;
+    await (await jetstreamManager(nc)).streams.purge(`OBJ_${bucket}_IMAGES`, { filter: chunks });
+    await jetstream(nc).publish(chunks, altered);
+    await nc.close();
+
+    const restarted = await startRuntime({ bucket });
+    expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
+    expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
     await crash(restarted);
   });
 });
