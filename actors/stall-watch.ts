@@ -65,6 +65,15 @@ export class StallWatch {
       }
     }
     if (next < Number.POSITIVE_INFINITY) this.#wakeBy(next);
-    for (const onStall of stalled) onStall();
+    for (const onStall of stalled) {
+      // One failing handler must not keep the others from running; it fails as its own timer would have.
+      try {
+        onStall();
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
   }
 }
