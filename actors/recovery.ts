@@ -21,6 +21,8 @@ export type RecoveredEntity = {
   snapshotRevision: number;
   /** The stream sequence that snapshot covers (0: none). */
   snapshotSeq: number;
+  /** The snapshot came from an image and the KV may not hold it: the entity is to be saved again. */
+  unsaved?: true;
 };
 
 export type RecoveryReport = {
@@ -74,10 +76,17 @@ export async function recoverEntities(
   };
 
   // Restored directly: an initial state built first and thrown away was a tenth of a restart's time.
-  for (const { ref, stored } of loaded?.snapshots ?? []) {
+  for (const { ref, stored, unsaved } of loaded?.snapshots ?? []) {
     const definition = definitions[ref.kind];
     if (!definition) continue;
-    states.set(entityKey(ref), { ref, definition, state: restoreReplayState(definition, stored), snapshotRevision: stored.revision, snapshotSeq: stored.seq });
+    states.set(entityKey(ref), {
+      ref,
+      definition,
+      state: restoreReplayState(definition, stored),
+      snapshotRevision: stored.revision,
+      snapshotSeq: stored.seq,
+      ...(unsaved ? { unsaved } : {}),
+    });
   }
   const fromSeq = (loaded?.checkpoint ?? 0) + 1;
   let alertsReplayed = 0;
@@ -144,6 +153,7 @@ export async function recoverEntities(
     entity.state = initialReplayState(entity.definition, entity.ref.id);
     entity.snapshotRevision = 0;
     entity.snapshotSeq = 0;
+    delete entity.unsaved;
     alertsReplayed += await replaySubject(entity);
     if (!entity.state.divergence) snapshots?.distrust(entity.ref, revision, `the stream does not continue it: ${fromSnapshot.reason}`);
   }

@@ -205,9 +205,10 @@ export class Runtime {
       tries: 20,
       onRetry: (error) => this.options.logger.warn('the stream did not answer during recovery; reading it again', { error: String(error) }),
     });
-    for (const { ref, state, snapshotRevision, snapshotSeq } of report.entities) {
-      this.#actors.set(entityKey(ref), this.#actor(ref, state, snapshotRevision));
-      this.#trackRecovered(entityKey(ref), state, snapshotSeq);
+    for (const { ref, state, snapshotRevision, snapshotSeq, unsaved } of report.entities) {
+      // A snapshot the KV may not hold counts as none: the entity is saved again before a checkpoint passes it.
+      this.#actors.set(entityKey(ref), this.#actor(ref, state, unsaved ? 0 : snapshotRevision));
+      this.#trackRecovered(entityKey(ref), state, unsaved ? 0 : snapshotSeq);
     }
     // The task index (the last `retention` of alerts) is rebuilt in the background, so restart
     // time stays what entity recovery costs; job lookups, idempotent retries and resumed job
@@ -395,8 +396,12 @@ export class Runtime {
       void loading.then((actor) => actor.observe(seq, decode), () => undefined);
       return;
     }
+    // A record of no held entity: no snapshot of this agent covers it, stopping or not.
+    if (this.#stopped) {
+      this.#checkpoints.uncovered(seq);
+      return;
+    }
     const record = decode();
-    if (this.#stopped) return;
     if (isQuarantined(record)) {
       // Seen without its body (a long recovery): the entity's records are read from the stream.
       if (record.reason === WITHOUT_BODY) {

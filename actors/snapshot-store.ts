@@ -84,7 +84,11 @@ type Checkpoint = z.infer<typeof Checkpoint>;
 type Judged = 'unknown' | { ref: EntityRef; definition: MachineDefinition; revision: number; snapshot: StoredSnapshot | undefined };
 
 export type LoadedSnapshots = {
-  snapshots: Array<{ ref: EntityRef; stored: StoredSnapshot }>;
+  /**
+   * `unsaved`: the KV may not hold this snapshot (an image can hold a state a stop reached after
+   * its last save): recovery uses it, but counts the entity as not snapshotted, so it is saved again.
+   */
+  snapshots: Array<{ ref: EntityRef; stored: StoredSnapshot; unsaved?: true }>;
   /** Entities whose snapshot could not be trusted: recovery replays their whole history. */
   distrusted: EntityRef[];
   checkpoint: number;
@@ -301,7 +305,7 @@ export class SnapshotStore {
       if (snapshot.seq > streamLastSeq) return unusable(`${key} claims to cover sequence ${snapshot.seq}; the stream ends at ${streamLastSeq}`);
       // Written by a clean stop of an older version: the KV says which snapshots this one can use.
       if (snapshot.machine.id !== definition.machine.id || snapshot.machine.version !== definition.version) return unusable(`${key} is from another machine version`);
-      snapshots.push({ ref, stored: snapshot });
+      snapshots.push(revision > 0 ? { ref, stored: snapshot } : { ref, stored: snapshot, unsaved: true });
       known.push([key, { revision, seq: revision > 0 ? snapshot.seq : 0 }]);
     }
     for (const [key, revision] of known) this.#known.set(key, revision);

@@ -37,7 +37,7 @@ const logger = createLogger('test');
 const seal = historySeal(randomBytes(32));
 const vm = (id: string) => ({ kind: EntityKinds.VM, id });
 
-type Agent = { nc: NatsConnection; runtime: Runtime; fanout?: AlertFanout; stream: string; report: RecoveryReport };
+type Agent = { nc: NatsConnection; runtime: Runtime; fanout?: AlertFanout; stream: string; report: RecoveryReport; snapshots?: SnapshotStore };
 
 /**
  * A runtime on its own connection. `follow`: it inspects the stream live, as an agent does
@@ -60,7 +60,7 @@ async function startRuntime(options: { bucket?: string; follow?: boolean; hostId
   });
   const fanout = options.follow ? await AlertFanout.start(nc, { stream, seal, onRecord: (seq, subject, decode) => runtime.observe(seq, subject, decode) }) : undefined;
   const report = await runtime.recover();
-  return { nc, runtime, fanout, stream, report };
+  return { nc, runtime, fanout, stream, report, snapshots };
 }
 
 /** As if the process died: no snapshots saved, no checkpoint written at the end. */
@@ -287,6 +287,45 @@ describe('the image of a clean stop', () => {
     expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
     expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
     await crash(restarted);
+  });
+  it('holds a state the KV may not: the entity is saved again before a checkpoint passes it, so a later crash loses nothing', async () => {
+    const bucket = 'CKPT_LATE_IMAGE';
+    const id = uniqueId();
+    const first = await startRuntime({ bucket, follow: true });
+    await create(first, id);
+    await untilStatus(first, id, 'Up');
+    await untilInspected(first);
+    // A request that held its actor before the stop lands after the entity's KV save and before
+    // the image: the image has it, the KV does not.
+    const actor = await first.runtime.existing(vm(id));
+    const store = first.snapshots as SnapshotStore;
+    const save = store.save.bind(store);
+    let late: Promise<unknown> | undefined;
+    store.save = async (ref, stored) => {
+      const saved = await save(ref, stored);
+      if (ref.id === id && !late) await (late = actor.request({ type: 'IO_ERROR', error: [5, 'EIO'] }, { deadline: false }));
+      return saved;
+    };
+    await first.runtime.stop();
+    await first.fanout?.stop();
+    await first.nc.close();
+    expect(late).toBeDefined();
+
+    // From the image, then periodic checkpoints, then a crash: the next start reads the KV.
+    const second = await startRuntime({ bucket, follow: true });
+    expect(await statusOf(second, id)).toBe('Paused');
+    const other = uniqueId();
+    await create(second, other);
+    await untilStatus(second, other, 'Up');
+    await untilInspected(second);
+    await second.runtime.checkpointNow();
+    expect(await second.runtime.checkpointNow()).toBeGreaterThan(0);
+    await crash(second);
+
+    const third = await startRuntime({ bucket });
+    expect(await statesOf(third, [id, other])).toEqual(await fullReplayOf([id, other]));
+    expect(await statusOf(third, id)).toBe('Paused');
+    await crash(third);
   });
 });
 
