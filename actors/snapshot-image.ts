@@ -54,21 +54,30 @@ export class SnapshotImages {
   async #read(ref: ImageRef): Promise<ImageEntry[] | string> {
     const object = await this.store.get(ref.name);
     if (!object) return 'it is gone';
+    // Settled either way here: the client may also reject it when its read fails, and a rejection
+    // nobody awaits would end the process.
+    const failed = object.error.then((error) => error ?? undefined, (error: unknown) => (error instanceof Error ? error : new Error(String(error))));
     if (object.info.digest !== ref.digest || object.info.size !== ref.size) return 'it was replaced since the checkpoint';
     const chunks: Uint8Array[] = [];
     let size = 0;
     const reader = object.data.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.length;
-      if (size > ref.size) {
-        await reader.cancel();
-        return `it holds more than the ${ref.size} bytes the checkpoint says`;
+    let whole = false;
+    try {
+      for (;;) {
+        // Chunks that are gone (purged, lost in a partial restore) are waited for forever by the client.
+        const next = await withinMs(reader.read(), CHUNK_WAIT_MS);
+        if (next === undefined) return `no chunk came for ${CHUNK_WAIT_MS / 1000} s after ${size} of its ${ref.size} bytes`;
+        if (next.done) break;
+        size += next.value.length;
+        if (size > ref.size) return `it holds more than the ${ref.size} bytes the checkpoint says`;
+        chunks.push(next.value);
       }
-      chunks.push(value);
+      whole = true;
+    } finally {
+      // Given up half-way: the client's consumer is stopped rather than left reading.
+      if (!whole) void reader.cancel().catch(() => undefined);
     }
-    const failure = await object.error;
+    const failure = await failed;
     if (failure) return `it cannot be read whole (${failure.message})`;
     let entries: unknown;
     try {
@@ -78,6 +87,19 @@ export class SnapshotImages {
     }
     const shaped = Array.isArray(entries) && entries.length === ref.entities && entries.every(isEntry);
     return shaped ? (entries as ImageEntry[]) : 'it is not a list of snapshots as long as the checkpoint says';
+  }
+}
+
+/** How long a read of the image waits for its next chunk before it gives the image up. */
+const CHUNK_WAIT_MS = 10_000;
+
+/** `promise`'s value, or undefined when `ms` pass first. */
+async function withinMs<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([promise, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -327,6 +327,21 @@ describe('the image of a clean stop', () => {
     expect(await statusOf(third, id)).toBe('Paused');
     await crash(third);
   });
+  it('is given up when its chunks are gone: the start reads the KV instead of waiting for them forever', async () => {
+    const bucket = 'CKPT_CHUNKLESS_IMAGE';
+    const ids = Array.from({ length: 3 }, () => uniqueId());
+    await stopCleanly(bucket, ids);
+    const nc = await connectNats(server.url, 'checkpoint-test');
+    const info = await (await new Objm(nc).open(`${bucket}_IMAGES`)).info(checkpointKey());
+    await (await jetstreamManager(nc)).streams.purge(`OBJ_${bucket}_IMAGES`, { filter: `$O.${bucket}_IMAGES.C.${info?.nuid}` });
+    await nc.close();
+
+    // The object's description and the sealed checkpoint remain; the client would wait for the chunks forever.
+    const restarted = await startRuntime({ bucket });
+    expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
+    expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
+    await crash(restarted);
+  }, 30_000);
 });
 
 /** Starts a runtime, recovers it, and crashes it again: what recovery reported. */
