@@ -10,7 +10,7 @@ import { isQuarantined, type AlertLog } from './alert-log.ts';
 import type { EntityRef } from './drivers/driver.ts';
 import type { Quarantine } from './quarantine.ts';
 import { initialReplayState, replayOne, restoreReplayState, type ReplayState } from './replay.ts';
-import { replayPoolFor, type ReplayPoolOptions } from './replay-pool.ts';
+import { ReplayPoolError, replayPoolFor, type ReplayPoolOptions } from './replay-pool.ts';
 import type { SnapshotStore } from './snapshot-store.ts';
 
 export type RecoveredEntity = {
@@ -52,6 +52,25 @@ export async function recoverEntities(
   /** Whose checkpoint to start from: each agent sharing the bucket has its own. */
   hostId?: string,
   options: RecoveryOptions = {},
+): Promise<RecoveryReport> {
+  try {
+    return await recoverOnce(log, snapshots, quarantine, logger, hostId, options);
+  } catch (error) {
+    if (!(error instanceof ReplayPoolError)) throw error;
+    // Threads are a speed-up: when they fail (a broken install, a thread or memory limit), one
+    // thread folds the same records.
+    logger.warn('replay workers failed; recovering in one thread', { error: String(error) });
+    return recoverOnce(log, snapshots, quarantine, logger, hostId, { ...options, pool: false });
+  }
+}
+
+async function recoverOnce(
+  log: AlertLog,
+  snapshots: SnapshotStore | undefined,
+  quarantine: Quarantine,
+  logger: Logger,
+  hostId: string | undefined,
+  options: RecoveryOptions,
 ): Promise<RecoveryReport> {
   const streamLast = await log.streamLastSequence();
   const loaded = snapshots ? await snapshots.loadAll(definitions, streamLast, hostId) : undefined;

@@ -24,6 +24,11 @@ export type ReplayPoolOptions = {
   minRecords?: number;
 };
 
+/** The pool's threads failed (not the stream, not a record): the same fold can still run in one thread. */
+export class ReplayPoolError extends Error {
+  override name = 'ReplayPoolError';
+}
+
 /** What the pool needs of an entity of recovery. */
 export type PoolEntity = { ref: EntityRef; definition: MachineDefinition; state: ReplayState };
 
@@ -241,10 +246,10 @@ export class ReplayPool {
       }
       this.#wake();
     });
-    worker.on('error', (error) => this.#fail(new Error(`a replay worker failed: ${error.message}`, { cause: error })));
-    worker.on('messageerror', (error) => this.#fail(new Error(`a replay worker's message could not be read: ${error.message}`, { cause: error })));
+    worker.on('error', (error) => this.#fail(new ReplayPoolError(`a replay worker failed: ${error.message}`, { cause: error })));
+    worker.on('messageerror', (error) => this.#fail(new ReplayPoolError(`a replay worker's message could not be read: ${error.message}`, { cause: error })));
     worker.on('exit', (code) => {
-      if (!lane.result) this.#fail(new Error(`a replay worker stopped (exit code ${code}) before it ended its fold`));
+      if (!lane.result) this.#fail(new ReplayPoolError(`a replay worker stopped (exit code ${code}) before it ended its fold`));
     });
     return worker;
   }
@@ -292,7 +297,7 @@ let script: ReturnType<typeof workerScript> | null = null;
 
 function startWorker(setup: WorkerSetup): Worker {
   script ??= workerScript();
-  if (!script) throw new Error('replay workers cannot start: the TypeScript sources run without tsx');
+  if (!script) throw new ReplayPoolError('replay workers cannot start: the TypeScript sources run without tsx');
   return new Worker(script.script, { eval: script.eval, workerData: setup });
 }
 

@@ -6,13 +6,13 @@
 import { randomBytes } from 'node:crypto';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildAlert } from '../actors/alert-builder.ts';
 import { AlertLog } from '../actors/alert-log.ts';
 import { nextSnapshot } from '../actors/pure-transition.ts';
 import { Quarantine } from '../actors/quarantine.ts';
 import { recoverEntities, type RecoveryOptions, type RecoveryReport } from '../actors/recovery.ts';
-import { ReplayPool, replayPoolFor } from '../actors/replay-pool.ts';
+import { ReplayPool, ReplayPoolError, replayPoolFor } from '../actors/replay-pool.ts';
 import { initialReplayState, type ReplayState } from '../actors/replay.ts';
 import { SnapshotStore } from '../actors/snapshot-store.ts';
 import { MACHINES } from '../machines/index.ts';
@@ -271,6 +271,21 @@ describe('when the pool is used', () => {
 });
 
 describe('a failing worker', () => {
+  it('leaves recovery to one thread, which ends every entity where a pool that works would', async () => {
+    const expected = await inThread();
+    // The threads fail as a broken install or a thread limit would make them.
+    const failing = vi.spyOn(ReplayPool.prototype, 'finish').mockRejectedValueOnce(new ReplayPoolError('a replay worker failed: simulated'));
+    try {
+      const fallenBack = await onWorkers();
+      expect(failing).toHaveBeenCalledTimes(1);
+      expect(fallenBack.lines).toContain('replay workers failed; recovering in one thread');
+      expect(view(fallenBack.report)).toEqual(view(expected.report));
+      expect(fallenBack.report.alertsReplayed).toBe(expected.report.alertsReplayed);
+    } finally {
+      failing.mockRestore();
+    }
+  });
+
   it('fails the recovery with the worker\'s error instead of hanging', async () => {
     // An entity of a kind no machine folds: the worker throws at its first record.
     const pool = new ReplayPool({ workers: 1, minRecords: 0, seal, onQuarantined: () => undefined });
