@@ -227,6 +227,20 @@ describe('the image of a clean stop', () => {
     });
   }
 
+  /** Starts on `bucket`, checks every one of `ids` is what a full replay makes, crashes: what it reported, and the statuses. */
+  async function restartLikeFullReplay(bucket: string, ids: string[]): Promise<{ report: RecoveryReport; statuses: string[] }> {
+    const restarted = await startRuntime({ bucket });
+    try {
+      expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
+      expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
+      return { report: restarted.report, statuses: await Promise.all(ids.map((id) => statusOf(restarted, id))) };
+    } finally {
+      await crash(restarted);
+    }
+  }
+
+  const imagesOf = (nc: NatsConnection, bucket: string) => new Objm(nc).open(`${bucket}_IMAGES`);
+
   it('stands for the KV\'s snapshots at the next start: the KV is not read, and the entities are what a full replay makes', async () => {
     const bucket = 'CKPT_IMAGE';
     const ids = Array.from({ length: 5 }, () => uniqueId());
@@ -238,11 +252,8 @@ describe('the image of a clean stop', () => {
     for (const id of ids) for (let revision = 0; revision < 3; revision += 1) await kv.put(snapshotKey(vm(id)), '{not a snapshot');
     await nc.close();
 
-    const restarted = await startRuntime({ bucket });
-    expect(restarted.report.alertsReplayed).toBe(0);
-    expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
-    expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
-    await crash(restarted);
+    const { report } = await restartLikeFullReplay(bucket, ids);
+    expect(report.alertsReplayed).toBe(0);
   });
 
   it('is ignored once it is not the one the checkpoint names: a forged image changes nothing', async () => {
@@ -251,18 +262,15 @@ describe('the image of a clean stop', () => {
     await stopCleanly(bucket, ids);
     // Someone with write access to the image bucket puts every VM back in Down.
     const nc = await connectNats(server.url, 'checkpoint-test');
-    const images = await new Objm(nc).open(`${bucket}_IMAGES`);
+    const images = await imagesOf(nc, bucket);
     const image = JSON.parse(new TextDecoder().decode((await images.getBlob(checkpointKey())) ?? new Uint8Array())) as Array<[string, number, StoredSnapshot]>;
     expect(image.length).toBeGreaterThanOrEqual(ids.length);
     const forged = image.map(([key, revision, stored]) => [key, revision, { ...stored, snapshot: { ...stored.snapshot, value: 'Down' } }]);
     await images.putBlob({ name: checkpointKey() }, new TextEncoder().encode(JSON.stringify(forged)));
     await nc.close();
 
-    const restarted = await startRuntime({ bucket });
-    expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
-    expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
-    expect(await Promise.all(ids.map((id) => statusOf(restarted, id)))).toEqual(['Paused', 'Paused', 'Up', 'Up']);
-    await crash(restarted);
+    const { statuses } = await restartLikeFullReplay(bucket, ids);
+    expect(statuses).toEqual(['Paused', 'Paused', 'Up', 'Up']);
   });
 
   it('is ignored when its chunks were altered under the same description: the start falls back to the KV, it does not fail', async () => {
@@ -271,7 +279,7 @@ describe('the image of a clean stop', () => {
     await stopCleanly(bucket, ids);
     // The object's description (name, digest, size) stays; its one chunk is replaced by a copy with a byte changed.
     const nc = await connectNats(server.url, 'checkpoint-test');
-    const images = await new Objm(nc).open(`${bucket}_IMAGES`);
+    const images = await imagesOf(nc, bucket);
     const info = await images.info(checkpointKey());
     const original = (await images.getBlob(checkpointKey())) ?? new Uint8Array();
     expect(info?.chunks).toBe(1);
@@ -283,11 +291,9 @@ describe('the image of a clean stop', () => {
     await jetstream(nc).publish(chunks, altered);
     await nc.close();
 
-    const restarted = await startRuntime({ bucket });
-    expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
-    expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
-    await crash(restarted);
+    await restartLikeFullReplay(bucket, ids);
   });
+
   it('holds a state the KV may not: the entity is saved again before a checkpoint passes it, so a later crash loses nothing', async () => {
     const bucket = 'CKPT_LATE_IMAGE';
     const id = uniqueId();
@@ -332,15 +338,12 @@ describe('the image of a clean stop', () => {
     const ids = Array.from({ length: 3 }, () => uniqueId());
     await stopCleanly(bucket, ids);
     const nc = await connectNats(server.url, 'checkpoint-test');
-    const info = await (await new Objm(nc).open(`${bucket}_IMAGES`)).info(checkpointKey());
+    const info = await (await imagesOf(nc, bucket)).info(checkpointKey());
     await (await jetstreamManager(nc)).streams.purge(`OBJ_${bucket}_IMAGES`, { filter: `$O.${bucket}_IMAGES.C.${info?.nuid}` });
     await nc.close();
 
     // The object's description and the sealed checkpoint remain; the client would wait for the chunks forever.
-    const restarted = await startRuntime({ bucket });
-    expect(restarted.report.snapshotsUsed).toBeGreaterThanOrEqual(ids.length);
-    expect(await statesOf(restarted, ids)).toEqual(await fullReplayOf(ids));
-    await crash(restarted);
+    await restartLikeFullReplay(bucket, ids);
   }, 30_000);
 });
 
