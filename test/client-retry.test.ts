@@ -3,18 +3,15 @@
 // whose stream leader is killed under load, no call fails and no operation runs twice.
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlertLog } from '../actors/alert-log.ts';
 import { API_METHODS } from '../src/api/dispatcher.ts';
-import { startAgent, type Agent } from '../src/agent.ts';
+import type { Agent } from '../src/agent.ts';
 import { JOB_METHODS, prepareCall, READ_METHODS } from '../src/client/retry-safe.ts';
 import { connect, type OpstreamClient } from '../src/index.ts';
 import { DEFAULT_STREAM } from '../src/nats/alert-stream.ts';
 import { connectNats } from '../src/nats/connection.ts';
-import { uniqueId } from './helpers/agent.ts';
+import { startClusterAgent, uniqueId } from './helpers/agent.ts';
 import { NatsTestCluster } from './helpers/nats-cluster.ts';
 import { checkStreamInvariants, type Acknowledged } from './helpers/stream-invariants.ts';
 
@@ -53,14 +50,7 @@ describe('kill -9 of the stream leader under load', () => {
 
   beforeAll(async () => {
     cluster = await NatsTestCluster.start(3);
-    agent = await startAgent({
-      natsUrl: cluster.url,
-      root: process.cwd(),
-      port: 0,
-      replicas: 3,
-      sim: { stepMs: 5 },
-      credentialsDir: mkdtempSync(join(tmpdir(), 'opstream-credentials-')),
-    });
+    agent = await startClusterAgent(cluster.url);
     // The defaults: writes get a jobId, and 105 is retried for up to 60 s.
     host = await connect(agent.api.url, { token: agent.credentials.operatorToken });
   }, 60_000);

@@ -1,16 +1,13 @@
 // A 3-node cluster with the stream and snapshots at replicas 3: killing the stream's leader under
 // load loses no acknowledged call, and while the cluster elects a new leader calls answer
 // Unavailable (105) — never an internal error.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startAgent, type Agent } from '../src/agent.ts';
+import type { Agent } from '../src/agent.ts';
 import { ErrorCodes } from '../src/domain/errors.ts';
 import { DisconnectedError, RpcError } from '../src/client/errors.ts';
 import { connect, type OpstreamClient } from '../src/index.ts';
 import { connectNats } from '../src/nats/connection.ts';
-import { uniqueId } from './helpers/agent.ts';
+import { startClusterAgent, uniqueId } from './helpers/agent.ts';
 import { NatsTestCluster } from './helpers/nats-cluster.ts';
 import { checkStreamInvariants, type Acknowledged } from './helpers/stream-invariants.ts';
 
@@ -20,14 +17,7 @@ let host: OpstreamClient;
 
 beforeAll(async () => {
   cluster = await NatsTestCluster.start(3);
-  agent = await startAgent({
-    natsUrl: cluster.url,
-    root: process.cwd(),
-    port: 0,
-    replicas: 3,
-    sim: { stepMs: 5 },
-    credentialsDir: mkdtempSync(join(tmpdir(), 'opstream-credentials-')),
-  });
+  agent = await startClusterAgent(cluster.url);
   // Without the library's retries: this test counts the raw 105s of the election.
   host = await connect(agent.api.url, { token: agent.credentials.operatorToken, unavailableRetryMs: 0 });
 }, 60_000);

@@ -10,6 +10,7 @@ import { SimulatedDriver, type SimulatedDriverOptions } from '../../actors/drive
 import { Runtime, type RuntimeOptions } from '../../actors/runtime.ts';
 import { ensureAlertStream } from '../../src/nats/alert-stream.ts';
 import { connectNats } from '../../src/nats/connection.ts';
+import { startAgent, type Agent } from '../../src/agent.ts';
 
 export type TestAgent = {
   nc: NatsConnection;
@@ -49,6 +50,18 @@ export async function startTestAgent(
       await nc.drain();
     },
   };
+}
+
+/** A whole agent (API, bus service, fleet lease) on a test cluster, its stream and buckets at replicas 3. */
+export function startClusterAgent(natsUrl: string): Promise<Agent> {
+  return startAgent({
+    natsUrl,
+    root: process.cwd(),
+    port: 0,
+    replicas: 3,
+    sim: { stepMs: 5 },
+    credentialsDir: mkdtempSync(join(tmpdir(), 'opstream-credentials-')),
+  });
 }
 
 let counter = 0;
