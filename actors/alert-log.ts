@@ -86,10 +86,11 @@ export class AlertLog {
   async append(alert: Alert, expectedLastSeq: number, msgId: string): Promise<number> {
     // Encoded once: the seal and the publish take the same bytes (the client would encode a string again).
     const body = Buffer.from(JSON.stringify(alert));
+    // append, not set: the headers are new, and set first searches them to delete its key.
     const guard = headers();
-    guard.set(PubHeaders.MsgIdHdr, msgId);
-    guard.set(PubHeaders.ExpectedLastSubjectSequenceHdr, String(expectedLastSeq));
-    if (this.seal) guard.set(SEAL_HEADER, this.seal.seal(alert.alertName, body));
+    guard.append(PubHeaders.MsgIdHdr, msgId);
+    guard.append(PubHeaders.ExpectedLastSubjectSequenceHdr, String(expectedLastSeq));
+    if (this.seal) guard.append(SEAL_HEADER, this.seal.seal(alert.alertName, body));
     try {
       return await new Promise<number>((resolve, reject) => {
         if (this.#queued.length === 0) setImmediate(() => this.#publishQueued());
@@ -173,9 +174,10 @@ export class AlertLog {
       return;
     }
     try {
-      const ack = JSON.parse(new TextDecoder().decode(message.data)) as { error?: ApiError; seq?: unknown };
+      const text = message.string();
+      const ack = JSON.parse(text) as { error?: ApiError; seq?: unknown };
       if (ack.error) this.#settle(token, new JetStreamApiError(ack.error));
-      else if (typeof ack.seq !== 'number') this.#settle(token, new Error(`invalid ack from JetStream: ${new TextDecoder().decode(message.data)}`));
+      else if (typeof ack.seq !== 'number') this.#settle(token, new Error(`invalid ack from JetStream: ${text}`));
       else this.#settle(token, ack.seq);
     } catch (failure) {
       this.#settle(token, failure as Error);

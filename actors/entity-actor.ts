@@ -6,7 +6,7 @@ import { errors } from '@nats-io/transport-node';
 import type { AnyMachineSnapshot, EventFromLogic } from 'xstate';
 import { stateMeta, type DriverEvent, type ErrorTuple } from '../machines/entity.ts';
 import type { MachineDefinition } from '../machines/index.ts';
-import type { Alert } from '../src/domain/alert.ts';
+import type { Alert, StateValue } from '../src/domain/alert.ts';
 import type { TaskInfo } from '../src/domain/task.ts';
 import { ErrorCodes, isConflict, OpstreamError, OwnedElsewhereError } from '../src/domain/errors.ts';
 import { LastErrorCodes } from '../src/domain/last-errors.ts';
@@ -18,7 +18,7 @@ import { isUnreachable } from '../src/nats/errors.ts';
 import { isQuarantined, type AlertLog, type HistoryRecord } from './alert-log.ts';
 import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
 import { buildAlert } from './alert-builder.ts';
-import { acceptedCalls, stateKey, viewOf, type EntityView } from './entity-snapshot.ts';
+import { acceptedCalls, metaOf, stateKey, viewOf, type EntityView } from './entity-snapshot.ts';
 import { nextSnapshot } from './pure-transition.ts';
 import { placementAfter, UNKNOWN_STATUS, type Placement, type PlacementEvent } from './placement.ts';
 import type { Quarantine } from './quarantine.ts';
@@ -86,7 +86,10 @@ export const WORK_STALLED = LastErrorCodes.WorkStalled;
 const WORK_STOPPED = new Error('the entity left the state this work belonged to');
 
 type MachineEvent = EventFromLogic<MachineDefinition['machine']>;
-type RunningWork = { stateKey: string; work: string; controller: AbortController };
+/** `ended`: the driver reported the work's end (WORK_DONE or WORK_FAILED); nothing of it runs to stop. */
+type RunningWork = { state: StateValue; work: string; controller: AbortController; ended: boolean };
+
+const endsWork = (event: DriverEvent | EntityEvent): boolean => event.type === 'WORK_DONE' || event.type === 'WORK_FAILED';
 /** What #apply did with an event. */
 type Outcome = Appended | 'refused' | 'unchanged';
 
@@ -348,9 +351,13 @@ export class EntityActor {
 
   /** Stops driver work; transitions already queued still finish. */
   stopWork(): void {
-    if (this.#work) this.deps.stalls.forget(this.#work);
-    this.#work?.controller.abort(WORK_STOPPED);
+    const work = this.#work;
+    if (!work) return;
     this.#work = undefined;
+    this.deps.stalls.forget(work);
+    // Most works are left after they reported their end, and an abort dispatches an event (about
+    // 6% of the write benchmark): a driver releases what it holds when it reports its end.
+    if (!work.ended) work.controller.abort(WORK_STOPPED);
   }
 
   /** Stops for good: no work, no more retries. */
@@ -456,6 +463,7 @@ export class EntityActor {
    * did the work already, so its event is retried until stored, across a server outage.
    */
   #report(work: RunningWork, event: DriverEvent | EntityEvent): Promise<void> {
+    if (endsWork(event)) work.ended = true;
     if (this.#work === work) this.deps.stalls.touch(work);
     return this.#serialize(async () => {
       if (this.#work !== work || this.#state.divergence) return;
@@ -684,17 +692,17 @@ export class EntityActor {
       return;
     }
     const snapshot = this.#state.snapshot;
-    const key = stateKey(snapshot);
-    if (this.#work?.stateKey === key || this.#stopped) return;
+    const state = snapshot.value as StateValue;
+    if ((this.#work && jsonEqual(this.#work.state, state)) || this.#stopped) return;
     this.stopWork();
-    const { work, handOver } = stateMeta(snapshot);
+    const { work, handOver } = metaOf(snapshot);
     const dstHost = (snapshot.context as { dstHost?: string | null }).dstHost;
     if (handOver && this.deps.hostId !== undefined && dstHost && dstHost !== this.deps.hostId) {
       this.#handOver(dstHost);
       return;
     }
     if (!work) return;
-    const running: RunningWork = { stateKey: key, work, controller: new AbortController() };
+    const running: RunningWork = { state, work, controller: new AbortController(), ended: false };
     this.#work = running;
     this.#watchForStall(running);
     this.deps.driver.start(

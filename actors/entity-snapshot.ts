@@ -38,6 +38,11 @@ export function viewOf(snapshot: AnyMachineSnapshot): EntityView {
   return view;
 }
 
+/** The state's meta: its view's when one was built (a transition builds it for its alert), else read afresh. */
+export function metaOf(snapshot: AnyMachineSnapshot): StateMeta {
+  return views.get(snapshot)?.meta ?? stateMeta(snapshot);
+}
+
 const DESCRIPTIONS: ReadonlySet<string> = new Set(OPERATION_DESCRIPTIONS);
 const isWhole = (value: unknown): value is number => Number.isInteger(value);
 

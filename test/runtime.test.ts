@@ -1,5 +1,6 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Driver } from '../actors/drivers/driver.ts';
 import { EIO_ERROR } from '../actors/drivers/simulated-driver.ts';
 import { Alert } from '../src/domain/alert.ts';
 import { ErrorCodes, type OpstreamError } from '../src/domain/errors.ts';
@@ -184,5 +185,35 @@ describe('one writer per entity', () => {
     expect(seqB).toBe(seqA);
     const stored = await storedAlerts(subject);
     expect(stored.filter((alert) => alert.revision === 99)).toHaveLength(1);
+  });
+});
+
+describe('the driver signal', () => {
+  it('is aborted when a state is left before its work ended, and not after the work reported its end', async () => {
+    const { Runtime } = await import('../actors/runtime.ts');
+    const { SimulatedDriver } = await import('../actors/drivers/simulated-driver.ts');
+    const simulated = new SimulatedDriver({ stepMs: 5 });
+    const started: Array<{ work: string; signal: AbortSignal }> = [];
+    const driver: Driver = {
+      start(request, report, signal) {
+        started.push({ work: request.work, signal });
+        simulated.start(request, report, signal);
+      },
+    };
+    const runtime = await Runtime.start({ nc: agent.nc, stream: agent.stream, driver });
+    const id = uniqueId();
+    const recorder = await recordAlerts(agent.nc, agent.stream, `vdsm.VM.${id}`);
+    try {
+      await runtime.call(vm(id), 'VM.create', { vmId: id }, (task) => ({ type: 'CREATE', task, params: {} }));
+      await recorder.until(({ alert }) => alert.status === 'Up');
+      await runtime.call(vm(id), 'VM.pause', { vmId: id }, (task) => ({ type: 'PAUSE', task }));
+      await recorder.until(({ alert }) => alert.status === 'Paused' && alert.taskStatus === 'finished');
+      const aborted = Object.fromEntries(started.map(({ work, signal }) => [work, signal.aborted]));
+      // prepare, powerUp and pause each reported WORK_DONE; the running VM's watch never ends and was left by the pause.
+      expect(aborted).toEqual({ prepare: false, powerUp: false, watchRunning: true, pause: false, watchPaused: false });
+    } finally {
+      await runtime.stop();
+      await recorder.stop();
+    }
   });
 });

@@ -24,7 +24,9 @@ export type WorkReporter = (event: DriverEvent | EntityEvent) => Promise<void>;
  * Does the work an operation stands for. Timers and I/O live here, never in machines: the
  * driver's progress and its end come back as events, which the runtime persists in turn.
  * The runtime aborts `signal` when the work's state is left (a cancel, a stall, a stop): the
- * driver then stops its timers, processes or QMP jobs and reports nothing more.
+ * driver then stops its timers, processes or QMP jobs and reports nothing more. A work that has
+ * reported its end (WORK_DONE or WORK_FAILED) is over: its signal is not aborted after that, so
+ * the driver releases what the work held when it reports the end.
  */
 export interface Driver {
   start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void;
