@@ -147,7 +147,7 @@ async function recoverOnce(
         if (behind) await behind;
         continue;
       }
-      const record = raw.decode();
+      const record = log.decode(raw.message);
       if (isQuarantined(record)) quarantine.add({ source: 'stream', ...record });
       entity.state = replayOne(entity.definition, entity.state, record);
       alertsReplayed += 1;

@@ -75,21 +75,20 @@ const show = (value: StateValue | undefined): string => (value === undefined ? '
  */
 export function replayOne(definition: MachineDefinition, state: ReplayState, record: HistoryRecord): ReplayState {
   if (state.divergence) return state;
-  const diverge = (divergence: Omit<Divergence, 'seq'>): ReplayState => ({ ...state, divergence: { seq: record.seq, ...divergence } });
-  if (isQuarantined(record)) return diverge({ reason: `the record at sequence ${record.seq} is quarantined: ${record.reason}` });
+  if (isQuarantined(record)) return divergedAt(state, record.seq, { reason: `the record at sequence ${record.seq} is quarantined: ${record.reason}` });
   const { alert } = record;
   // Revisions count an entity's alerts: a jump means a record of its history is gone.
   if (alert.revision !== state.revision + 1) {
-    return diverge({ reason: `revision ${alert.revision} follows revision ${state.revision}: a record of this history is missing or repeated` });
+    return divergedAt(state, record.seq, { reason: `revision ${alert.revision} follows revision ${state.revision}: a record of this history is missing or repeated` });
   }
   const placement = placementAfter(state.placement, alert.event, alert.hostId, isSubObjectKind(definition.kind));
-  if (typeof placement === 'string') return diverge({ reason: `the record at sequence ${record.seq} was ${placement}` });
+  if (typeof placement === 'string') return divergedAt(state, record.seq, { reason: `the record at sequence ${record.seq} was ${placement}` });
   if (isPlacementEvent(alert.event)) return replayPlacement(state, record.seq, alert, placement);
   const event = alert.event as Parameters<typeof nextSnapshot<typeof definition.machine>>[2];
   const next = state.snapshot.can(event) ? nextSnapshot(definition.machine, state.snapshot as never, event) : undefined;
   if (!next || !jsonEqual(next.value, alert.state)) {
     const recomputed = next?.value as StateValue | undefined;
-    return diverge({
+    return divergedAt(state, record.seq, {
       reason: `today's machine (${definition.machine.id} v${definition.version}) reaches ${show(recomputed)} where history recorded ${show(alert.state)}`,
       event: alert.event,
       recorded: alert.state,
@@ -98,7 +97,7 @@ export function replayOne(definition: MachineDefinition, state: ReplayState, rec
   }
   const visible = visibleDifference(definition, state.snapshot, next, alert);
   if (visible) {
-    return diverge({
+    return divergedAt(state, record.seq, {
       reason: `today's machine (${definition.machine.id} v${definition.version}) shows ${visible} where history recorded otherwise; a change to what clients see needs a new machine version`,
       event: alert.event,
       recorded: alert.state,
@@ -106,6 +105,11 @@ export function replayOne(definition: MachineDefinition, state: ReplayState, rec
     });
   }
   return { snapshot: next, lastSeq: record.seq, revision: alert.revision, ...(placement ? { placement } : {}) };
+}
+
+/** `state` stopped at `seq`: a function, not a closure made for every record replayed. */
+function divergedAt(state: ReplayState, seq: number, divergence: Omit<Divergence, 'seq'>): ReplayState {
+  return { ...state, divergence: { seq, ...divergence } };
 }
 
 /** A fleet record moves the owner, never the machine: it must record the state the entity is in. */

@@ -111,7 +111,7 @@ async function tasksByCall(nc: NatsConnection): Promise<Map<string, Set<string>>
   const log = await AlertLog.open(nc, DEFAULT_STREAM);
   const tasks = new Map<string, Set<string>>();
   for await (const raw of log.readAll()) {
-    const record = raw.decode();
+    const record = log.decode(raw.message);
     if (!('alert' in record) || !record.alert.task) continue;
     const call = `${record.alert.alertName} ${record.alert.task.methodName}`;
     tasks.set(call, (tasks.get(call) ?? new Set()).add(record.alert.task.id));

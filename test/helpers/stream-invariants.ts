@@ -13,7 +13,7 @@ export async function checkStreamInvariants(nc: NatsConnection, acknowledged: Ac
   const log = await AlertLog.open(nc, DEFAULT_STREAM);
   const histories = new Map<string, Array<{ seq: number; alert: Alert }>>();
   for await (const raw of log.readAll()) {
-    const record = raw.decode();
+    const record = log.decode(raw.message);
     if (isQuarantined(record)) throw new Error(`sequence ${raw.seq} on ${raw.subject} is not history: ${record.reason}`);
     const { alert } = record;
     histories.set(alert.alertName, [...(histories.get(alert.alertName) ?? []), { seq: raw.seq, alert }]);
