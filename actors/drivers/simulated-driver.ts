@@ -39,15 +39,13 @@ export type SimulatedDriverOptions = {
   stepMs?: number;
 };
 
-type Running = { request: WorkRequest; report: WorkReporter; stop: () => void };
-
 const key = entityKey;
 
 /** Stands for the hypervisor: timed progress, and faults injected on demand. */
 export class SimulatedDriver implements Driver {
   readonly #timings: Record<string, SimTiming>;
   readonly #defaultTiming: SimTiming;
-  readonly #running = new Map<string, Running>();
+  readonly #running = new Map<string, SimulatedWork>();
   readonly #plannedFailures = new Map<string, ErrorTuple>();
   #sink: EntityEventSink | undefined;
   /** A migrating VM's disks report the storage side of its memory copy. */
@@ -68,52 +66,21 @@ export class SimulatedDriver implements Driver {
   }
 
   start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+    const operation = key(request);
     const migration = request.kind === EntityKinds.VM && request.work === 'copyMemory';
-    // Whatever a VM does next, disks still migrating were left behind by the migration's end.
-    const settled = request.kind === EntityKinds.VM && !migration ? this.#disks.settle(key(request), request.work) : Promise.resolve();
-    // A settled VM's watch is on a real hypervisor; the simulated one has nothing to watch.
+    const settled = request.kind === EntityKinds.VM && !migration ? this.#disks.settle(operation, request.work) : Promise.resolve();
     if (request.work === 'watchRunning' || request.work === 'watchPaused') return;
-    const { steps, stepMs } = this.#timings[request.work] ?? this.#defaultTiming;
-    const planned = this.#plannedFailures.get(`${key(request)}:${request.work}`);
-    this.#plannedFailures.delete(`${key(request)}:${request.work}`);
-    let step = 0;
-    let timer: NodeJS.Timeout | undefined;
-    let stopped = false;
-    const stop = () => {
-      stopped = true;
-      clearTimeout(timer);
-      if (this.#running.get(key(request))?.stop === stop) this.#running.delete(key(request));
-    };
-    // The storage side goes first: a disk's alert is durable before its VM's says as much.
-    const disks = (storage: () => Promise<void>) => (migration ? storage() : Promise.resolve());
-    const tick = async () => {
-      step += 1;
-      if (planned && step === Math.ceil(steps / 2)) {
-        stop();
-        await disks(() => this.#disks.fail(key(request), planned));
-        void report({ type: 'WORK_FAILED', error: planned });
-        return;
-      }
-      if (step < steps) {
-        const percentage = Math.round((100 * step) / steps);
-        await disks(() => this.#disks.progress(key(request), percentage));
-        if (stopped) return;
-        void report({ type: 'WORK_PROGRESS', percentage });
-        timer = setTimeout(() => void tick(), stepMs);
-      } else {
-        stop();
-        await disks(() => this.#disks.done(key(request)));
-        void report({ type: 'WORK_DONE' });
-      }
-    };
-    const begin = async () => {
-      await settled;
-      await disks(() => this.#disks.begin(key(request), migratingDisks(request)));
-      if (!stopped) timer = setTimeout(() => void tick(), stepMs);
-    };
-    void begin();
-    this.#running.set(key(request), { request, report, stop });
-    whenAborted(signal, stop);
+    let planned: ErrorTuple | undefined;
+    if (this.#plannedFailures.size > 0) {
+      planned = this.#plannedFailures.get(`${operation}:${request.work}`);
+      this.#plannedFailures.delete(`${operation}:${request.work}`);
+    }
+    const work = new SimulatedWork(operation, request, report, this.#timings[request.work] ?? this.#defaultTiming, planned, migration ? this.#disks : undefined, () => {
+      if (this.#running.get(operation) === work) this.#running.delete(operation);
+    });
+    void work.begin(settled);
+    this.#running.set(operation, work);
+    whenAborted(signal, () => work.stop());
   }
 
   /** Makes the next run of `work` on this entity fail halfway with `error`. */
@@ -137,5 +104,65 @@ export class SimulatedDriver implements Driver {
     }
     running.stop();
     await running.report({ type: 'WORK_FAILED', error: INJECTED_FAILURE });
+  }
+}
+
+/**
+ * One running work: `steps` ticks, progress after each, then its end (or the planned failure
+ * half-way). A migration's ticks also report on the VM's disks. An object rather than closures
+ * made per work: the write benchmark starts thousands a second, and the driver is not what it measures.
+ */
+class SimulatedWork {
+  #step = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(
+    private readonly operation: string,
+    readonly request: WorkRequest,
+    readonly report: WorkReporter,
+    private readonly timing: SimTiming,
+    private readonly planned: ErrorTuple | undefined,
+    /** Set for a migration: its storage side is reported on the VM's disks. */
+    private readonly disks: DiskReports | undefined,
+    private readonly forget: () => void,
+  ) {}
+
+  async begin(settled: Promise<void>): Promise<void> {
+    await settled;
+    if (this.disks) await this.disks.begin(this.operation, migratingDisks(this.request));
+    if (!this.#stopped) this.#schedule();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.forget();
+  }
+
+  #schedule(): void {
+    this.#timer = setTimeout(() => void this.#tick(), this.timing.stepMs);
+  }
+
+  async #tick(): Promise<void> {
+    const { steps } = this.timing;
+    this.#step += 1;
+    if (this.planned && this.#step === Math.ceil(steps / 2)) {
+      this.stop();
+      await this.disks?.fail(this.operation, this.planned);
+      void this.report({ type: 'WORK_FAILED', error: this.planned });
+      return;
+    }
+    if (this.#step < steps) {
+      const percentage = Math.round((100 * this.#step) / steps);
+      await this.disks?.progress(this.operation, percentage);
+      if (this.#stopped) return;
+      void this.report({ type: 'WORK_PROGRESS', percentage });
+      this.#schedule();
+    } else {
+      this.stop();
+      await this.disks?.done(this.operation);
+      void this.report({ type: 'WORK_DONE' });
+    }
   }
 }
