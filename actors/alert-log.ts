@@ -47,6 +47,8 @@ type PendingAppend = {
   headers: ReturnType<typeof headers>;
   resolve: (seq: number) => void;
   reject: (error: Error) => void;
+  /** When, on performance.now()'s clock, the append stops waiting for its ack (set as it is published). */
+  deadline: number;
 };
 
 /**
@@ -61,6 +63,8 @@ export class AlertLog {
   #queued: PendingAppend[] = [];
   /** Appends published and not yet acknowledged, by the token that ends their reply subject. */
   readonly #awaitingAck = new Map<string, PendingAppend>();
+  /** Times out what waits longest; armed while anything waits. */
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #replies: { prefix: string; subscription: Subscription } | undefined;
   #nextToken = 0;
 
@@ -71,10 +75,11 @@ export class AlertLog {
     readonly stream: string,
     /** Without it (tests of the runtime alone, readers without the key) seals are neither written nor checked. */
     private readonly seal: HistorySeal | undefined,
+    private readonly ackTimeoutMs: number,
   ) {}
 
-  static async open(nc: NatsConnection, stream: string, seal?: HistorySeal): Promise<AlertLog> {
-    return new AlertLog(nc, jetstream(nc), await jetstreamManager(nc), stream, seal);
+  static async open(nc: NatsConnection, stream: string, seal?: HistorySeal, options: { ackTimeoutMs?: number } = {}): Promise<AlertLog> {
+    return new AlertLog(nc, jetstream(nc), await jetstreamManager(nc), stream, seal, options.ackTimeoutMs ?? APPEND_ACK_TIMEOUT_MS);
   }
 
   /** Whether records are checked for an agent's seal (false: only for being well-formed alerts). */
@@ -98,7 +103,7 @@ export class AlertLog {
     try {
       return await new Promise<number>((resolve, reject) => {
         if (this.#queued.length === 0) setImmediate(() => this.#publishQueued());
-        this.#queued.push({ subject: alert.alertName, body, headers: guard, resolve, reject });
+        this.#queued.push({ subject: alert.alertName, body, headers: guard, resolve, reject, deadline: 0 });
       });
     } catch (error) {
       if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence) {
@@ -130,7 +135,7 @@ export class AlertLog {
       for (const pending of batch) pending.reject(error as Error);
       return;
     }
-    const tokens: string[] = [];
+    const deadline = performance.now() + this.ackTimeoutMs;
     for (const pending of batch) {
       const token = (this.#nextToken += 1).toString(36);
       try {
@@ -140,15 +145,28 @@ export class AlertLog {
         pending.reject(error as Error);
         continue;
       }
+      pending.deadline = deadline;
       this.#awaitingAck.set(token, pending);
-      tokens.push(token);
     }
-    if (tokens.length === 0) return;
-    // One timer per batch rather than per append: what is still unanswered then timed out, its
-    // outcome unknown, exactly as a js.publish that timed out.
-    setTimeout(() => {
-      for (const token of tokens) this.#settle(token, new errors.TimeoutError());
-    }, APPEND_ACK_TIMEOUT_MS).unref();
+    this.#ackTimer ??= this.#awaitingAck.size > 0 ? setTimeout(() => this.#timeOutAcks(), this.ackTimeoutMs).unref() : undefined;
+  }
+
+  /**
+   * What is still unanswered at its deadline is timed out, its outcome unknown, exactly as a
+   * js.publish that timed out. One timer for every append: acks are awaited in publish order, so
+   * the oldest is first. (A timer and a list of tokens per batch, kept 5 s each, made work for
+   * every garbage collection of the write benchmark.)
+   */
+  #timeOutAcks(): void {
+    this.#ackTimer = undefined;
+    const now = performance.now();
+    for (const [token, pending] of this.#awaitingAck) {
+      if (pending.deadline > now) {
+        this.#ackTimer = setTimeout(() => this.#timeOutAcks(), pending.deadline - now).unref();
+        return;
+      }
+      this.#settle(token, new errors.TimeoutError());
+    }
   }
 
   #subscribeReplies(): { prefix: string; subscription: Subscription } {

@@ -14,7 +14,9 @@ import { ensureAlertStream } from '../src/nats/alert-stream.ts';
 import { connectNats } from '../src/nats/connection.ts';
 import { historySeal } from '../src/security/history-seal.ts';
 import { NatsTestServer } from './helpers/nats-server.ts';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { startTcpProxy } from './helpers/tcp-proxy.ts';
+import { errors, type NatsConnection } from '@nats-io/transport-node';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A VM's first alert (its create), as the runtime would build it. */
 function createAlert(vmId: string): Alert {
@@ -70,6 +72,35 @@ describe('alert log appends', () => {
     const stored = [];
     for await (const record of log.alerts('vdsm.VM.retried')) stored.push(record);
     expect(stored).toHaveLength(1);
+  });
+
+  it('times out each append whose ack never comes, at its own deadline', async () => {
+    const proxy = await startTcpProxy(server.port);
+    const through = await connectNats(`nats://127.0.0.1:${proxy.port}`, 'append-test-frozen');
+    const stream = await ensureAlertStream(through);
+    const frozenLog = await AlertLog.open(through, stream, undefined, { ackTimeoutMs: 400 });
+    try {
+      expect(await frozenLog.append(createAlert('acked-in-time'), 0, 'acked-in-time:1')).toBeGreaterThan(0);
+      proxy.freeze();
+      const began = performance.now();
+      const outcome = (append: Promise<number>) => append.then(
+        (seq) => ({ seq, afterMs: performance.now() - began }),
+        (error: unknown) => ({ error, afterMs: performance.now() - began }),
+      );
+      const first = outcome(frozenLog.append(createAlert('unanswered-1'), 0, 'unanswered-1:1'));
+      await sleep(250);
+      const second = outcome(frozenLog.append(createAlert('unanswered-2'), 0, 'unanswered-2:1'));
+      const [early, late] = await Promise.all([first, second]);
+      expect(early).toMatchObject({ error: expect.any(errors.TimeoutError) });
+      expect(late).toMatchObject({ error: expect.any(errors.TimeoutError) });
+      // Neither before its own deadline; the second not at the first's, nor long after its own.
+      expect(early.afterMs).toBeGreaterThanOrEqual(395);
+      expect(late.afterMs).toBeGreaterThanOrEqual(645);
+      expect(late.afterMs).toBeLessThan(2_000);
+    } finally {
+      await proxy.close();
+      await through.close();
+    }
   });
 
   it('fails an append on a closed connection instead of waiting for an ack that cannot come', async () => {
