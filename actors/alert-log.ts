@@ -148,7 +148,7 @@ export class AlertLog {
       pending.deadline = deadline;
       this.#awaitingAck.set(token, pending);
     }
-    this.#ackTimer ??= this.#awaitingAck.size > 0 ? setTimeout(() => this.#timeOutAcks(), this.ackTimeoutMs).unref() : undefined;
+    if (this.#ackTimer === undefined && this.#awaitingAck.size > 0) this.#ackTimer = setTimeout(() => this.#timeOutAcks(), this.ackTimeoutMs).unref();
   }
 
   /**
