@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark, each against its own nats-server, figures and ratios printed.
 // BENCH_ENTITIES and BENCH_ALERTS_PER_ENTITY scale the recovery benchmark (default 10,000 × 100);
-// BENCH_WRITE_VMS, BENCH_WRITE_CYCLES and BENCH_WRITE_ROUNDS scale the write benchmark (default 300 × 5, 3 rounds), and
+// BENCH_WRITE_VMS, BENCH_WRITE_CYCLES and BENCH_WRITE_ROUNDS scale the write benchmark (default 300 × 5, 7 rounds), and
 // BENCH_CPU_PROFILE=<file> writes a CPU profile of its runtime phase;
 // BENCH_ONLY=write,recovery,clients,jobs,viz,qemu,fleet runs a subset; `qemu` (real VMs) runs when qemu-system-x86_64 is there.
 import { benchCatchUp, benchFanOut, benchWireMessages } from './clients.ts';
@@ -20,7 +20,8 @@ const only = new Set((process.env['BENCH_ONLY'] ?? 'write,recovery,clients,jobs,
 if (only.has('write')) {
   const vms = Number(process.env['BENCH_WRITE_VMS'] ?? 300);
   const pauseCycles = Number(process.env['BENCH_WRITE_CYCLES'] ?? 5);
-  const rounds = Number(process.env['BENCH_WRITE_ROUNDS'] ?? 3);
+  // Seven: one round takes under half a second and swings by ±0.1×; the median of seven swings far less than of three.
+  const rounds = Number(process.env['BENCH_WRITE_ROUNDS'] ?? 7);
   report(
     `write path: ${vms} VMs at once, each created then paused/continued ${pauseCycles} times (every call and driver report a sealed, guarded append), after an unmeasured warm-up on ${vms} others; simulated driver with 0 ms ticks; ${rounds} rounds of runtime then raw, fresh VMs each`,
     await benchTransitions({ vms, pauseCycles, rounds }),

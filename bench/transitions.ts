@@ -19,7 +19,7 @@ export type TransitionsBenchOptions = { vms: number; pauseCycles: number; rounds
 
 type Round = { transitions: number; runtimeSeconds: number; rawSeconds: number; guardedSeconds: number };
 
-export async function benchTransitions({ vms, pauseCycles, rounds = 3 }: TransitionsBenchOptions): Promise<Figure[]> {
+export async function benchTransitions({ vms, pauseCycles, rounds = 7 }: TransitionsBenchOptions): Promise<Figure[]> {
   const server = await NatsTestServer.start();
   const nc = await connectNats(server.url, 'bench');
   try {
