@@ -17,7 +17,7 @@ import type { Driver, EntityEvent, EntityRef } from './drivers/driver.ts';
 import { EntityActor, STORE_RETRY_POLICY, type Appended, type CancelOutcome, type EntityActorDeps } from './entity-actor.ts';
 import { commandTarget } from './job-commands.ts';
 import { JobRunner } from './job-runner.ts';
-import { claimTaskIdentity, jobScope } from './job-scope.ts';
+import { claimTaskIdentity, type JobScope } from './job-scope.ts';
 import { DEFAULT_JOB_RETENTION_MS, TaskRegistry } from './task-registry.ts';
 import type { JobContext } from '../machines/job.ts';
 import { alertSubject, entityKey, EntityKinds, parentOf, parseAlertSubject } from '../src/domain/subjects.ts';
@@ -144,7 +144,7 @@ export class Runtime {
       tasks: this.tasks,
       runCommand: (command, { taskId, jobId, flowId }) => {
         const { ref, event } = commandTarget(command);
-        return jobScope.run({ taskId, jobId, flowId }, () => this.call(ref, command.method, command.params, event));
+        return this.call(ref, command.method, command.params, event, { taskId, jobId, flowId });
       },
       cancelTask: (taskId) => this.cancelTask(taskId),
       logger: options.logger,
@@ -285,8 +285,8 @@ export class Runtime {
    * Registers a call as a task: resolves with its id once the transition it causes is in the
    * stream. kwargs are redacted before anything is built from them.
    */
-  async call(ref: EntityRef, methodName: string, kwargs: Record<string, unknown>, event: (task: TaskInfo) => EntityEvent): Promise<CallResult> {
-    const { id, jobId, flowId } = claimTaskIdentity();
+  async call(ref: EntityRef, methodName: string, kwargs: Record<string, unknown>, event: (task: TaskInfo) => EntityEvent, job?: JobScope): Promise<CallResult> {
+    const { id, jobId, flowId } = claimTaskIdentity(job);
     const task: TaskInfo = { id: id ?? randomUUID(), methodName, kwargs: redact(kwargs) };
     if (jobId && jobId !== task.id) task.jobId = jobId;
     if (flowId) task.flowId = flowId;

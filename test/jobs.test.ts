@@ -113,6 +113,27 @@ describe('every mutating call is a job', () => {
     expect((await historyOf(`vdsm.VM.${vmId}`)).filter((alert) => alert.event.type === 'CREATE')).toHaveLength(1);
   });
 
+  it('every kind of call given a jobId registers its task under that id', async () => {
+    const asJob = async (method: string, params: Record<string, unknown>): Promise<void> => {
+      const jobId = randomUUID();
+      expect({ method, answer: await host.call<Answer>(method, { ...params, jobId }) }).toEqual({ method, answer: { taskId: jobId, jobId } });
+      expect((await waitForJob(jobId, ['done'])).jobType).toBe(method);
+    };
+    const [vmId, movedId] = [uniqueId(), uniqueId()];
+    await asJob('VM.create', { vmId });
+    await asJob('VM.pause', { vmId });
+    await asJob('VM.cont', { vmId });
+    await asJob('VM.destroy', { vmId });
+    await asJob('VM.create', { vmId: movedId });
+    await asJob('VM.migrate', { vmId: movedId, dstHost: 'h2' });
+    const [base, copy, layer] = [uniqueId('img'), uniqueId('img'), uniqueId('img')];
+    await asJob('Image.create', { imageId: base, size: 1 << 20 });
+    await asJob('Image.copy', { imageId: base, dstImageId: copy });
+    await asJob('Image.create', { imageId: layer, baseImageId: copy });
+    await asJob('Image.merge', { imageId: layer });
+    await asJob('Image.delete', { imageId: base });
+  });
+
   it('a retry after the connection dropped before the answer runs once', async () => {
     const proxy = await startTcpProxy(agent.api.port);
     const vmId = uniqueId();

@@ -5,7 +5,6 @@
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
-import { jobScope } from '../../actors/job-scope.ts';
 import type { Runtime } from '../../actors/runtime.ts';
 import { ErrorCodes, OpstreamError } from '../domain/errors.ts';
 import { redact } from '../domain/redaction.ts';
@@ -67,8 +66,8 @@ export function asJob(spec: MethodSpec): MethodSpec {
         if (earlier) return earlier;
       }
       const id = jobId ?? randomUUID();
-      const answer = jobScope
-        .run({ taskId: id, flowId }, () => spec.handler(given, context))
+      const answer = spec
+        .handler(given, { ...context, job: { taskId: id, ...(flowId ? { flowId } : {}) } })
         .then((result) => {
           const taskId = (result as { taskId?: string } | undefined)?.taskId ?? id;
           return { ...(result as Record<string, unknown>), taskId, jobId: taskId };

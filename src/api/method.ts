@@ -2,6 +2,7 @@
 // and what every handler can reach.
 import type { z } from 'zod';
 import type { FaultInjector, VolumeQueries } from '../../actors/drivers/driver.ts';
+import type { JobScope } from '../../actors/job-scope.ts';
 import type { Runtime } from '../../actors/runtime.ts';
 import type { AlertFanout } from '../subscriptions/fanout.ts';
 import type { StorageAllowList } from './storage-allow-list.ts';
@@ -41,6 +42,8 @@ export type ApiContext = AgentServices & {
   session?: Session;
   /** Another agent forwarded this call here: it is answered here or not at all, never sent on. */
   forwarded?: boolean;
+  /** Set by the job layer: the job this call runs as, whose id the task it registers takes. */
+  job?: JobScope;
 };
 
 /**

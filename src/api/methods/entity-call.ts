@@ -14,9 +14,9 @@ export function entityCall<IdField extends string>(name: string, kind: EntityKin
     name,
     access: 'write',
     params,
-    handler: async (given: Record<IdField, string>, { runtime }: ApiContext) => {
+    handler: async (given: Record<IdField, string>, { runtime, job }: ApiContext) => {
       const id = given[idField];
-      const { taskId } = await runtime.call({ kind, id }, name, { [idField]: id }, (task) => ({ type, task }));
+      const { taskId } = await runtime.call({ kind, id }, name, { [idField]: id }, (task) => ({ type, task }), job);
       return { taskId };
     },
   });

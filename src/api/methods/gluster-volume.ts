@@ -18,13 +18,13 @@ export const glusterVolumeMethods = [
     name: 'GlusterVolume.create',
     access: 'write',
     params: z.strictObject({ volumeName: EntityId, bricks: z.array(Brick).min(1).max(64), hostId: EntityId.optional() }),
-    handler: async ({ volumeName, bricks }, { runtime }) => {
+    handler: async ({ volumeName, bricks }, { runtime, job }) => {
       if (new Set(bricks).size !== bricks.length) throw new OpstreamError(ErrorCodes.InvalidParams, 'GlusterVolume.create: bricks must be distinct');
       const { taskId } = await runtime.call(volume(volumeName), 'GlusterVolume.create', { volumeName, bricks }, (task) => ({
         type: 'CREATE',
         task,
         bricks,
-      }));
+      }), job);
       return { taskId };
     },
   }),

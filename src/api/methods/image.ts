@@ -56,7 +56,7 @@ export const imageMethods = [
     name: 'Image.create',
     access: 'write',
     params: z.strictObject({ imageId: EntityId, size: Size.optional(), baseImageId: EntityId.optional(), hostId: EntityId.optional() }),
-    handler: async ({ imageId, size, baseImageId }, { runtime }) => runtime.exclusive(IMAGE_GRAPH, async () => {
+    handler: async ({ imageId, size, baseImageId }, { runtime, job }) => runtime.exclusive(IMAGE_GRAPH, async () => {
       let virtualSize = size ?? null;
       if (baseImageId !== undefined) {
         if (baseImageId === imageId) throw new OpstreamError(ErrorCodes.InvalidParams, `image ${imageId} cannot be its own base`);
@@ -71,7 +71,7 @@ export const imageMethods = [
         task,
         size: virtualSize,
         baseImageId: baseImageId ?? null,
-      }));
+      }), job);
       return { taskId };
     }),
   }),
@@ -80,7 +80,7 @@ export const imageMethods = [
     access: 'write',
     params: z.strictObject({ imageId: EntityId, dstImageId: EntityId }),
     // The copy is the destination's operation: it comes into being from the source's data.
-    handler: async ({ imageId, dstImageId }, { runtime }) => runtime.exclusive(IMAGE_GRAPH, async () => {
+    handler: async ({ imageId, dstImageId }, { runtime, job }) => runtime.exclusive(IMAGE_GRAPH, async () => {
       if (dstImageId === imageId) throw new OpstreamError(ErrorCodes.InvalidParams, `cannot copy image ${imageId} onto itself`);
       const source = await usableImage(runtime, imageId, 'source');
       const destination = await runtime.existing(image(dstImageId)).catch(() => undefined);
@@ -92,7 +92,7 @@ export const imageMethods = [
         task,
         sourceImageId: imageId,
         size: contextOf<number | null>(source, 'size'),
-      }));
+      }), job);
       return { taskId };
     }),
   }),
@@ -100,13 +100,13 @@ export const imageMethods = [
     name: 'Image.merge',
     access: 'write',
     params: ImageRef,
-    handler: async ({ imageId }, { runtime }) => runtime.exclusive(IMAGE_GRAPH, async () => {
+    handler: async ({ imageId }, { runtime, job }) => runtime.exclusive(IMAGE_GRAPH, async () => {
       const layer = await usableImage(runtime, imageId, 'the');
       const base = contextOf<string | null>(layer, 'baseImageId');
       if (!base) throw new OpstreamError(ErrorCodes.InvalidTransition, `image ${imageId} has no base to merge into`);
       const blocked = dependents(runtime, imageId);
       if (blocked) throw new OpstreamError(ErrorCodes.InvalidTransition, blocked);
-      const { taskId } = await runtime.call(image(imageId), 'Image.merge', { imageId }, (task) => ({ type: 'MERGE', task }));
+      const { taskId } = await runtime.call(image(imageId), 'Image.merge', { imageId }, (task) => ({ type: 'MERGE', task }), job);
       return { taskId };
     }),
   }),

@@ -2,7 +2,6 @@
 // cancelling them, deleting ended jobs, and the composite Host.prepareForMaintenance.
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { jobScope } from '../../../actors/job-scope.ts';
 import type { Runtime } from '../../../actors/runtime.ts';
 import type { TaskRecord } from '../../../actors/task-registry.ts';
 import { JOB_STATUSES, type JobContext, type PlannedCommand } from '../../../machines/job.ts';
@@ -135,7 +134,7 @@ export const jobMethods = [
     // One job: migrate every running VM of this host to dstHost (at most `concurrency` at once),
     // then disconnect its storage connections; each internal command is a child step. Other
     // hosts' entities, mirrored here, are theirs to move.
-    handler: async ({ dstHost, concurrency }, { runtime }) => {
+    handler: async ({ dstHost, concurrency }, { runtime, job }) => {
       const up = runtime.entitiesOf(EntityKinds.VM).filter((actor) => actor.owned && actor.view().status === 'Up');
       const connected = runtime.entitiesOf(EntityKinds.StorageConnection).filter((actor) => actor.owned && actor.view().status === 'Connected');
       const commands: PlannedCommand[] = [
@@ -154,7 +153,7 @@ export const jobMethods = [
           phase: 2,
         })),
       ];
-      const jobId = jobScope.getStore()?.taskId ?? randomUUID();
+      const jobId = job?.taskId ?? randomUUID();
       const description = `prepare for maintenance: migrate ${up.length} VM(s) to ${dstHost}, then disconnect ${connected.length} storage connection(s)`;
       await runtime.call({ kind: EntityKinds.Job, id: jobId }, 'Host.prepareForMaintenance', { dstHost, concurrency }, (task) => ({
         type: 'START',
@@ -162,7 +161,7 @@ export const jobMethods = [
         description,
         concurrency,
         commands,
-      }));
+      }), job);
       return { taskId: jobId };
     },
   }),

@@ -23,12 +23,12 @@ export const storageConnectionMethods = [
         port: z.number().int().min(1).max(65_535).optional(),
       })
       .superRefine(boundedKwargs),
-    handler: async (params, { runtime, storageAllow }) => {
+    handler: async (params, { runtime, storageAllow, job }) => {
       storageAllow.check(params.server, params.port ?? 2049);
       const { taskId } = await runtime.call(connection(params.connectionId), 'StorageConnection.connect', params, (task) => {
         const { connectionId: _id, ...redacted } = task.kwargs;
         return { type: 'CONNECT', task, params: redacted };
-      });
+      }, job);
       return { taskId };
     },
   }),
@@ -36,11 +36,11 @@ export const storageConnectionMethods = [
     name: 'StorageConnection.disconnect',
     access: 'write',
     params: ConnectionRef,
-    handler: async ({ connectionId }, { runtime }) => {
+    handler: async ({ connectionId }, { runtime, job }) => {
       const { taskId } = await runtime.call(connection(connectionId), 'StorageConnection.disconnect', { connectionId }, (task) => ({
         type: 'DISCONNECT',
         task,
-      }));
+      }), job);
       return { taskId };
     },
   }),

@@ -50,12 +50,12 @@ export const vmMethods = [
     access: 'write',
     // Everything beside vmId is the VM's definition (memory, cpus, disks, ...), kept as kwargs.
     params: VmDefinition.superRefine(boundedKwargs),
-    handler: async (params, { runtime }) => {
+    handler: async (params, { runtime, job }) => {
       await assertDisksUsable(runtime, params.disks ?? []);
       const { taskId } = await runtime.call(vm(params.vmId), 'VM.create', params, (task) => {
         const { vmId: _vmId, ...definition } = task.kwargs;
         return { type: 'CREATE', task, params: definition };
-      });
+      }, job);
       return { taskId };
     },
   }),
@@ -67,12 +67,12 @@ export const vmMethods = [
     access: 'write',
     // The destination host's id is a bus subject token (`opstream.internal.<dstHost>.>`).
     params: z.strictObject({ vmId: EntityId, dstHost: EntityId }),
-    handler: async ({ vmId, dstHost }, { runtime }) => {
+    handler: async ({ vmId, dstHost }, { runtime, job }) => {
       const { taskId } = await runtime.call(vm(vmId), 'VM.migrate', { vmId, dstHost }, (task) => ({
         type: 'MIGRATE',
         task,
         dstHost,
-      }));
+      }), job);
       return { taskId };
     },
   }),
