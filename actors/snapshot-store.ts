@@ -239,8 +239,10 @@ export class SnapshotStore {
     let checkpoint = 0;
     for await (const entry of this.#latestEntries()) {
       if (entry.operation !== 'PUT') {
-        judged.delete(entry.key);
         if (entry.key === ownCheckpoint) checkpoint = 0;
+        // Agents never delete a snapshot: one that is gone must not let the checkpoint skip its history.
+        if (isCheckpointKey(entry.key)) judged.delete(entry.key);
+        else judged.set(entry.key, this.#judgeRemoved(entry, definitions));
       } else if (isCheckpointKey(entry.key)) {
         // Another host's checkpoint vouches for what that host saw, not for this one.
         if (entry.key === ownCheckpoint) checkpoint = this.#parseCheckpoint(entry, streamLastSeq);
@@ -321,6 +323,19 @@ export class SnapshotStore {
       return 'unknown';
     }
     return { ref, definition, revision: entry.revision, snapshot: this.#parseSnapshot(entry, streamLastSeq) };
+  }
+
+  /**
+   * A snapshot deleted or purged by someone else: like one that cannot be trusted, an older
+   * revision of it stands in, or the entity's whole history is read. Dropping the key instead left
+   * the entity's records before the checkpoint unread.
+   */
+  #judgeRemoved(entry: KvEntry, definitions: Partial<Record<string, MachineDefinition>>): Judged {
+    const ref = refOfSnapshotKey(entry.key);
+    const definition = ref && definitions[ref.kind];
+    if (!ref || !definition) return 'unknown';
+    this.#distrust(entry, `it was ${entry.operation === 'DEL' ? 'deleted' : 'purged'}, which agents never do`);
+    return { ref, definition, revision: entry.revision, snapshot: undefined };
   }
 
   /** Reports a snapshot recovery did not use because the stream disagrees with it. */

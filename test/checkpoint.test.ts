@@ -175,6 +175,38 @@ describe('periodic checkpoint', () => {
     await nc.close();
   });
 
+  it('rebuilds an entity whose snapshot someone deleted or purged from its history, not by skipping it', async () => {
+    const bucket = 'CKPT_REMOVED';
+    const agent = await startRuntime({ bucket, follow: true });
+    const [deleted, purged, kept] = [uniqueId(), uniqueId(), uniqueId()];
+    for (const id of [deleted, purged, kept]) await create(agent, id);
+    for (const id of [deleted, purged, kept]) await untilStatus(agent, id, 'Up');
+    await pause(agent, deleted);
+    await pause(agent, purged);
+    await untilStatus(agent, deleted, 'Paused');
+    await untilStatus(agent, purged, 'Paused');
+    const last = await untilInspected(agent);
+    await agent.runtime.checkpointNow();
+    expect(await agent.runtime.checkpointNow()).toBe(last);
+    await crash(agent);
+
+    // What agents never do: a snapshot deleted (older revisions kept) and one purged (nothing kept).
+    const nc = await connectNats(server.url, 'checkpoint-test');
+    const kv = await new Kvm(nc).open(bucket);
+    await kv.delete(snapshotKey(vm(deleted)));
+    await kv.purge(snapshotKey(vm(purged)));
+    await nc.close();
+
+    // The checkpoint still lets recovery skip the stream; neither entity is lost for it.
+    const restarted = await startRuntime({ bucket });
+    expect(restarted.report.fromSeq).toBe(last + 1);
+    const statuses = await Promise.all([deleted, purged, kept].map((id) => statusOf(restarted, id)));
+    expect(statuses).toEqual(['Paused', 'Paused', 'Up']);
+    for (const id of [deleted, purged]) expect((await restarted.runtime.existing(vm(id))).divergence).toBeUndefined();
+    expect(restarted.runtime.quarantine.summary.recent.map(({ subject }) => subject)).toEqual(expect.arrayContaining([snapshotKey(vm(deleted)), snapshotKey(vm(purged))]));
+    await crash(restarted);
+  });
+
   it('starts a crashed agent\'s recovery after its own checkpoint, never another host\'s', async () => {
     const bucket = 'CKPT_HOSTS';
     const first = await startRuntime({ bucket, follow: true, hostId: 'host-a' });
