@@ -39,6 +39,7 @@ export function historyRecordOf(message: StoredMessage, seal: HistorySeal | unde
 
 /** How long an append waits for JetStream's ack, as js.publish does by default. */
 export const APPEND_ACK_TIMEOUT_MS = 5_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** An append queued for the next publish turn, then waiting for its ack. */
 type PendingAppend = {
@@ -79,7 +80,12 @@ export class AlertLog {
   ) {}
 
   static async open(nc: NatsConnection, stream: string, seal?: HistorySeal, options: { ackTimeoutMs?: number } = {}): Promise<AlertLog> {
-    return new AlertLog(nc, jetstream(nc), await jetstreamManager(nc), stream, seal, options.ackTimeoutMs ?? APPEND_ACK_TIMEOUT_MS);
+    const ackTimeoutMs = options.ackTimeoutMs ?? APPEND_ACK_TIMEOUT_MS;
+    // A timer cannot wait longer than 2^31-1 ms: Node would fire it at once, and forever.
+    if (!Number.isInteger(ackTimeoutMs) || ackTimeoutMs < 1 || ackTimeoutMs > MAX_TIMER_MS) {
+      throw new RangeError(`ackTimeoutMs must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS}, not ${ackTimeoutMs}`);
+    }
+    return new AlertLog(nc, jetstream(nc), await jetstreamManager(nc), stream, seal, ackTimeoutMs);
   }
 
   /** Whether records are checked for an agent's seal (false: only for being well-formed alerts). */

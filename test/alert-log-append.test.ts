@@ -97,6 +97,10 @@ describe('alert log appends', () => {
       expect(early.afterMs).toBeGreaterThanOrEqual(395);
       expect(late.afterMs).toBeGreaterThanOrEqual(645);
       expect(late.afterMs).toBeLessThan(2_000);
+      // A timeout no timer can wait (Node would fire it at once, over and over) is refused.
+      for (const ackTimeoutMs of [Infinity, 0, 2 ** 31]) {
+        await expect(AlertLog.open(through, stream, undefined, { ackTimeoutMs })).rejects.toThrow(/ackTimeoutMs must be/);
+      }
     } finally {
       await proxy.close();
       await through.close();

@@ -26,7 +26,8 @@ export type WorkReporter = (event: DriverEvent | EntityEvent) => Promise<void>;
  * The runtime aborts `signal` when the work's state is left (a cancel, a stall, a stop): the
  * driver then stops its timers, processes or QMP jobs and reports nothing more. A work that has
  * reported its end (WORK_DONE or WORK_FAILED) is over: its signal is not aborted after that, so
- * the driver releases what the work held when it reports the end.
+ * the driver releases what the work held when it reports the end, and never reports an end while
+ * something of the work still runs.
  */
 export interface Driver {
   start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void;

@@ -75,7 +75,7 @@ export class SimulatedDriver implements Driver {
       planned = this.#plannedFailures.get(`${operation}:${request.work}`);
       this.#plannedFailures.delete(`${operation}:${request.work}`);
     }
-    const work = new SimulatedWork(operation, request, report, this.#timings[request.work] ?? this.#defaultTiming, planned, migration ? this.#disks : undefined, () => {
+    const work = new SimulatedWork(operation, request, report, { ...(this.#timings[request.work] ?? this.#defaultTiming) }, planned, migration ? this.#disks : undefined, () => {
       if (this.#running.get(operation) === work) this.#running.delete(operation);
     });
     void work.begin(settled);
@@ -121,7 +121,8 @@ class SimulatedWork {
     private readonly operation: string,
     readonly request: WorkRequest,
     readonly report: WorkReporter,
-    private readonly timing: SimTiming,
+    /** Copied: a caller's timings changed later do not change a work already running. */
+    private readonly timing: Readonly<SimTiming>,
     private readonly planned: ErrorTuple | undefined,
     /** Set for a migration: its storage side is reported on the VM's disks. */
     private readonly disks: DiskReports | undefined,
