@@ -11,7 +11,7 @@ import type { EntityRef } from './drivers/driver.ts';
 import type { Quarantine } from './quarantine.ts';
 import { initialReplayState, replayOne, restoreReplayState, type ReplayState } from './replay.ts';
 import { ReplayPoolError, replayPoolFor, type ReplayPoolOptions } from './replay-pool.ts';
-import type { SnapshotStore } from './snapshot-store.ts';
+import { snapshotKey, type SnapshotStore } from './snapshot-store.ts';
 
 export type RecoveredEntity = {
   ref: EntityRef;
@@ -165,8 +165,9 @@ async function recoverOnce(
 
   // A snapshot the tail does not continue (its revisions jump, its state does not fit) was not a
   // true picture of the stream: replay that entity from its beginning instead of believing it.
+  // So is an entity met only after the checkpoint, with no snapshot: what came before was unread.
   for (const entity of states.values()) {
-    if (!entity.state.divergence || entity.snapshotRevision === 0) continue;
+    if (!entity.state.divergence || (entity.snapshotRevision === 0 && fromSeq === 1)) continue;
     const fromSnapshot = entity.state.divergence;
     const revision = entity.snapshotRevision;
     entity.state = initialReplayState(entity.definition, entity.ref.id);
@@ -174,7 +175,9 @@ async function recoverOnce(
     entity.snapshotSeq = 0;
     delete entity.unsaved;
     alertsReplayed += await replaySubject(entity);
-    if (!entity.state.divergence) snapshots?.distrust(entity.ref, revision, `the stream does not continue it: ${fromSnapshot.reason}`);
+    if (entity.state.divergence) continue;
+    if (revision > 0) snapshots?.distrust(entity.ref, revision, `the stream does not continue it: ${fromSnapshot.reason}`);
+    else quarantine.add({ source: 'snapshot', seq: 0, subject: snapshotKey(entity.ref), reason: `no snapshot covers its records before the checkpoint (${fromSnapshot.reason})` });
   }
 
   // An entity whose only records were quarantined has no history: it stays diverged, not created.

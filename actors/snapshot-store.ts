@@ -77,7 +77,16 @@ export function isExactSnapshot(json: unknown): json is StoredSnapshot {
  * from the start.
  */
 // The image is judged on its own (ImageRef): one this version cannot use must not cost the checkpoint.
-const Checkpoint = z.object({ seq: z.number().int().min(0), image: z.unknown().optional() });
+const Checkpoint = z.object({
+  seq: z.number().int().min(0),
+  image: z.unknown().optional(),
+  /**
+   * How many entity snapshots the agent knew to be in the bucket when it wrote the checkpoint.
+   * Agents never remove one, so a bucket holding fewer lost some without a trace (a purge of the
+   * bucket's stream, purgeDeletes): the checkpoint cannot vouch for their entities then.
+   */
+  keys: z.number().int().min(0).optional(),
+});
 type Checkpoint = z.infer<typeof Checkpoint>;
 
 /** What loading made of one key's newest entry. */
@@ -174,7 +183,7 @@ export class SnapshotStore {
   /** With `image`, the checkpoint vouches for that image too (see saveImage). */
   async saveCheckpoint(seq: number, hostId: string = DEFAULT_HOST_ID, image?: ImageRef): Promise<void> {
     const key = checkpointKey(hostId);
-    const checkpoint: Checkpoint = image ? { seq, image } : { seq };
+    const checkpoint: Checkpoint = { seq, keys: this.#storedKeys(), ...(image ? { image } : {}) };
     await this.kv.put(key, this.#sealed(key, JSON.stringify(checkpoint)));
   }
 
@@ -191,6 +200,13 @@ export class SnapshotStore {
       return [key, known && known.seq === stored.seq ? known.revision : 0, stored];
     });
     return this.images.save(checkpointKey(hostId), entries);
+  }
+
+  /** Entity snapshots known to be in the bucket: loaded from it, or saved with a revision. */
+  #storedKeys(): number {
+    let stored = 0;
+    for (const { revision } of this.#known.values()) if (revision > 0) stored += 1;
+    return stored;
   }
 
   /** A sealed value is `<seal>\n<json>`: KV entries carry no headers a reader could check. */
@@ -236,20 +252,24 @@ export class SnapshotStore {
     // Each entry is judged as it arrives: holding 100,000 raw entries (and the read buffers they
     // point into) until the read ends was most of a big restart's garbage.
     const judged = new Map<string, Judged>();
-    let checkpoint = 0;
+    let checkpoint: { entry: KvEntry; checkpoint: Checkpoint | undefined } | undefined;
     for await (const entry of this.#latestEntries()) {
       if (entry.operation !== 'PUT') {
-        if (entry.key === ownCheckpoint) checkpoint = 0;
+        if (entry.key === ownCheckpoint) checkpoint = undefined;
         // Agents never delete a snapshot: one that is gone must not let the checkpoint skip its history.
         if (isCheckpointKey(entry.key)) judged.delete(entry.key);
         else judged.set(entry.key, this.#judgeRemoved(entry, definitions));
       } else if (isCheckpointKey(entry.key)) {
         // Another host's checkpoint vouches for what that host saw, not for this one.
-        if (entry.key === ownCheckpoint) checkpoint = this.#parseCheckpoint(entry, streamLastSeq);
+        if (entry.key === ownCheckpoint) checkpoint = { entry, checkpoint: this.#parseCheckpoint(entry, streamLastSeq) };
       } else {
         judged.set(entry.key, this.#judge(entry, definitions, streamLastSeq));
       }
     }
+
+    let entityKeys = 0;
+    for (const verdict of judged.values()) if (verdict !== 'unknown') entityKeys += 1;
+    const fromSeq = checkpoint ? this.#checkpointSeq(checkpoint.entry, checkpoint.checkpoint, entityKeys) : 0;
 
     const snapshots: LoadedSnapshots['snapshots'] = [];
     const distrusted: EntityRef[] = [];
@@ -276,7 +296,7 @@ export class SnapshotStore {
       if (valid.revision === verdict.revision) this.#known.set(key, { revision: verdict.revision, seq: snapshot.seq });
       snapshots.push({ ref, stored: snapshot });
     }
-    return { snapshots, distrusted, checkpoint };
+    return { snapshots, distrusted, checkpoint: fromSeq };
   }
 
   /**
@@ -391,10 +411,17 @@ export class SnapshotStore {
     return parsed.data;
   }
 
-  #parseCheckpoint(entry: KvEntry, streamLastSeq: number): number {
+  #parseCheckpoint(entry: KvEntry, streamLastSeq: number): Checkpoint | undefined {
     const checkpoint = this.#checkpointOf(entry, streamLastSeq);
-    if (!checkpoint) {
-      this.#distrust(entry, 'a checkpoint that is not sealed, not one, or ahead of the stream: recovery reads the whole stream');
+    if (!checkpoint) this.#distrust(entry, 'a checkpoint that is not sealed, not one, or ahead of the stream: recovery reads the whole stream');
+    return checkpoint;
+  }
+
+  /** Where recovery may start: after the checkpoint, unless snapshots it vouched for are gone. */
+  #checkpointSeq(entry: KvEntry, checkpoint: Checkpoint | undefined, entityKeys: number): number {
+    if (!checkpoint) return 0;
+    if (checkpoint.keys !== undefined && entityKeys < checkpoint.keys) {
+      this.#distrust(entry, `the bucket holds ${entityKeys} entity snapshots where the checkpoint vouched for ${checkpoint.keys}: some were removed without a trace, so recovery reads the whole stream`);
       return 0;
     }
     return checkpoint.seq;
