@@ -87,6 +87,24 @@ async function untilInspected(agent: Agent): Promise<number> {
   return last;
 }
 
+/**
+ * An agent brings `up` up and pauses `paused` of them, writes a checkpoint over all of it, does
+ * `after`, and crashes. Resolves with the checkpoint's sequence.
+ */
+async function crashAfterCheckpoint(bucket: string, ids: { up: string[]; paused: string[] }, after?: (agent: Agent) => Promise<void>): Promise<number> {
+  const agent = await startRuntime({ bucket, follow: true });
+  for (const id of ids.up) await create(agent, id);
+  for (const id of ids.up) await untilStatus(agent, id, 'Up');
+  for (const id of ids.paused) await pause(agent, id);
+  for (const id of ids.paused) await untilStatus(agent, id, 'Paused');
+  const checkpointed = await untilInspected(agent);
+  await agent.runtime.checkpointNow();
+  expect(await agent.runtime.checkpointNow()).toBe(checkpointed);
+  await after?.(agent);
+  await crash(agent);
+  return checkpointed;
+}
+
 /** Everything of `key` purged from the bucket's stream, markers too: the KV keeps no trace of it. */
 async function vanish(nc: NatsConnection, bucket: string, key: string): Promise<void> {
   await (await jetstreamManager(nc)).streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.${key}` });
@@ -182,18 +200,8 @@ describe('periodic checkpoint', () => {
 
   it('rebuilds an entity whose snapshot someone deleted or purged from its history, not by skipping it', async () => {
     const bucket = 'CKPT_REMOVED';
-    const agent = await startRuntime({ bucket, follow: true });
     const [deleted, purged, kept] = [uniqueId(), uniqueId(), uniqueId()];
-    for (const id of [deleted, purged, kept]) await create(agent, id);
-    for (const id of [deleted, purged, kept]) await untilStatus(agent, id, 'Up');
-    await pause(agent, deleted);
-    await pause(agent, purged);
-    await untilStatus(agent, deleted, 'Paused');
-    await untilStatus(agent, purged, 'Paused');
-    const last = await untilInspected(agent);
-    await agent.runtime.checkpointNow();
-    expect(await agent.runtime.checkpointNow()).toBe(last);
-    await crash(agent);
+    const last = await crashAfterCheckpoint(bucket, { up: [deleted, purged, kept], paused: [deleted, purged] });
 
     // What agents never do: a snapshot deleted (older revisions kept) and one purged (nothing kept).
     const nc = await connectNats(server.url, 'checkpoint-test');
@@ -214,16 +222,8 @@ describe('periodic checkpoint', () => {
 
   it('is not trusted once snapshots it vouched for vanished without a trace: the whole stream is read', async () => {
     const bucket = 'CKPT_VANISHED';
-    const agent = await startRuntime({ bucket, follow: true });
     const [gone, kept] = [uniqueId(), uniqueId()];
-    for (const id of [gone, kept]) await create(agent, id);
-    for (const id of [gone, kept]) await untilStatus(agent, id, 'Up');
-    await pause(agent, gone);
-    await untilStatus(agent, gone, 'Paused');
-    const last = await untilInspected(agent);
-    await agent.runtime.checkpointNow();
-    expect(await agent.runtime.checkpointNow()).toBe(last);
-    await crash(agent);
+    await crashAfterCheckpoint(bucket, { up: [gone, kept], paused: [gone] });
 
     const nc = await connectNats(server.url, 'checkpoint-test');
     await vanish(nc, bucket, snapshotKey(vm(gone)));
@@ -239,16 +239,11 @@ describe('periodic checkpoint', () => {
 
   it('replays from its beginning an entity met after the checkpoint with no snapshot, rather than leave it diverged', async () => {
     const bucket = 'CKPT_UNCOVERED';
-    const agent = await startRuntime({ bucket, follow: true });
     const id = uniqueId();
-    await create(agent, id);
-    await untilStatus(agent, id, 'Up');
-    const last = await untilInspected(agent);
-    await agent.runtime.checkpointNow();
-    expect(await agent.runtime.checkpointNow()).toBe(last);
-    await pause(agent, id);
-    await untilStatus(agent, id, 'Paused');
-    await crash(agent);
+    const last = await crashAfterCheckpoint(bucket, { up: [id], paused: [] }, async (agent) => {
+      await pause(agent, id);
+      await untilStatus(agent, id, 'Paused');
+    });
 
     // Its snapshot gone without a trace, under a checkpoint that cannot tell (as one written
     // before checkpoints counted snapshots): the records after the checkpoint are all there is.
