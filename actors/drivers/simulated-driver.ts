@@ -68,7 +68,9 @@ export class SimulatedDriver implements Driver {
   start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
     const operation = key(request);
     const migration = request.kind === EntityKinds.VM && request.work === 'copyMemory';
+    // Whatever a VM does next, disks still migrating were left behind by the migration's end.
     const settled = request.kind === EntityKinds.VM && !migration ? this.#disks.settle(operation, request.work) : Promise.resolve();
+    // A settled VM's watch is on a real hypervisor; the simulated one has nothing to watch.
     if (request.work === 'watchRunning' || request.work === 'watchPaused') return;
     let planned: ErrorTuple | undefined;
     if (this.#plannedFailures.size > 0) {
@@ -145,6 +147,7 @@ class SimulatedWork {
     this.#timer = setTimeout(() => void this.#tick(), this.timing.stepMs);
   }
 
+  // The storage side goes first: a disk's alert is durable before its VM's says as much.
   async #tick(): Promise<void> {
     const { steps } = this.timing;
     this.#step += 1;
