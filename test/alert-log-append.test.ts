@@ -12,9 +12,10 @@ import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { EntityKinds } from '../src/domain/subjects.ts';
 import { ensureAlertStream } from '../src/nats/alert-stream.ts';
 import { connectNats } from '../src/nats/connection.ts';
-import { historySeal } from '../src/security/history-seal.ts';
+import { SEAL_HEADER, historySeal } from '../src/security/history-seal.ts';
 import { NatsTestServer } from './helpers/nats-server.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { errors, type NatsConnection } from '@nats-io/transport-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -31,12 +32,13 @@ describe('alert log appends', () => {
   let server: NatsTestServer;
   let nc: NatsConnection;
   let log: AlertLog;
+  const seal = historySeal(randomBytes(32));
 
   beforeAll(async () => {
     server = await NatsTestServer.start();
     nc = await connectNats(server.url, 'append-test');
     const stream = await ensureAlertStream(nc);
-    log = await AlertLog.open(nc, stream, historySeal(randomBytes(32)));
+    log = await AlertLog.open(nc, stream, seal);
   });
 
   afterAll(async () => {
@@ -72,6 +74,27 @@ describe('alert log appends', () => {
     const stored = [];
     for await (const record of log.alerts('vdsm.VM.retried')) stored.push(record);
     expect(stored).toHaveLength(1);
+  });
+
+  it('refuses a msg id with a line break, which would smuggle a header of its own into the append', async () => {
+    // The second line would replace the guard: a stale append stored as if it were current.
+    const smuggled = 'smuggled:1\r\nNats-Expected-Last-Subject-Sequence: 0';
+    const refused = await log.append(createAlert('smuggled'), 0, smuggled).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(OpstreamError);
+    expect((refused as OpstreamError).code).toBe(ErrorCodes.InvalidParams);
+    expect((refused as Error).message).toMatch(/line break/);
+    expect(await log.lastSequence('vdsm.VM.smuggled')).toBe(0);
+  });
+
+  it('sends exactly the guard headers with each append: its msg id, its expected sequence and its seal', async () => {
+    const alert = createAlert('headed');
+    const seq = await log.append(alert, 0, 'headed:1');
+    const jsm = await jetstreamManager(nc);
+    const stored = await jsm.streams.getMessage(log.stream, { seq });
+    expect(stored?.header.get('Nats-Msg-Id')).toBe('headed:1');
+    expect(stored?.header.get('Nats-Expected-Last-Subject-Sequence')).toBe('0');
+    expect(stored?.header.get(SEAL_HEADER)).toBe(seal.seal('vdsm.VM.headed', stored?.data ?? new Uint8Array()));
+    expect(stored?.header.keys().sort()).toEqual(['Nats-Expected-Last-Subject-Sequence', 'Nats-Msg-Id', SEAL_HEADER].sort());
   });
 
   it('times out each append whose ack never comes, at its own deadline', async () => {
