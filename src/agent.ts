@@ -80,6 +80,11 @@ export type AgentOptions = {
   stallTimeouts?: Record<string, number>;
   /** The same for every other work kind; default 10 minutes. */
   defaultStallMs?: number;
+  /**
+   * Work held open for callers at once: bus requests (default MAX_BUS_REQUESTS_IN_FLIGHT) and calls
+   * forwarded to other agents (default MAX_FORWARDS_IN_FLIGHT). Beyond them, LimitExceeded.
+   */
+  inFlight?: { busRequests?: number; forwards?: number };
 };
 
 /** The host name as a subject token: dots (a domain) become '_'. */
@@ -231,7 +236,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     onQuarantined: (record) => runtime.quarantine.add({ source: 'stream', ...record }),
     onRecord: (seq, subject, decode) => runtime.observe(seq, subject, decode),
   });
-  const fleet = { hostId, isLive: (host: string) => fleetLink.isLive(host), hosts: () => membership?.hosts() ?? [], forward: callForwarder(nc, hostId) };
+  const fleet = { hostId, isLive: (host: string) => fleetLink.isLive(host), hosts: () => membership?.hosts() ?? [], forward: callForwarder(nc, hostId, { maxInFlight: options.inFlight?.forwards }) };
   // Sim.injectFault acts on VMs: it exists only where the simulator runs them.
   const services = { runtime, sim: vms ? undefined : sim, gluster: glusterDriver, storageAllow: storageAllowList(options.storageAllow ?? []), fanout, fleet };
   const tokens: ApiTokens = {
@@ -250,7 +255,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     tls: options.tls,
   });
   await runtime.recover();
-  const busApi = startNatsApi(nc, services);
+  const busApi = startNatsApi(nc, services, { maxInFlight: options.inFlight?.busRequests });
   return {
     natsUrl,
     credentials,

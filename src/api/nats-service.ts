@@ -4,7 +4,7 @@
 // or `opstream.read` (viewers, read methods only). Both live outside `vdsm.>`, so the alert stream
 // never captures API traffic. Agents answer in a queue group, so several can serve the same bus.
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { createJSONRPCErrorResponse } from 'json-rpc-2.0';
+import { createJSONRPCErrorResponse, type JSONRPCID } from 'json-rpc-2.0';
 import { API_QUEUE_GROUP, API_SUBJECT, hostApiSubject, hostReadApiSubject, isInboxSubject, READ_API_SUBJECT } from '../domain/api-subjects.ts';
 import { FORWARDED_HEADER } from '../fleet/forward.ts';
 import { ErrorCodes } from '../domain/errors.ts';
@@ -16,7 +16,17 @@ import type { Role } from './roles.ts';
 
 const logger = createLogger('api');
 
-export function startNatsApi(nc: NatsConnection, services: AgentServices): { stop(): Promise<void> } {
+/**
+ * Bus requests this agent works on at once, from every caller together. A NATS subscription
+ * cannot be paused the way a WebSocket is read no further, so a request beyond it is answered
+ * LimitExceeded at once instead of starting work nobody bounds.
+ */
+export const MAX_BUS_REQUESTS_IN_FLIGHT = 1024;
+
+export function startNatsApi(nc: NatsConnection, services: AgentServices, options: { maxInFlight?: number } = {}): { stop(): Promise<void> } {
+  const maxInFlight = options.maxInFlight ?? MAX_BUS_REQUESTS_IN_FLIGHT;
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new RangeError(`the bus requests in flight must be a whole number, 1 or more (got ${maxInFlight})`);
+  let inFlight = 0;
   const endpoint = createRpcEndpoint(new Dispatcher(apiMethods(services)));
   // The shared subjects go to any one agent of the queue group; `.<hostId>` ones to this one only.
   const serve = (subject: string, role: Role, queue?: string): Subscription =>
@@ -32,10 +42,17 @@ export function startNatsApi(nc: NatsConnection, services: AgentServices): { sto
           logger.warn('ignoring a request whose reply subject is not an inbox', { subject, reply: message.reply.slice(0, 200) });
           return;
         }
+        const text = message.string();
+        if (inFlight >= maxInFlight) {
+          respond(nc, message, refusal(text, `this agent is working on ${inFlight} bus requests, the most it takes at once; retry shortly`));
+          return;
+        }
+        inFlight += 1;
         const forwarded = message.headers?.get(FORWARDED_HEADER) ? true : undefined;
-        void endpoint(message.string(), { ...services, role, ...(forwarded ? { forwarded } : {}) })
+        void endpoint(text, { ...services, role, ...(forwarded ? { forwarded } : {}) })
           .then((reply) => respond(nc, message, reply))
-          .catch((failure: unknown) => logger.error('failed to answer a bus request', { error: String(failure) }));
+          .catch((failure: unknown) => logger.error('failed to answer a bus request', { error: String(failure) }))
+          .finally(() => (inFlight -= 1));
       },
     });
   const subscriptions = [serve(API_SUBJECT, 'operator', API_QUEUE_GROUP), serve(READ_API_SUBJECT, 'viewer', API_QUEUE_GROUP)];
@@ -46,6 +63,33 @@ export function startNatsApi(nc: NatsConnection, services: AgentServices): { sto
       await Promise.allSettled(subscriptions.map((subscription) => subscription.drain()));
     },
   };
+}
+
+/**
+ * LimitExceeded for each request of `text` that has an id, as its reply would have been: none for
+ * a notification, an array for a batch, and one with a null id for text that is not JSON.
+ */
+function refusal(text: string, why: string): Reply {
+  let request: unknown;
+  try {
+    request = JSON.parse(text);
+  } catch {
+    return createJSONRPCErrorResponse(null, ErrorCodes.LimitExceeded, why);
+  }
+  const idOf = (item: unknown): JSONRPCID | undefined => {
+    const id = (item as { id?: unknown } | null)?.id;
+    return typeof id === 'string' || typeof id === 'number' ? id : undefined;
+  };
+  const refuse = (id: JSONRPCID) => createJSONRPCErrorResponse(id, ErrorCodes.LimitExceeded, why);
+  if (!Array.isArray(request)) {
+    const id = idOf(request);
+    return id === undefined ? undefined : refuse(id);
+  }
+  const answers = request.flatMap((item) => {
+    const id = idOf(item);
+    return id === undefined ? [] : [refuse(id)];
+  });
+  return answers.length > 0 ? answers : undefined;
 }
 
 /**

@@ -10,13 +10,37 @@ import { ErrorCodes, OpstreamError, type ErrorCode } from '../domain/errors.ts';
 export const FORWARDED_HEADER = 'Opstream-Forwarded-By';
 /** How long a forwarded call may take: the owner answers once its transition is durable. */
 export const FORWARD_TIMEOUT_MS = 15_000;
+/**
+ * Forwards held open at once. Each waits up to FORWARD_TIMEOUT_MS for an owner that may be slow or
+ * gone, so callers flooding calls for entities owned elsewhere would otherwise pile them up here.
+ */
+export const MAX_FORWARDS_IN_FLIGHT = 512;
 
 type RpcReply = { result?: unknown; error?: { code: number; message: string; data?: Record<string, unknown> } };
 
 export type CallForwarder = (hostId: string, method: string, params: unknown) => Promise<unknown>;
 
-export function callForwarder(nc: NatsConnection, fromHost: string): CallForwarder {
+export function callForwarder(nc: NatsConnection, fromHost: string, options: { maxInFlight?: number } = {}): CallForwarder {
+  const maxInFlight = options.maxInFlight ?? MAX_FORWARDS_IN_FLIGHT;
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new RangeError(`the forwards in flight must be a whole number, 1 or more (got ${maxInFlight})`);
+  let inFlight = 0;
   return async (hostId, method, params) => {
+    if (inFlight >= maxInFlight) {
+      throw new OpstreamError(
+        ErrorCodes.LimitExceeded,
+        `${method}: this agent is already forwarding ${inFlight} calls to the agents that own their entities, the most it holds open; retry shortly`,
+        { hostId, limit: maxInFlight },
+      );
+    }
+    inFlight += 1;
+    try {
+      return await forward(hostId, method, params);
+    } finally {
+      inFlight -= 1;
+    }
+  };
+
+  async function forward(hostId: string, method: string, params: unknown): Promise<unknown> {
     const marked = headers();
     marked.set(FORWARDED_HEADER, fromHost);
     const request = JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: params ?? {} });
@@ -30,5 +54,5 @@ export function callForwarder(nc: NatsConnection, fromHost: string): CallForward
     }
     if (reply.error) throw new OpstreamError(reply.error.code as ErrorCode, reply.error.message, reply.error.data);
     return reply.result;
-  };
+  }
 }
