@@ -5,7 +5,7 @@
 import { entityKey, EntityKinds } from '../src/domain/subjects.ts';
 import type { Logger } from '../src/log.ts';
 import { diskRef, DiskReports, type InvolvedDisk } from './drivers/disk-reports.ts';
-import type { Driver, EntityEventSink, WorkReporter, WorkRequest } from './drivers/driver.ts';
+import type { Driver, EntityEventSink, WorkReporter, WorkRequest, WorkSignal } from './drivers/driver.ts';
 
 export type CopyDiskReportsOptions = {
   /** The VM disks that are image `imageId` now: each VM's id and the disk's id in it. */
@@ -17,7 +17,7 @@ export type CopyDiskReportsOptions = {
 export function reportCopiesOnDisks(driver: Driver, options: CopyDiskReportsOptions): Driver {
   const reports = new DiskReports(() => options.sink, options.logger);
   return {
-    start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+    start(request: WorkRequest, report: WorkReporter, signal: WorkSignal): void {
       if (request.kind !== EntityKinds.Image) return driver.start(request, report, signal);
       const operation = entityKey(request);
       if (request.work !== 'copyImage') {

@@ -25,6 +25,7 @@ import type { Quarantine } from './quarantine.ts';
 import { jsonEqual, replayOne, type Divergence, type ReplayState } from './replay.ts';
 import type { SnapshotStore, StoredSnapshot } from './snapshot-store.ts';
 import type { StallWatch } from './stall-watch.ts';
+import { WorkStop } from './work-stop.ts';
 
 export type EntityActorDeps = {
   definition: MachineDefinition;
@@ -79,15 +80,10 @@ export const RESUME_FAILED = LastErrorCodes.ResumeFailed;
 /** lastError of an operation whose driver reported nothing for longer than its work allows. */
 export const WORK_STALLED = LastErrorCodes.WorkStalled;
 
-/**
- * The abort reason of stopped work. Without one, abort() builds a DOMException with a stack on
- * every state change of every entity (5% of the write benchmark); no driver reads the reason.
- */
-const WORK_STOPPED = new Error('the entity left the state this work belonged to');
 
 type MachineEvent = EventFromLogic<MachineDefinition['machine']>;
 /** `ended`: the driver reported the work's end (WORK_DONE or WORK_FAILED); nothing of it runs to stop. */
-type RunningWork = { state: StateValue; work: string; controller: AbortController; ended: boolean };
+type RunningWork = { state: StateValue; work: string; stop: WorkStop; ended: boolean };
 
 const endsWork = (event: DriverEvent | EntityEvent): boolean => event.type === 'WORK_DONE' || event.type === 'WORK_FAILED';
 /** What #apply did with an event. */
@@ -355,9 +351,8 @@ export class EntityActor {
     if (!work) return;
     this.#work = undefined;
     this.deps.stalls.forget(work);
-    // Most works are left after they reported their end, and an abort dispatches an event (about
-    // 6% of the write benchmark): a driver releases what it holds when it reports its end.
-    if (!work.ended) work.controller.abort(WORK_STOPPED);
+    // A work that reported its end is over (driver.ts): its driver released what it held then.
+    if (!work.ended) work.stop.abort();
   }
 
   /** Stops for good: no work, no more retries. */
@@ -678,7 +673,7 @@ export class EntityActor {
         `"${running.work}" stalled: the driver reported nothing for ${Math.round(limit / 1000)} s during "${meta.operation.stageDescription}"`,
       ];
       this.deps.logger.warn('work stalled', { ...this.#logFields(), work: running.work, limitMs: limit });
-      running.controller.abort();
+      running.stop.abort();
       void this.#serialize(async () => {
         if (this.#work !== running) return;
         await this.#apply({ type: 'WORK_FAILED', error }, { retryUntilStored: true });
@@ -702,13 +697,14 @@ export class EntityActor {
       return;
     }
     if (!work) return;
-    const running: RunningWork = { state, work, controller: new AbortController(), ended: false };
+    const stop = new WorkStop((error) => this.deps.logger.warn('a driver failed to stop its work', { ...this.#logFields(), work, error: String(error) }));
+    const running: RunningWork = { state, work, stop, ended: false };
     this.#work = running;
     this.#watchForStall(running);
     this.deps.driver.start(
       { ...this.ref, work, context: snapshot.context as Record<string, unknown>, resumed },
       (event) => this.#report(running, event),
-      running.controller.signal,
+      stop,
     );
   }
 }

@@ -8,7 +8,7 @@ import type { EndedStepStatus, JobContext, JobStep, StepCommand } from '../machi
 import { ErrorCodes, isOpstreamError } from '../src/domain/errors.ts';
 import type { TaskStatus } from '../src/domain/task.ts';
 import type { Logger } from '../src/log.ts';
-import { whenAborted, type Driver, type WorkReporter, type WorkRequest } from './drivers/driver.ts';
+import { whenAborted, type Driver, type WorkReporter, type WorkRequest, type WorkSignal } from './drivers/driver.ts';
 import type { TaskRegistry } from './task-registry.ts';
 import { LastErrorCodes } from '../src/domain/last-errors.ts';
 
@@ -36,7 +36,7 @@ export class JobRunner implements Driver {
 
   constructor(private readonly host: JobHost) {}
 
-  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+  start(request: WorkRequest, report: WorkReporter, signal: WorkSignal): void {
     const jobId = request.id;
     let stopped = false;
     let running = false;

@@ -4,11 +4,11 @@
 // destination runs an agent is the fleet's knowledge, not the hypervisor's: it is added here,
 // above any driver, and recorded with the event so replay takes the same branch.
 import { EntityKinds } from '../src/domain/subjects.ts';
-import type { Driver, WorkReporter, WorkRequest } from './drivers/driver.ts';
+import type { Driver, WorkReporter, WorkRequest, WorkSignal } from './drivers/driver.ts';
 
 export function handOverMigrations(driver: Driver, fleet: { hostId: string; isLive(hostId: string): boolean }): Driver {
   return {
-    start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+    start(request: WorkRequest, report: WorkReporter, signal: WorkSignal): void {
       if (request.kind !== EntityKinds.VM || request.work !== 'copyMemory') return driver.start(request, report, signal);
       const dstHost = request.context['dstHost'];
       return driver.start(

@@ -1,13 +1,15 @@
-// Drivers take an AbortSignal (as xstate's promise actors do), not a home-made cancel handle: the
-// runtime aborts it when the work's state is left, and the driver then reports nothing more. Each
-// driver here runs one work to its end with a live signal (so the check could fail), and the same
-// work again with the signal aborted right after the start.
+// Drivers take a WorkSignal, the part of an AbortSignal they use (as xstate's promise actors take
+// an AbortSignal): the runtime aborts it when the work's state is left, and the driver then reports
+// nothing more. Each driver here runs one work to its end with a live signal (so the check could
+// fail), and the same work again with the signal aborted right after the start — with the
+// runtime's WorkStop and with a standard AbortController's signal, which any driver must take too.
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Driver, WorkRequest } from '../actors/drivers/driver.ts';
+import type { Driver, WorkRequest, WorkSignal } from '../actors/drivers/driver.ts';
+import { WorkStop } from '../actors/work-stop.ts';
 import { GlusterDriver } from '../actors/drivers/gluster-driver.ts';
 import { QemuImageDriver } from '../actors/drivers/qemu-image-driver.ts';
 import { SimulatedDriver } from '../actors/drivers/simulated-driver.ts';
@@ -19,10 +21,24 @@ import { EntityKinds } from '../src/domain/subjects.ts';
 const imageDir = mkdtempSync(join(tmpdir(), 'opstream-signal-'));
 afterAll(() => rmSync(imageDir, { recursive: true, force: true }));
 
+type Stopper = { signal: WorkSignal; abort(): void };
+const STOPPERS: Array<{ name: string; make: () => Stopper }> = [
+  {
+    name: "the runtime's WorkStop",
+    make: () => {
+      const stop = new WorkStop((error) => {
+        throw error;
+      });
+      return { signal: stop, abort: () => stop.abort() };
+    },
+  },
+  { name: 'an AbortSignal', make: () => new AbortController() },
+];
+
 /** Runs `request` and collects what the driver reports until it ends or `settleMs` pass. */
-async function run(driver: Driver, request: WorkRequest, abort: boolean, settleMs = 150): Promise<string[]> {
+async function run(driver: Driver, request: WorkRequest, abort: boolean, stopper: () => Stopper, settleMs = 150): Promise<string[]> {
   const events: string[] = [];
-  const controller = new AbortController();
+  const controller = stopper();
   let ended: () => void = () => undefined;
   const end = new Promise<void>((resolve) => (ended = resolve));
   driver.start(request, async (event) => {
@@ -62,15 +78,52 @@ const CASES: Array<{ name: string; driver: () => Driver; request: (n: number) =>
 
 describe('drivers stop on an aborted signal', () => {
   let n = 0;
-  for (const { name, driver, request, before } of CASES) {
-    it(name, async () => {
-      n += 1;
-      before?.(n);
-      expect(await run(driver(), request(n), false)).toContain('WORK_DONE');
-      n += 1;
-      before?.(n);
-      expect(await run(driver(), request(n), true)).toEqual([]);
-      if (name.startsWith('qemu-image')) expect(existsSync(images.pathOf(`img-${n}`)), 'an aborted delete must not delete').toBe(true);
-    });
+  for (const stopper of STOPPERS) {
+    for (const { name, driver, request, before } of CASES) {
+      it(`${name}, with ${stopper.name}`, async () => {
+        n += 1;
+        before?.(n);
+        expect(await run(driver(), request(n), false, stopper.make)).toContain('WORK_DONE');
+        n += 1;
+        before?.(n);
+        expect(await run(driver(), request(n), true, stopper.make)).toEqual([]);
+        if (name.startsWith('qemu-image')) expect(existsSync(images.pathOf(`img-${n}`)), 'an aborted delete must not delete').toBe(true);
+      });
+    }
   }
+});
+
+describe("the runtime's WorkStop", () => {
+  it('runs each listener once, in the order added, and none that was removed or came after the abort', () => {
+    const calls: string[] = [];
+    const stop = new WorkStop(() => calls.push('error'));
+    const a = () => calls.push('a');
+    const b = () => calls.push('b');
+    const removed = () => calls.push('removed');
+    stop.addEventListener('abort', a);
+    stop.addEventListener('abort', b);
+    stop.addEventListener('abort', a);
+    stop.addEventListener('abort', removed);
+    stop.removeEventListener('abort', removed);
+    expect(stop.aborted).toBe(false);
+    stop.abort();
+    stop.abort();
+    stop.addEventListener('abort', () => calls.push('late'));
+    expect(stop.aborted).toBe(true);
+    expect(calls).toEqual(['a', 'b']);
+  });
+
+  it('reports a listener that throws and still runs the others', () => {
+    const reported: unknown[] = [];
+    const ran: string[] = [];
+    const stop = new WorkStop((error) => reported.push(error));
+    const failure = new Error('the clean-up failed');
+    stop.addEventListener('abort', () => {
+      throw failure;
+    });
+    stop.addEventListener('abort', () => ran.push('after'));
+    stop.abort();
+    expect(reported).toEqual([failure]);
+    expect(ran).toEqual(['after']);
+  });
 });

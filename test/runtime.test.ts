@@ -1,6 +1,6 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Driver } from '../actors/drivers/driver.ts';
+import type { Driver, WorkSignal } from '../actors/drivers/driver.ts';
 import { EIO_ERROR } from '../actors/drivers/simulated-driver.ts';
 import { Alert } from '../src/domain/alert.ts';
 import { ErrorCodes, type OpstreamError } from '../src/domain/errors.ts';
@@ -193,7 +193,7 @@ describe('the driver signal', () => {
     const { Runtime } = await import('../actors/runtime.ts');
     const { SimulatedDriver } = await import('../actors/drivers/simulated-driver.ts');
     const simulated = new SimulatedDriver({ stepMs: 5 });
-    const started: Array<{ work: string; signal: AbortSignal }> = [];
+    const started: Array<{ work: string; signal: WorkSignal }> = [];
     const driver: Driver = {
       start(request, report, signal) {
         started.push({ work: request.work, signal });

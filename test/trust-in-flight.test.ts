@@ -81,7 +81,11 @@ describe('calls forwarded in flight', () => {
   it('refuses a forward beyond the limit at once while the owner sits on the others, and forwards again once it answers', async () => {
     // An owner that answers only when told to: a slow agent, or one about to be declared lost.
     const held: Msg[] = [];
-    const owner = nc.subscribe(hostApiSubject('slow-owner'), { callback: (_error, message) => held.push(message) });
+    const owner = nc.subscribe(hostApiSubject('slow-owner'), {
+      callback: (_error, message) => {
+        held.push(message);
+      },
+    });
     const forward = callForwarder(nc, 'here', { maxInFlight: 2 });
 
     const first = forward('slow-owner', 'VM.pause', { vmId: 'a' });

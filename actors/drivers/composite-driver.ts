@@ -1,6 +1,6 @@
 // One driver in front of several: each work goes to the driver configured for its entity kind.
 import type { EntityKind } from '../../src/domain/subjects.ts';
-import type { Driver, EntityEventSink, WorkReporter, WorkRequest } from './driver.ts';
+import type { Driver, EntityEventSink, WorkReporter, WorkRequest, WorkSignal } from './driver.ts';
 
 /**
  * Every kind but jobs, whose work (running their steps) the runtime does itself, and VM disks,
@@ -12,7 +12,7 @@ export type DriverKinds = Record<Exclude<EntityKind, 'Job' | 'VM.Disk'>, Driver>
 export class CompositeDriver implements Driver {
   constructor(private readonly drivers: DriverKinds) {}
 
-  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+  start(request: WorkRequest, report: WorkReporter, signal: WorkSignal): void {
     const driver = (this.drivers as Partial<Record<EntityKind, Driver>>)[request.kind];
     if (!driver) throw new Error(`no driver for ${request.kind}`);
     driver.start(request, report, signal);

@@ -1,7 +1,7 @@
 // Gluster work by asking and polling: the driver tells gluster to start something, then polls
 // its status every `pollMs` and reports what it sees — progress, the end, or the brick it failed on.
 import type { DriverEvent } from '../../machines/entity.ts';
-import { whenAborted, type BrickHeal, type Driver, type VolumeQueries, type WorkReporter, type WorkRequest } from './driver.ts';
+import { whenAborted, type BrickHeal, type Driver, type VolumeQueries, type WorkReporter, type WorkRequest, type WorkSignal } from './driver.ts';
 import type { SimulatedGluster } from './simulated-gluster.ts';
 import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
@@ -14,7 +14,7 @@ export class GlusterDriver implements Driver, VolumeQueries {
     private readonly options: { pollMs?: number } = {},
   ) {}
 
-  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+  start(request: WorkRequest, report: WorkReporter, signal: WorkSignal): void {
     const name = request.id;
     const { bricks = [] } = request.context as { bricks?: string[] };
     switch (request.work) {
@@ -72,7 +72,7 @@ export class GlusterDriver implements Driver, VolumeQueries {
    * Runs `begin`, then asks `check` every pollMs until it answers with a WORK_DONE or WORK_FAILED;
    * WORK_PROGRESS answers are reported and polling goes on.
    */
-  #poll(report: WorkReporter, signal: AbortSignal, begin: () => void, check: () => DriverEvent | undefined): void {
+  #poll(report: WorkReporter, signal: WorkSignal, begin: () => void, check: () => DriverEvent | undefined): void {
     let timer: NodeJS.Timeout | undefined;
     const tick = () => {
       if (signal.aborted) return;

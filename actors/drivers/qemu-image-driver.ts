@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ErrorTuple } from '../../machines/entity.ts';
-import { whenAborted, type Driver, type EntityRef, type WorkReporter, type WorkRequest } from './driver.ts';
+import { whenAborted, type Driver, type EntityRef, type WorkReporter, type WorkRequest, type WorkSignal } from './driver.ts';
 import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
 export type QemuImageDriverOptions = {
@@ -42,7 +42,7 @@ export class QemuImageDriver implements Driver {
     return join(this.options.imageDir, `${Buffer.from(imageId).toString('base64url')}.qcow2`);
   }
 
-  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+  start(request: WorkRequest, report: WorkReporter, signal: WorkSignal): void {
     const context = request.context as ImageWorkContext;
     const path = this.pathOf(request.id);
     switch (request.work) {
@@ -74,7 +74,7 @@ export class QemuImageDriver implements Driver {
     }
   }
 
-  #run(request: WorkRequest, args: string[], report: WorkReporter, signal: AbortSignal, afterSuccess?: () => void): void {
+  #run(request: WorkRequest, args: string[], report: WorkReporter, signal: WorkSignal, afterSuccess?: () => void): void {
     if (signal.aborted) return;
     const child = spawn(this.#qemuImg, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
@@ -121,7 +121,7 @@ export class QemuImageDriver implements Driver {
     });
   }
 
-  #afterExit(imageId: string, report: WorkReporter, signal: AbortSignal, work: () => void): void {
+  #afterExit(imageId: string, report: WorkReporter, signal: WorkSignal, work: () => void): void {
     void (this.#exits.get(imageId) ?? Promise.resolve()).then(() => {
       if (signal.aborted) return;
       try {
@@ -143,7 +143,7 @@ function toolError(stderr: string, exitCode: number | null): ErrorTuple {
   return [LastErrorCodes.Failed, message];
 }
 
-function immediately(report: WorkReporter, signal: AbortSignal, work: () => void): void {
+function immediately(report: WorkReporter, signal: WorkSignal, work: () => void): void {
   const timer = setImmediate(() => {
     try {
       work();

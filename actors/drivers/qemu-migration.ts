@@ -5,6 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../../src/log.ts';
+import type { WorkSignal } from './driver.ts';
 import type { QemuVm } from './qemu-vm.ts';
 
 export const incomingSubject = (hostId: string) => `opstream.internal.${hostId}.qemu.incoming`;
@@ -74,7 +75,7 @@ export type CopyOptions = {
   /** Bytes per second; QEMU's own default when absent. */
   maxBandwidth?: number;
   pollMs: number;
-  signal: AbortSignal;
+  signal: WorkSignal;
   onProgress: (percentage: number) => void;
 };
 

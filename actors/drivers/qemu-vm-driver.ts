@@ -7,7 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { DriverEvent } from '../../machines/entity.ts';
 import { EntityKinds } from '../../src/domain/subjects.ts';
 import { createLogger, type Logger } from '../../src/log.ts';
-import type { Driver, EntityEvent, EntityEventSink, WorkReporter, WorkRequest } from './driver.ts';
+import type { Driver, EntityEvent, EntityEventSink, WorkReporter, WorkRequest, WorkSignal } from './driver.ts';
 import { QemuHost, type Definition } from './qemu-host.ts';
 import { listenForMigration, migrate, requestIncoming, serveIncoming, type IncomingRequest } from './qemu-migration.ts';
 import { runningPid, type QemuFiles } from './qemu-process.ts';
@@ -86,7 +86,7 @@ export class QemuVmDriver implements Driver {
     this.#host.detachAll();
   }
 
-  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+  start(request: WorkRequest, report: WorkReporter, signal: WorkSignal): void {
     // Work for a VM means this agent's runtime runs its entity: its QEMU's events are ours.
     this.#host.claim(request.id);
     const progress = (percentage: number) => void report({ type: 'WORK_PROGRESS', percentage });
@@ -102,7 +102,7 @@ export class QemuVmDriver implements Driver {
   }
 
   /** Does one work; true when it ends with WORK_DONE (watches end with nothing to report). */
-  async #work(request: WorkRequest, signal: AbortSignal, progress: (percentage: number) => void): Promise<boolean> {
+  async #work(request: WorkRequest, signal: WorkSignal, progress: (percentage: number) => void): Promise<boolean> {
     const vmId = request.id;
     switch (request.work) {
       case 'prepare':
@@ -173,7 +173,7 @@ export class QemuVmDriver implements Driver {
   }
 
   /** Where a settled VM is: compare what QEMU says with the state the stream recorded. */
-  async #reconcile(vmId: string, recordedRunning: boolean, signal: AbortSignal): Promise<void> {
+  async #reconcile(vmId: string, recordedRunning: boolean, signal: WorkSignal): Promise<void> {
     const vm = await this.#host.attach(vmId);
     if (signal.aborted) return;
     if (!vm) {
@@ -194,7 +194,7 @@ export class QemuVmDriver implements Driver {
     }
   }
 
-  async #takeOverMigrated(vmId: string, signal: AbortSignal): Promise<boolean> {
+  async #takeOverMigrated(vmId: string, signal: WorkSignal): Promise<boolean> {
     const vm = await this.#host.attach(vmId);
     if (!vm) throw new WorkError(QemuErrors.Migration, `no QEMU for VM ${vmId} runs on ${this.options.hostId}: the migrated guest is gone`);
     // QEMU resumes the guest on its own once the incoming migration completes; wait for that.

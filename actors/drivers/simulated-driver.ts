@@ -2,7 +2,7 @@
 // demand (EIO, a failing work), and the storage side of a migration reported on the VM's disks.
 import type { ErrorTuple } from '../../machines/entity.ts';
 import { ErrorCodes, OpstreamError } from '../../src/domain/errors.ts';
-import { whenAborted, type Driver, type EntityEventSink, type EntityRef, type WorkReporter, type WorkRequest } from './driver.ts';
+import { whenAborted, type Driver, type EntityEventSink, type EntityRef, type WorkReporter, type WorkRequest, type WorkSignal } from './driver.ts';
 import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 import { entityKey, EntityKinds } from '../../src/domain/subjects.ts';
 import { DiskReports, migratingDisks } from './disk-reports.ts';
@@ -65,7 +65,7 @@ export class SimulatedDriver implements Driver {
     this.#sink = sink;
   }
 
-  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+  start(request: WorkRequest, report: WorkReporter, signal: WorkSignal): void {
     const operation = key(request);
     const migration = request.kind === EntityKinds.VM && request.work === 'copyMemory';
     // Whatever a VM does next, disks still migrating were left behind by the migration's end.

@@ -3,7 +3,7 @@
 // `disconnect`. Refused, unreachable and unknown hosts come back as lastError.
 import { connect, type Socket } from 'node:net';
 import type { ErrorTuple } from '../../machines/entity.ts';
-import { whenAborted, type Driver, type WorkReporter, type WorkRequest } from './driver.ts';
+import { whenAborted, type Driver, type WorkReporter, type WorkRequest, type WorkSignal } from './driver.ts';
 import { LastErrorCodes } from '../../src/domain/last-errors.ts';
 
 type ConnectionParams = { server?: string; port?: number };
@@ -14,7 +14,7 @@ const KEEPALIVE_MS = 10_000;
 export class TcpConnectionDriver implements Driver {
   readonly #held = new Map<string, Socket>();
 
-  start(request: WorkRequest, report: WorkReporter, signal: AbortSignal): void {
+  start(request: WorkRequest, report: WorkReporter, signal: WorkSignal): void {
     const { server = '', port = 2049 } = ((request.context as { params?: ConnectionParams }).params ?? {}) as ConnectionParams;
     const target = `${server}:${port}`;
     switch (request.work) {
@@ -48,7 +48,7 @@ export class TcpConnectionDriver implements Driver {
    * Reports the connection lost when the server closes its side (a half-close is the end of an
    * NFS session too) or the socket dies — also when that happened before the hold began.
    */
-  #hold(socket: Socket, target: string, report: WorkReporter, signal: AbortSignal): void {
+  #hold(socket: Socket, target: string, report: WorkReporter, signal: WorkSignal): void {
     let reported = false;
     const lost = () => {
       if (reported) return;
@@ -68,7 +68,7 @@ export class TcpConnectionDriver implements Driver {
     });
   }
 
-  #open(id: string, server: string, port: number, report: WorkReporter, signal: AbortSignal, thenHold = false): void {
+  #open(id: string, server: string, port: number, report: WorkReporter, signal: WorkSignal, thenHold = false): void {
     let settled = false;
     const socket = connect({ host: server, port });
     socket.setTimeout(CONNECT_TIMEOUT_MS);
