@@ -2,7 +2,8 @@
 // BENCH_ENTITIES and BENCH_ALERTS_PER_ENTITY scale the recovery benchmark (default 10,000 × 100);
 // BENCH_WRITE_VMS, BENCH_WRITE_CYCLES and BENCH_WRITE_ROUNDS scale the write benchmark (default 300 × 5, 7 rounds), and
 // BENCH_CPU_PROFILE=<file> writes a CPU profile of its runtime phase;
-// BENCH_ONLY=write,recovery,clients,jobs,viz,qemu,fleet runs a subset; `qemu` (real VMs) runs when qemu-system-x86_64 is there.
+// BENCH_ONLY=write,api,recovery,clients,jobs,viz,qemu,fleet runs a subset; `qemu` (real VMs) runs when qemu-system-x86_64 is there.
+import { benchApiLoad } from './api-load.ts';
 import { benchCatchUp, benchFanOut, benchWireMessages } from './clients.ts';
 import { qemuSystemAvailable } from '../actors/drivers/qemu-process.ts';
 import { benchFleet } from './fleet.ts';
@@ -15,7 +16,7 @@ import { benchViz } from './viz.ts';
 
 const entities = Number(process.env['BENCH_ENTITIES'] ?? 10_000);
 const alertsPerEntity = Number(process.env['BENCH_ALERTS_PER_ENTITY'] ?? 100);
-const only = new Set((process.env['BENCH_ONLY'] ?? 'write,recovery,clients,jobs,viz,qemu,fleet').split(','));
+const only = new Set((process.env['BENCH_ONLY'] ?? 'write,api,recovery,clients,jobs,viz,qemu,fleet').split(','));
 
 if (only.has('write')) {
   const vms = Number(process.env['BENCH_WRITE_VMS'] ?? 300);
@@ -26,6 +27,9 @@ if (only.has('write')) {
     `write path: ${vms} VMs at once, each created then paused/continued ${pauseCycles} times (every call and driver report a sealed, guarded append), after an unmeasured warm-up on ${vms} others; simulated driver with 0 ms ticks; ${rounds} rounds of runtime then raw, fresh VMs each`,
     await benchTransitions({ vms, pauseCycles, rounds }),
   );
+}
+if (only.has('api')) {
+  report('API under load: 64 WebSocket callers (in a worker thread), each calling VM.create on fresh ids for 5 s, one call at a time; simulated driver with 5 ms ticks', await benchApiLoad({ callers: 64, seconds: 5 }));
 }
 if (only.has('recovery')) {
   // The title says what was seeded and replayed, which a VM's lifecycle may make more than asked.
