@@ -97,7 +97,8 @@ const SNAPSHOT_SAVES_IN_FLIGHT = 256;
 export type CallResult = { taskId: string; seq: number };
 
 /** A task in progress, with where its entity stands. */
-export type RunningOperation = { task: TaskInfo; alertName: string; status: string; operationInfo: OperationInfo; seq: number };
+/** `hostId`: the host that runs the operation (its entity's owner); none outside a fleet. */
+export type RunningOperation = { task: TaskInfo; alertName: string; status: string; operationInfo: OperationInfo; seq: number; hostId?: string };
 
 const definitions = MACHINES as Partial<Record<string, MachineDefinition>>;
 
@@ -346,7 +347,8 @@ export class Runtime {
       const { task } = actor.snapshot.context as { task: TaskInfo | null };
       if (!task) continue;
       const { status, operationInfo } = actor.view();
-      running.push({ task, alertName: actor.subject, status, operationInfo, seq: actor.lastSeq });
+      const { hostId } = actor;
+      running.push({ task, alertName: actor.subject, status, operationInfo, seq: actor.lastSeq, ...(hostId === undefined ? {} : { hostId }) });
     }
     return running;
   }

@@ -8,7 +8,7 @@ export { DEFAULT_RETRY_POLICY, retryPolicy } from './domain/retry-policy.ts';
 export { isOperationComplete, OPERATION_DESCRIPTIONS } from './domain/operation-info.ts';
 export { compileFilter, FILTER_TYPES } from './filters/alert-filter.ts';
 
-export type { ClientOptions, OpstreamClient, TaskRef, VmInfo } from './client/client.ts';
+export type { ClientOptions, OpstreamClient, RunningTasksScope, TaskRef, VmInfo } from './client/client.ts';
 export type { WebSocketOptions } from './client/ws-transport.ts';
 export type { DeadLetter } from './manager/dead-letters.ts';
 export type { RetryPolicy, RetryPolicyInput } from './domain/retry-policy.ts';

@@ -122,6 +122,23 @@ describe('a fleet of three agents on a 3-node cluster', () => {
     expect((error as RpcError).message).toMatch(/no agent of the fleet is host h9 \(live: h1, h2, h3\)/);
   });
 
+  it("answers Host.getRunningTasks for its own host, as VDSM does, and for another host's or the fleet's when asked", async () => {
+    const vmId = uniqueId('fleet-tasks');
+    // The create's prepare and power-up take 8 steps of 300 ms: its task runs for 2.4 s.
+    const { taskId } = await client('h1').vm.create(vmId);
+    const listed = (host: Host, scope?: { hostId?: string; fleet?: boolean }) =>
+      client(host).getRunningTasks('*', 'glob', scope).then((tasks) => tasks.some((task) => task.id === taskId));
+    // h2 mirrors the VM from the stream: once it knows the task, its answers can be told apart.
+    await eventually('h2 mirrors the create', async () => ((await listed('h2', { fleet: true })) ? true : undefined));
+    expect(await listed('h1')).toBe(true);
+    expect(await listed('h2')).toBe(false);
+    // Naming a host sends the call to its agent, which answers for itself.
+    expect(await listed('h2', { hostId: 'h1' })).toBe(true);
+    expect(await listed('h1', { hostId: 'h2' })).toBe(false);
+    await expect(client('h1').call('Host.getRunningTasks', { scope: 'everywhere' })).rejects.toMatchObject({ code: ErrorCodes.InvalidParams });
+    await statusOn('h1', vmId, 'Up', 'h1');
+  });
+
   it('migrates a VM to another agent: Up on the destination, owned by it, with one unbroken history', async () => {
     const vmId = uniqueId('fleet-migrate');
     await client('h1').vm.create(vmId);

@@ -132,6 +132,8 @@ reachAgent(
     .argument('[filter]', 'glob or regexp over task ids (or method names with --on methodName)', '*')
     .option('--regexp', 'the filter is a regexp', false)
     .option('--on <field>', 'match the filter against "id" or "methodName"', 'id')
+    .option('--host <hostId>', 'another host\'s tasks, as its agent answers (default: the tasks of the agent\'s own host)')
+    .option('--fleet', 'the tasks of every host of the fleet', false)
     .option('--json', 'machine-readable output', false),
 ).action(tasks);
 

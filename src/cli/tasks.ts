@@ -2,9 +2,9 @@
 import type { FilterType, TaskInfo } from '../index.ts';
 import { withAgent, type AgentAccess } from './agent-access.ts';
 
-export async function tasks(filter: string, options: AgentAccess & { regexp: boolean; on: 'id' | 'methodName'; json: boolean }): Promise<void> {
+export async function tasks(filter: string, options: AgentAccess & { regexp: boolean; on: 'id' | 'methodName'; host?: string; fleet: boolean; json: boolean }): Promise<void> {
   const filterType: FilterType = options.regexp ? 'regexp' : 'glob';
-  const running = await withAgent(options, (client) => client.call<TaskInfo[]>('Host.getRunningTasks', { filter, filterType, on: options.on }));
+  const running = await withAgent(options, (client) => client.call<TaskInfo[]>('Host.getRunningTasks', { filter, filterType, on: options.on, ...(options.host ? { hostId: options.host } : {}), ...(options.fleet ? { scope: 'fleet' } : {}) }));
   if (options.json) {
     console.log(JSON.stringify(running, null, 2));
     return;

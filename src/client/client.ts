@@ -34,6 +34,9 @@ export type VmInfo = {
 /** What every mutating call answers: its task, and the job it runs as (the same id for one entity). */
 export type TaskRef = { taskId: string; jobId: string };
 
+/** Whose running tasks: another host's (`hostId`: its agent answers), or every host's of the fleet. */
+export type RunningTasksScope = { hostId?: string; fleet?: boolean };
+
 export type OpstreamClient = {
   /** Any API method by name; the typed helpers below call this. */
   call<Result = unknown>(method: string, params?: Record<string, unknown>): Promise<Result>;
@@ -45,7 +48,8 @@ export type OpstreamClient = {
     destroy(vmId: string): Promise<TaskRef>;
     getInfo(vmId: string): Promise<VmInfo>;
   };
-  getRunningTasks(filter?: string, filterType?: FilterType): Promise<TaskInfo[]>;
+  /** The running tasks of the agent's own host; `hostId`: another host's (its agent answers); `fleet`: every host's. */
+  getRunningTasks(filter?: string, filterType?: FilterType, options?: RunningTasksScope): Promise<TaskInfo[]>;
   /** Jobs: every mutating call is one; they stay visible after they end, within the agent's retention. */
   jobs: JobsApi;
   /** Resolves once the job ended (done, failed or aborted); TimeoutError after `timeoutMs`. */
@@ -253,8 +257,9 @@ class Client implements OpstreamClient {
     return waitForJob(this.jobs, jobId, timeoutMs);
   }
 
-  getRunningTasks(filter = '*', filterType: FilterType = 'glob'): Promise<TaskInfo[]> {
-    return this.call('Host.getRunningTasks', { filter, filterType });
+  getRunningTasks(filter = '*', filterType: FilterType = 'glob', options: RunningTasksScope = {}): Promise<TaskInfo[]> {
+    const { hostId, fleet } = options;
+    return this.call('Host.getRunningTasks', { filter, filterType, ...(hostId === undefined ? {} : { hostId }), ...(fleet ? { scope: 'fleet' } : {}) });
   }
 
   async subscribe(filter: string, filterType: FilterType = 'glob', since?: number): Promise<number> {

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { alertNotification } from '../../domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../../domain/errors.ts';
+import { EntityId } from '../../domain/subjects.ts';
 import type { TaskInfo } from '../../domain/task.ts';
 import { compileFilter, FILTER_TYPES } from '../../filters/alert-filter.ts';
 import { compileTaskFilter } from '../../filters/task-filter.ts';
@@ -36,11 +37,20 @@ export const hostMethods = [
       filterType: z.enum(FILTER_TYPES).default('glob'),
       /** What the filter matches: the task id (the seed's meaning) or its method name. */
       on: z.enum(['id', 'methodName']).default('id'),
+      /** Another host's agent answers (the call goes there, as every call naming a `hostId` does). */
+      hostId: EntityId.optional(),
+      /**
+       * VDSM's answer is one host's tasks, so `host` (the default) lists the tasks this agent's host
+       * runs; in a fleet every agent mirrors every entity, and `fleet` lists them all.
+       */
+      scope: z.enum(['host', 'fleet']).default('host'),
     }),
-    handler: async ({ filter, filterType, on }, { runtime }): Promise<TaskInfo[]> => {
+    handler: async ({ filter, filterType, on, scope }, { runtime, fleet }): Promise<TaskInfo[]> => {
       const matches = compileTaskFilter(filter, filterType);
+      const host = scope === 'host' ? fleet?.hostId : undefined;
       return runtime
         .runningTasks()
+        .filter((running) => host === undefined || running.hostId === host)
         .map(({ task }) => task)
         .filter((task) => matches(task[on]));
     },
