@@ -4,6 +4,7 @@
 // checkpoint names it by its SHA-256, so an image that is missing, replaced or altered is ignored
 // and recovery takes the KV's snapshots as before.
 import { Objm, setSha256Backend, type ObjectStore } from '@nats-io/obj';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { isUnreachable } from '../src/nats/errors.ts';
@@ -21,13 +22,44 @@ export type ImageRef = z.infer<typeof ImageRef>;
 /** One entity: its snapshot key, the KV revision its snapshot had (0: unknown), and the snapshot. */
 export type ImageEntry = [key: string, revision: number, stored: unknown];
 
+/**
+ * How old chunks no image names must be before they are purged: younger ones may be an image
+ * another agent of the fleet is writing now, whose description is not stored yet.
+ */
+export const ORPHANED_CHUNK_MIN_AGE_MS = 10 * 60_000;
+
 export class SnapshotImages {
-  private constructor(private readonly store: ObjectStore) {}
+  private constructor(
+    private readonly store: ObjectStore,
+    private readonly jsm: JetStreamManager,
+    private readonly bucket: string,
+  ) {}
 
   static async open(nc: NatsConnection, bucket: string, replicas: number): Promise<SnapshotImages> {
     // Node's hashing rather than the client's portable JavaScript one: an image is tens of megabytes.
     setSha256Backend('native');
-    return new SnapshotImages(await new Objm(nc).create(bucket, { replicas }));
+    return new SnapshotImages(await new Objm(nc).create(bucket, { replicas }), await jetstreamManager(nc), bucket);
+  }
+
+  /**
+   * Purges chunks no image names. A write of an image cut short by a kill -9 leaves its chunks
+   * behind with no description to find them by (the client purges them itself after any failure
+   * it lives through), one image's worth per killed stop. Resolves with the writes purged.
+   */
+  async purgeOrphanedChunks(minAgeMs = ORPHANED_CHUNK_MIN_AGE_MS): Promise<number> {
+    const named = new Set((await this.store.list()).map((info) => info.nuid));
+    const stream = `OBJ_${this.bucket}`;
+    const prefix = `$O.${this.bucket}.C.`;
+    const { state } = await this.jsm.streams.info(stream, { subjects_filter: `${prefix}>` });
+    let purged = 0;
+    for (const subject of Object.keys(state.subjects ?? {})) {
+      if (named.has(subject.slice(prefix.length))) continue;
+      const last = await this.jsm.streams.getMessage(stream, { last_by_subj: subject });
+      if (!last || Date.now() - last.time.getTime() < minAgeMs) continue;
+      await this.jsm.streams.purge(stream, { filter: subject });
+      purged += 1;
+    }
+    return purged;
   }
 
   /** Stores `entries` as the image of `name` (replacing the previous one) and says how to find it again. */

@@ -202,6 +202,11 @@ export class SnapshotStore {
     return this.images.save(checkpointKey(hostId), entries);
   }
 
+  /** Purges what image writes cut short by a kill -9 left in the image bucket; resolves with how many. */
+  purgeOrphanedImageChunks(minAgeMs?: number): Promise<number> {
+    return this.images.purgeOrphanedChunks(minAgeMs);
+  }
+
   /** Entity snapshots known to be in the bucket: loaded from it, or saved with a revision. */
   #storedKeys(): number {
     let stored = 0;

@@ -255,6 +255,16 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     tls: options.tls,
   });
   await runtime.recover();
+  // After recovery, which may have read the image: nothing here is needed to be ready.
+  void snapshots?.purgeOrphanedImageChunks().then(
+    (purged) => {
+      if (purged > 0) logger.info('purged the chunks of image writes cut short', { writes: purged });
+    },
+    (error: unknown) => {
+      // A stop soon after the start closes the connection under it: nothing is lost, the next start purges.
+      if (!nc.isClosed() && !nc.isDraining()) logger.warn('could not purge orphaned image chunks', { error: String(error) });
+    },
+  );
   const busApi = startNatsApi(nc, services, { maxInFlight: options.inFlight?.busRequests });
   return {
     natsUrl,
