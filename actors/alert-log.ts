@@ -50,7 +50,8 @@ const LINE_BREAK = /[\r\n]/;
  * benchmark allocated. The keys are constants in canonical form; the values are checked here.
  */
 function guardHeaders(msgId: string, expectedLastSeq: number, seal: string | undefined): MsgHdrs {
-  if (LINE_BREAK.test(msgId)) throw new OpstreamError(ErrorCodes.InvalidParams, `a message id cannot hold a line break: ${JSON.stringify(msgId)}`);
+  // The agent's own ids never hold one (entity and job ids refuse control characters): a bug here, not a caller's error.
+  if (LINE_BREAK.test(msgId)) throw new OpstreamError(ErrorCodes.InternalError, `a message id cannot hold a line break: ${JSON.stringify(msgId)}`);
   const record: Record<string, string[]> = {
     [PubHeaders.MsgIdHdr]: [msgId],
     [PubHeaders.ExpectedLastSubjectSequenceHdr]: [String(expectedLastSeq)],

@@ -515,8 +515,11 @@ export class EntityActor {
           await this.#catchUp();
           throw error;
         }
-        // A closed connection never comes back: only a disconnected one is worth waiting for.
-        if (!retryUntilStored || this.#stopped || error instanceof errors.ClosedConnectionError) {
+        // A closed connection never comes back: only a disconnected one is worth waiting for. A
+        // refusal no retry changes (a msg id the log will not send, a message over the server's
+        // limit) would hold the entity's queue for good.
+        const refused = (error instanceof OpstreamError && error.code !== ErrorCodes.Unavailable) || error instanceof errors.InvalidArgumentError;
+        if (!retryUntilStored || this.#stopped || refused || error instanceof errors.ClosedConnectionError) {
           if (isUnreachable(error) && !this.#stopped) {
             this.#uncertain = true;
             void this.#serialize(() => this.#confirmWithStream());
@@ -697,7 +700,9 @@ export class EntityActor {
       return;
     }
     if (!work) return;
-    const stop = new WorkStop((error) => this.deps.logger.warn('a driver failed to stop its work', { ...this.#logFields(), work, error: String(error) }));
+    const stop = new WorkStop((error) =>
+      this.deps.logger.warn('a driver failed to stop its work', { ...this.#logFields(), work, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+    );
     const running: RunningWork = { state, work, stop, ended: false };
     this.#work = running;
     this.#watchForStall(running);

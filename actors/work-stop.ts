@@ -25,19 +25,26 @@ export class WorkStop implements WorkSignal {
     if (at >= 0) this.#listeners.splice(at, 1);
   }
 
-  /** Tells the work to stop: its listeners run in the order they were added, then are let go. */
+  /**
+   * Tells the work to stop: its listeners run in the order they were added (one removed by an
+   * earlier one does not), then are let go.
+   */
   abort(): void {
     if (this.#aborted) return;
     this.#aborted = true;
-    const listeners = this.#listeners;
-    this.#listeners = [];
-    for (const listener of listeners) {
+    for (const listener of [...this.#listeners]) {
+      if (!this.#listeners.includes(listener)) continue;
       try {
         listener();
       } catch (error) {
         // The runtime aborts from inside its transitions: a driver's failing clean-up must not end one.
-        this.onListenerError(error);
+        try {
+          this.onListenerError(error);
+        } catch {
+          // Nor may the report of it: the other listeners still run.
+        }
       }
     }
+    this.#listeners = [];
   }
 }

@@ -8,6 +8,19 @@ export type ApiCallers = { url: string; token: string; callers: number; seconds:
 /** Per answered call, how long it took; `errors`: calls answered with an error. */
 export type ApiCallersReport = { latencies: number[]; errors: number; seconds: number };
 
+/** A call unanswered this long fails the benchmark (the thread's error) rather than hanging it. */
+const CALL_TIMEOUT_MS = 30_000;
+
+async function answerWithin<T>(ms: number, answer: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`a VM.create was not answered within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([answer, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 if (parentPort) {
   const port = parentPort;
   const { url, token, callers, seconds, prefix } = workerData as ApiCallers;
@@ -20,7 +33,7 @@ if (parentPort) {
     peers.map(async (peer, caller) => {
       for (let n = 0; performance.now() < until; n += 1) {
         const sent = performance.now();
-        const result = await peer.request('VM.create', { vmId: `${prefix}-${caller}-${n}`, memoryMiB: 512 });
+        const result = await answerWithin(CALL_TIMEOUT_MS, peer.request('VM.create', { vmId: `${prefix}-${caller}-${n}`, memoryMiB: 512 }));
         if (result === undefined) errors += 1;
         else latencies.push(performance.now() - sent);
       }

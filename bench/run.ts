@@ -29,7 +29,7 @@ if (only.has('write')) {
   );
 }
 if (only.has('api')) {
-  report('API under load: 64 WebSocket callers (in a worker thread), each calling VM.create on fresh ids for 5 s, one call at a time; simulated driver with 5 ms ticks', await benchApiLoad({ callers: 64, seconds: 5 }));
+  report('API under load: 64 WebSocket callers (in a worker thread), each calling VM.create on fresh ids for 4 s, one call at a time; simulated driver with 5 ms ticks; 3 rounds of API then raw, each side alone', await benchApiLoad({ callers: 64, seconds: 4, rounds: 3 }));
 }
 if (only.has('recovery')) {
   // The title says what was seeded and replayed, which a VM's lifecycle may make more than asked.

@@ -81,7 +81,7 @@ describe('alert log appends', () => {
     const smuggled = 'smuggled:1\r\nNats-Expected-Last-Subject-Sequence: 0';
     const refused = await log.append(createAlert('smuggled'), 0, smuggled).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(OpstreamError);
-    expect((refused as OpstreamError).code).toBe(ErrorCodes.InvalidParams);
+    expect((refused as OpstreamError).code).toBe(ErrorCodes.InternalError);
     expect((refused as Error).message).toMatch(/line break/);
     expect(await log.lastSequence('vdsm.VM.smuggled')).toBe(0);
   });

@@ -113,6 +113,32 @@ describe("the runtime's WorkStop", () => {
     expect(calls).toEqual(['a', 'b']);
   });
 
+  it('does not run a listener that an earlier one removed', () => {
+    const ran: string[] = [];
+    const stop = new WorkStop(() => undefined);
+    const second = () => ran.push('second');
+    stop.addEventListener('abort', () => {
+      ran.push('first');
+      stop.removeEventListener('abort', second);
+    });
+    stop.addEventListener('abort', second);
+    stop.abort();
+    expect(ran).toEqual(['first']);
+  });
+
+  it('reports a listener that throws and still runs the others, even when the report fails too', () => {
+    const ran: string[] = [];
+    const stop = new WorkStop(() => {
+      throw new Error('the logger failed');
+    });
+    stop.addEventListener('abort', () => {
+      throw new Error('the clean-up failed');
+    });
+    stop.addEventListener('abort', () => ran.push('after'));
+    stop.abort();
+    expect(ran).toEqual(['after']);
+  });
+
   it('reports a listener that throws and still runs the others', () => {
     const reported: unknown[] = [];
     const ran: string[] = [];

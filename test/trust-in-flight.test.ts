@@ -3,7 +3,7 @@
 // WebSocket is), and calls forwarded to an owner that is slow or gone cannot pile up either.
 import { connect as connectRaw, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API_SUBJECT, hostApiSubject } from '../src/domain/api-subjects.ts';
+import { API_SUBJECT, hostApiSubject, READ_API_SUBJECT } from '../src/domain/api-subjects.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { callForwarder } from '../src/fleet/forward.ts';
 import { NatsTestServer } from './helpers/nats-server.ts';
@@ -61,6 +61,28 @@ describe('bus requests in flight', () => {
     // The limit counts requests in progress, not requests ever made.
     const after = JSON.parse((await raw.request(API_SUBJECT, JSON.stringify(getInfo('after')), { timeout: 10_000 })).string()) as Reply;
     expect(after.result).toMatchObject({ vmId: 'bus-vm' });
+  });
+
+  it('turns frames away at the limit as it would answer them, never with a reply larger than an answer', async () => {
+    const getInfo = (id: unknown) => ({ jsonrpc: '2.0', id, method: 'VM.getInfo', params: { vmId: 'bus-vm' } });
+    const ask = async (subject: string, frame: unknown) => JSON.parse((await raw.request(subject, JSON.stringify(frame), { timeout: 10_000 })).string()) as Reply | Reply[];
+    // Batches that keep the agent at its limit, and in the same burst, on the viewer subject, a
+    // batch whose error per request would be ten times the bus's largest message.
+    const busy = Array.from({ length: 3 }, (_, b) => ask(API_SUBJECT, Array.from({ length: 64 }, (_, i) => getInfo(`busy-${b}-${i}`))));
+    const huge = ask(READ_API_SUBJECT, Array.from({ length: 10_000 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'VM.getInfo' })));
+    const nullId = ask(API_SUBJECT, getInfo(null));
+    const empty = ask(API_SUBJECT, []);
+    await Promise.all(busy);
+
+    // Refused or answered, one error for it all: a batch over 64 requests is not taken.
+    expect(await huge).toMatchObject({ id: null, error: { code: ErrorCodes.LimitExceeded, message: expect.stringMatching(/limit is 64/) } });
+    // A null id is a request, not a notification: it is answered either way.
+    const answered = (await nullId) as Reply;
+    expect(answered.id).toBeNull();
+    expect(answered.result ?? answered.error?.code).toEqual(answered.result ? expect.objectContaining({ vmId: 'bus-vm' }) : ErrorCodes.LimitExceeded);
+    expect(await empty).toMatchObject({ id: null, error: { code: ErrorCodes.InvalidRequest } });
+    // And the agent still reads the bus.
+    expect(((await ask(READ_API_SUBJECT, getInfo('alive'))) as Reply).result).toMatchObject({ vmId: 'bus-vm' });
   });
 });
 

@@ -22,6 +22,7 @@ import { connectNats } from '../src/nats/connection.ts';
 import { requireTool } from './helpers/requirements.ts';
 import { startLoopingDiskExport } from './helpers/qemu.ts';
 import type { QemuImageDriver } from '../actors/drivers/qemu-image-driver.ts';
+import { WorkStop } from '../actors/work-stop.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
@@ -320,12 +321,15 @@ describe.skipIf(!qemu.available)('QEMU live migration between two agents', () =>
     expect(prepared).toEqual({ type: 'WORK_DONE' });
     const dstPid = (await destination.vms?.status(vmId))?.pid ?? -1;
     const events: string[] = [];
-    const copy = new AbortController();
+    // The runtime's own stop signal: the migration's listener is the one a driver adds directly.
+    const copy = new WorkStop((error) => {
+      throw error;
+    });
     await new Promise<void>((resolve) => {
       driver.start({ ...ref, work: 'copyMemory', context, resumed: false }, async (event) => {
         events.push(event.type);
         if (event.type === 'WORK_PROGRESS' && Number(event['percentage']) > 0) resolve();
-      }, copy.signal);
+      }, copy);
     });
     copy.abort();
     for (let tries = 0; (await driver.qmp(vmId, 'query-migrate')).status !== 'cancelled' && tries < 100; tries += 1) await sleep(50);

@@ -66,6 +66,36 @@ export function createRpcEndpoint(dispatcher: Dispatcher): RpcEndpoint {
   };
 }
 
+/**
+ * The reply a frame would get if each of its requests failed with `code` and `message`, framed as
+ * the endpoint frames it: nothing for a notification, the same errors for what is not a request,
+ * and one error for a batch too large to answer item by item (a refusal must not be a bigger
+ * reply than an answer). For a caller turned away before anything runs.
+ */
+export function refuseFrame(text: string, code: number, message: string): Reply {
+  const size = Buffer.byteLength(text);
+  if (size > MAX_REQUEST_BYTES) return failure(null, ErrorCodes.PayloadTooLarge, `request is ${size} bytes; the limit is ${MAX_REQUEST_BYTES}`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    return failure(null, ErrorCodes.ParseError, `Parse error: ${(error as Error).message}`);
+  }
+  const refuseOne = (item: unknown): JSONRPCResponse | undefined => {
+    const problem = requestProblem(item);
+    if (problem) return failure(idOf(item), ErrorCodes.InvalidRequest, `Invalid Request: ${problem}`);
+    const { id } = item as JSONRPCRequest;
+    return id === undefined ? undefined : failure(id, code, message);
+  };
+  if (!Array.isArray(parsed)) return refuseOne(parsed);
+  if (parsed.length === 0) return failure(null, ErrorCodes.InvalidRequest, 'Invalid Request: empty batch');
+  if (parsed.length > MAX_BATCH_REQUESTS) {
+    return failure(null, ErrorCodes.LimitExceeded, `a batch holds ${parsed.length} requests; the limit is ${MAX_BATCH_REQUESTS}`);
+  }
+  const replies = parsed.map(refuseOne).filter((reply): reply is JSONRPCResponse => reply !== undefined);
+  return replies.length ? replies : undefined;
+}
+
 function errorResponse(id: JSONRPCID, { code, message, data }: OpstreamError): JSONRPCErrorResponse {
   return createJSONRPCErrorResponse(id, code, message, data);
 }

@@ -4,13 +4,13 @@
 // or `opstream.read` (viewers, read methods only). Both live outside `vdsm.>`, so the alert stream
 // never captures API traffic. Agents answer in a queue group, so several can serve the same bus.
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { createJSONRPCErrorResponse, type JSONRPCID } from 'json-rpc-2.0';
+import { createJSONRPCErrorResponse } from 'json-rpc-2.0';
 import { API_QUEUE_GROUP, API_SUBJECT, hostApiSubject, hostReadApiSubject, isInboxSubject, READ_API_SUBJECT } from '../domain/api-subjects.ts';
 import { FORWARDED_HEADER } from '../fleet/forward.ts';
 import { ErrorCodes } from '../domain/errors.ts';
 import { createLogger } from '../log.ts';
 import { apiMethods, Dispatcher } from './dispatcher.ts';
-import { createRpcEndpoint, type Reply } from './json-rpc.ts';
+import { createRpcEndpoint, refuseFrame, type Reply } from './json-rpc.ts';
 import type { AgentServices } from './method.ts';
 import type { Role } from './roles.ts';
 
@@ -27,6 +27,7 @@ export function startNatsApi(nc: NatsConnection, services: AgentServices, option
   const maxInFlight = options.maxInFlight ?? MAX_BUS_REQUESTS_IN_FLIGHT;
   if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new RangeError(`the bus requests in flight must be a whole number, 1 or more (got ${maxInFlight})`);
   let inFlight = 0;
+  const hostId = services.fleet?.hostId;
   const endpoint = createRpcEndpoint(new Dispatcher(apiMethods(services)));
   // The shared subjects go to any one agent of the queue group; `.<hostId>` ones to this one only.
   const serve = (subject: string, role: Role, queue?: string): Subscription =>
@@ -44,7 +45,13 @@ export function startNatsApi(nc: NatsConnection, services: AgentServices, option
         }
         const text = message.string();
         if (inFlight >= maxInFlight) {
-          respond(nc, message, refusal(text, `this agent is working on ${inFlight} bus requests, the most it takes at once; retry shortly`));
+          const why = `${hostId ? `host ${hostId}'s agent` : 'this agent'} is working on ${inFlight} bus requests, the most it takes at once; retry shortly`;
+          // In the subscription's callback: a throw here would end the connection's reading.
+          try {
+            respond(nc, message, refuseFrame(text, ErrorCodes.LimitExceeded, why));
+          } catch (failure) {
+            logger.warn('could not refuse a bus request', { error: String(failure) });
+          }
           return;
         }
         inFlight += 1;
@@ -56,40 +63,12 @@ export function startNatsApi(nc: NatsConnection, services: AgentServices, option
       },
     });
   const subscriptions = [serve(API_SUBJECT, 'operator', API_QUEUE_GROUP), serve(READ_API_SUBJECT, 'viewer', API_QUEUE_GROUP)];
-  const hostId = services.fleet?.hostId;
   if (hostId) subscriptions.push(serve(hostApiSubject(hostId), 'operator'), serve(hostReadApiSubject(hostId), 'viewer'));
   return {
     async stop() {
       await Promise.allSettled(subscriptions.map((subscription) => subscription.drain()));
     },
   };
-}
-
-/**
- * LimitExceeded for each request of `text` that has an id, as its reply would have been: none for
- * a notification, an array for a batch, and one with a null id for text that is not JSON.
- */
-function refusal(text: string, why: string): Reply {
-  let request: unknown;
-  try {
-    request = JSON.parse(text);
-  } catch {
-    return createJSONRPCErrorResponse(null, ErrorCodes.LimitExceeded, why);
-  }
-  const idOf = (item: unknown): JSONRPCID | undefined => {
-    const id = (item as { id?: unknown } | null)?.id;
-    return typeof id === 'string' || typeof id === 'number' ? id : undefined;
-  };
-  const refuse = (id: JSONRPCID) => createJSONRPCErrorResponse(id, ErrorCodes.LimitExceeded, why);
-  if (!Array.isArray(request)) {
-    const id = idOf(request);
-    return id === undefined ? undefined : refuse(id);
-  }
-  const answers = request.flatMap((item) => {
-    const id = idOf(item);
-    return id === undefined ? [] : [refuse(id)];
-  });
-  return answers.length > 0 ? answers : undefined;
 }
 
 /**
@@ -109,9 +88,10 @@ function respond(nc: NatsConnection, message: Msg, reply: Reply): void {
     message.respond(text);
     return;
   }
+  const why = `the reply is ${Buffer.byteLength(text)} bytes; the bus carries at most ${limit}: narrow the request`;
   const ids = Array.isArray(reply) ? reply.map((item) => item.id) : [reply.id];
-  const tooLarge = ids.map((id) =>
-    createJSONRPCErrorResponse(id ?? null, ErrorCodes.PayloadTooLarge, `the reply is ${Buffer.byteLength(text)} bytes; the bus carries at most ${limit}: narrow the request`),
-  );
-  message.respond(JSON.stringify(Array.isArray(reply) ? tooLarge : tooLarge[0]));
+  const tooLarge = ids.map((id) => createJSONRPCErrorResponse(id ?? null, ErrorCodes.PayloadTooLarge, why));
+  const answer = JSON.stringify(Array.isArray(reply) ? tooLarge : tooLarge[0]);
+  // An error per request of a batch can itself be too large (long ids): then one error for it all.
+  message.respond(Buffer.byteLength(answer) <= limit ? answer : JSON.stringify(createJSONRPCErrorResponse(null, ErrorCodes.PayloadTooLarge, why)));
 }
