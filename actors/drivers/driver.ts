@@ -24,7 +24,7 @@ export type WorkReporter = (event: DriverEvent | EntityEvent) => Promise<void>;
  * What tells a driver to stop a work: the part of an AbortSignal drivers use, so an
  * AbortController's signal is one (tests pass those). The runtime passes a WorkStop
  * (actors/work-stop.ts), which is not an EventTarget: a real AbortSignal for every work, its
- * listener and its abort were a tenth of the write path's CPU and of a 100,000-entity restart.
+ * listener and its abort were about 7% of the write path's CPU and a fifth of a 100,000-entity restart.
  * A driver that hands the stop to an API taking an AbortSignal makes one: `whenAborted(signal, () => controller.abort())`.
  */
 export interface WorkSignal {
