@@ -281,8 +281,8 @@ describe('a fleet of three agents on a 3-node cluster', () => {
       stop = true;
       await Promise.all(load);
     }
-    // Every agent's copy of the fleet says when all the work started is over.
-    await eventually('no task running anywhere', async () => ((await client('h1').getRunningTasks()).length === 0 ? true : undefined), 60_000);
+    // Every agent's copy of the fleet says when all the work started is over: h1's, asked for every host's tasks.
+    await eventually('no task running anywhere', async () => ((await client('h1').getRunningTasks('*', 'glob', { fleet: true })).length === 0 ? true : undefined), 60_000);
     try {
       expect(acknowledged.size).toBeGreaterThan(10);
       expect(refusals.filter((code) => code !== ErrorCodes.Unavailable)).toEqual([]);
