@@ -345,3 +345,19 @@ describe('an agent process under hostile clients', () => {
     }
   }, 30_000);
 });
+
+describe('an agent process told to stop twice', () => {
+  it('stops once, cleanly, when a second SIGTERM comes while it stops', async () => {
+    const server = await NatsTestServer.start();
+    try {
+      const agent = await spawnAgent(server.url);
+      // As a service manager's TERM on top of a Ctrl-C, or `timeout` passing its own on.
+      process.kill(agent.pid, 'SIGTERM');
+      process.kill(agent.pid, 'SIGTERM');
+      // Killed by the second signal, it would not have stopped what it started (an embedded nats-server).
+      expect(await agent.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      await server.stop();
+    }
+  }, 30_000);
+});

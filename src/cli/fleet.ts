@@ -74,11 +74,12 @@ export async function fleet(options: FleetOptions): Promise<void> {
     return stopping;
   };
   const onSignal = () => {
-    console.log('\nstopping the agents, then the nats-servers…');
+    if (!stopping) console.log('\nstopping the agents, then the nats-servers…');
     void stop().then(() => process.exit(0));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // `on`, not `once`: a second signal must not kill this process before it has stopped its children.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 
   const urls = NODES.map((node) => `nats://127.0.0.1:${layout(node, options.basePort).client}`).join(',');
   // Children run in their own process groups, so a fleet killed outright leaves them: the pids

@@ -99,8 +99,11 @@ export async function start(options: StartOptions): Promise<void> {
     if (failure) console.error(`opstream: stopped, but not cleanly: ${String(failure)}`);
     process.exit(failure ? 1 : 0);
   };
-  process.once('SIGINT', () => void stop());
-  process.once('SIGTERM', () => void stop());
+  // `on`, not `once`: with no listener left, a second signal (a service manager's TERM on top of a
+  // Ctrl-C, or `timeout` passing one on) would kill the process mid-stop, leaving the embedded
+  // nats-server behind. A stop that hangs still ends at its deadline.
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
   if (options.demo) {
     await runDemo(agent.api.url, agent.credentials.operatorToken);
     console.log(`\nthe agent keeps serving at ${agent.api.url}; Ctrl-C stops it`);

@@ -21,6 +21,8 @@ export type AgentProcess = {
   kill(): Promise<void>;
   /** SIGTERM: a clean shutdown (snapshots, checkpoint). */
   stop(): Promise<void>;
+  /** How the process ended: its exit code, or the signal that ended it. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 };
 
 /** Agents spawned with the same `credentialsDir` share identities, as restarts of one agent do. */
@@ -30,7 +32,7 @@ export async function spawnAgent(natsUrl: string, extraArgs: string[] = [], cred
     ['bin/opstream.js', 'start', '--nats-url', natsUrl, '--port', '0', '--credentials-dir', credentialsDir, ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OPSTREAM_LOG: 'warn' } },
   );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const url = await new Promise<string>((resolve, reject) => {
     let output = '';
     const timer = setTimeout(() => reject(new Error(`agent not ready in 20 s:\n${output}`)), 20_000);
@@ -54,6 +56,6 @@ export async function spawnAgent(natsUrl: string, extraArgs: string[] = [], cred
     await exited;
   };
   const token = readFileSync(join(credentialsDir, 'operator.token'), 'utf8').trim();
-  return { url, token, credentialsDir, pid: child.pid ?? -1, kill: () => signal('SIGKILL'), stop: () => signal('SIGTERM') };
+  return { url, token, credentialsDir, pid: child.pid ?? -1, kill: () => signal('SIGKILL'), stop: () => signal('SIGTERM'), exited };
 }
 
