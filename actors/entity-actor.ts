@@ -80,7 +80,6 @@ export const RESUME_FAILED = LastErrorCodes.ResumeFailed;
 /** lastError of an operation whose driver reported nothing for longer than its work allows. */
 export const WORK_STALLED = LastErrorCodes.WorkStalled;
 
-
 type MachineEvent = EventFromLogic<MachineDefinition['machine']>;
 /** `ended`: the driver reported the work's end (WORK_DONE or WORK_FAILED); nothing of it runs to stop. */
 type RunningWork = { state: StateValue; work: string; stop: WorkStop; ended: boolean };
