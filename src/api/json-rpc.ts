@@ -27,10 +27,7 @@ export function createRpcEndpoint(dispatcher: Dispatcher): RpcEndpoint {
   rpc.mapErrorToJSONRPCErrorResponse = (id, error: unknown) =>
     errorResponse(id, error instanceof OpstreamError ? error : new OpstreamError(ErrorCodes.InternalError, String(error)));
 
-  const answerOne = async (item: unknown, context: ApiContext): Promise<JSONRPCResponse | undefined> => {
-    const problem = requestProblem(item);
-    if (problem) return failure(idOf(item), ErrorCodes.InvalidRequest, `Invalid Request: ${problem}`);
-    const request = item as JSONRPCRequest;
+  const answerOne = async (request: JSONRPCRequest, context: ApiContext): Promise<JSONRPCResponse | undefined> => {
     // A notification (no id) is run but never answered, not even with an error: the spec's rule,
     // and a client that sends nothing but notifications must not be able to fill our send buffer.
     const notification = request.id === undefined;
@@ -45,55 +42,47 @@ export function createRpcEndpoint(dispatcher: Dispatcher): RpcEndpoint {
 
   return async (text, context) => {
     if (text === null) return failure(null, ErrorCodes.InvalidRequest, 'binary frames are not JSON-RPC; send text');
-    const size = Buffer.byteLength(text);
-    if (size > MAX_REQUEST_BYTES) {
-      return failure(null, ErrorCodes.PayloadTooLarge, `request is ${size} bytes; the limit is ${MAX_REQUEST_BYTES}`);
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      return failure(null, ErrorCodes.ParseError, `Parse error: ${(error as Error).message}`);
-    }
-    if (!Array.isArray(parsed)) return answerOne(parsed, context);
-    if (parsed.length === 0) return failure(null, ErrorCodes.InvalidRequest, 'Invalid Request: empty batch');
-    if (parsed.length > MAX_BATCH_REQUESTS) {
-      return failure(null, ErrorCodes.LimitExceeded, `a batch holds ${parsed.length} requests; the limit is ${MAX_BATCH_REQUESTS}`);
-    }
-    const replies = await Promise.all(parsed.map((item: unknown) => answerOne(item, context)));
-    const present = replies.filter((reply): reply is JSONRPCResponse => reply !== undefined);
-    return present.length ? present : undefined;
+    return replyToFrame(text, (request) => answerOne(request, context));
   };
 }
 
 /**
- * The reply a frame would get if each of its requests failed with `code` and `message`, framed as
- * the endpoint frames it: nothing for a notification, the same errors for what is not a request,
- * and one error for a batch too large to answer item by item (a refusal must not be a bigger
- * reply than an answer). For a caller turned away before anything runs.
+ * The reply a frame would get if each of its requests failed with `code` and `message`: nothing
+ * for a notification, and framed as an answer is, so a refusal is never a bigger reply than an
+ * answer. For a caller turned away before anything runs.
  */
-export function refuseFrame(text: string, code: number, message: string): Reply {
+export function refuseFrame(text: string, code: number, message: string): Promise<Reply> {
+  return replyToFrame(text, (request) => (request.id === undefined ? undefined : failure(request.id, code, message)));
+}
+
+/**
+ * The reply to a frame of text (a request, a notification or a batch), each well-formed request
+ * answered by `answer`: a frame too large, not JSON, an empty batch or one over the batch limit
+ * gets one error, and an item that is not a request its own.
+ */
+async function replyToFrame(text: string, answer: (request: JSONRPCRequest) => Promise<JSONRPCResponse | undefined> | JSONRPCResponse | undefined): Promise<Reply> {
   const size = Buffer.byteLength(text);
-  if (size > MAX_REQUEST_BYTES) return failure(null, ErrorCodes.PayloadTooLarge, `request is ${size} bytes; the limit is ${MAX_REQUEST_BYTES}`);
+  if (size > MAX_REQUEST_BYTES) {
+    return failure(null, ErrorCodes.PayloadTooLarge, `request is ${size} bytes; the limit is ${MAX_REQUEST_BYTES}`);
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
     return failure(null, ErrorCodes.ParseError, `Parse error: ${(error as Error).message}`);
   }
-  const refuseOne = (item: unknown): JSONRPCResponse | undefined => {
+  const one = async (item: unknown): Promise<JSONRPCResponse | undefined> => {
     const problem = requestProblem(item);
-    if (problem) return failure(idOf(item), ErrorCodes.InvalidRequest, `Invalid Request: ${problem}`);
-    const { id } = item as JSONRPCRequest;
-    return id === undefined ? undefined : failure(id, code, message);
+    return problem ? failure(idOf(item), ErrorCodes.InvalidRequest, `Invalid Request: ${problem}`) : answer(item as JSONRPCRequest);
   };
-  if (!Array.isArray(parsed)) return refuseOne(parsed);
+  if (!Array.isArray(parsed)) return one(parsed);
   if (parsed.length === 0) return failure(null, ErrorCodes.InvalidRequest, 'Invalid Request: empty batch');
   if (parsed.length > MAX_BATCH_REQUESTS) {
     return failure(null, ErrorCodes.LimitExceeded, `a batch holds ${parsed.length} requests; the limit is ${MAX_BATCH_REQUESTS}`);
   }
-  const replies = parsed.map(refuseOne).filter((reply): reply is JSONRPCResponse => reply !== undefined);
-  return replies.length ? replies : undefined;
+  const replies = await Promise.all(parsed.map(one));
+  const present = replies.filter((reply): reply is JSONRPCResponse => reply !== undefined);
+  return present.length ? present : undefined;
 }
 
 function errorResponse(id: JSONRPCID, { code, message, data }: OpstreamError): JSONRPCErrorResponse {

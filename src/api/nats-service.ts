@@ -46,12 +46,9 @@ export function startNatsApi(nc: NatsConnection, services: AgentServices, option
         const text = message.string();
         if (inFlight >= maxInFlight) {
           const why = `${hostId ? `host ${hostId}'s agent` : 'this agent'} is working on ${inFlight} bus requests, the most it takes at once; retry shortly`;
-          // In the subscription's callback: a throw here would end the connection's reading.
-          try {
-            respond(nc, message, refuseFrame(text, ErrorCodes.LimitExceeded, why));
-          } catch (failure) {
-            logger.warn('could not refuse a bus request', { error: String(failure) });
-          }
+          void refuseFrame(text, ErrorCodes.LimitExceeded, why)
+            .then((reply) => respond(nc, message, reply))
+            .catch((failure: unknown) => logger.warn('could not refuse a bus request', { error: String(failure) }));
           return;
         }
         inFlight += 1;
