@@ -4,7 +4,6 @@
 // durable; each VM then runs its simulated create (about nine alerts in all). Beside it, on the
 // same server: raw acked JetStream publishes of payloads of an alert's size, one chain per caller
 // (the agent has more appends in flight than that: every VM it created appends on its own).
-import { Worker } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -12,7 +11,8 @@ import { startAgent } from '../src/agent.ts';
 import { connectNats } from '../src/nats/connection.ts';
 import { NatsTestServer } from '../test/helpers/nats-server.ts';
 import type { ApiCallers, ApiCallersReport } from './api-callers.ts';
-import type { Figure } from './report.ts';
+import { percentile, type Figure } from './report.ts';
+import { tsWorker } from './ts-worker.ts';
 
 export type ApiLoadOptions = { callers: number; seconds: number; rounds: number };
 
@@ -47,11 +47,10 @@ export async function benchApiLoad({ callers, seconds, rounds }: ApiLoadOptions)
     const byRatio = [...results].sort((a, b) => a.alerts / a.raw - b.alerts / b.raw);
     const median = byRatio[Math.floor(byRatio.length / 2)] as Round;
     const latencies = [...median.calls.latencies].sort((a, b) => a - b);
-    const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? Number.NaN;
     const answered = latencies.length / median.calls.seconds;
     const which = `median of ${rounds} rounds by ratio`;
     return [
-      { name: `VM.create calls answered, durably registered (${which})`, value: answered, unit: '/s', detail: `p50 ${at(50).toFixed(1)} ms, p99 ${at(99).toFixed(1)} ms; ${median.calls.errors} errors` },
+      { name: `VM.create calls answered, durably registered (${which})`, value: answered, unit: '/s', detail: `p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms; ${median.calls.errors} errors` },
       { name: "  alerts stored meanwhile (the calls and their VMs' progress)", value: median.alerts, unit: '/s', detail: `~${(median.alerts / answered).toFixed(1)} alerts per call` },
       { name: `raw acked JetStream publishes, ${callers} chains, ${payloadBytes} B each`, value: median.raw, unit: '/s' },
       { name: '  the same with msg id + expected-last-subject-sequence', value: median.guarded, unit: '/s' },
@@ -77,9 +76,7 @@ async function untilSettled(log: { streamLastSequence(): Promise<number> }): Pro
 }
 
 function runCallers(setup: ApiCallers): Promise<ApiCallersReport> {
-  // The worker loads TypeScript through tsx, as this process does (see benchFanOut).
-  const entry = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./api-callers.ts', import.meta.url).href)}); });`;
-  const worker = new Worker(entry, { eval: true, workerData: setup });
+  const worker = tsWorker(new URL('./api-callers.ts', import.meta.url), setup);
   return new Promise<ApiCallersReport>((resolve, reject) => {
     worker.once('error', reject);
     // A worker that ends without its report (a caller that threw) must fail the benchmark, not hang it.

@@ -1,6 +1,5 @@
 // Client-side figures: fan-out latency from append to delivery, catch-up after an outage, and
 // wire messages per tracked operation against polling getInfo every second.
-import { Worker } from 'node:worker_threads';
 import type { EntityActor } from '../actors/entity-actor.ts';
 import { EIO_ERROR } from '../actors/drivers/simulated-driver.ts';
 import { startAgent, type Agent } from '../src/agent.ts';
@@ -11,7 +10,8 @@ import { NatsTestServer } from '../test/helpers/nats-server.ts';
 import { seedStream } from '../test/helpers/seed-stream.ts';
 import type { FanOutClients, FanOutReport } from './fanout-clients.ts';
 import { openPeer } from './peer.ts';
-import { rate, type Figure } from './report.ts';
+import { percentile, rate, type Figure } from './report.ts';
+import { tsWorker } from './ts-worker.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -24,10 +24,6 @@ async function withAgent<T>(sim: { stepMs?: number }, use: (agent: Agent, server
     await agent.stop();
     await server.stop();
   }
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
 /**
@@ -52,13 +48,12 @@ export async function benchFanOut(subscriberCounts: number[], seconds: number, p
 
     const figures: Figure[] = [];
     for (const count of subscriberCounts) {
-      // The worker loads TypeScript through tsx, as this process does (`npm run bench`); Node 20
-      // does not hand a worker the loader hooks `--import tsx` registered here.
-      const entry = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./fanout-clients.ts', import.meta.url).href)}); });`;
-      const clients = new Worker(entry, {
-        eval: true,
-        workerData: { url: agent.api.url, token: agent.credentials.operatorToken, count, filter: 'vdsm.VM.fan-*' } satisfies FanOutClients,
-      });
+      const clients = tsWorker(new URL('./fanout-clients.ts', import.meta.url), {
+        url: agent.api.url,
+        token: agent.credentials.operatorToken,
+        count,
+        filter: 'vdsm.VM.fan-*',
+      } satisfies FanOutClients);
       const said = (kind: string) =>
         new Promise<FanOutReport>((resolve, reject) => {
           clients.once('error', reject);

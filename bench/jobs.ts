@@ -12,7 +12,7 @@ import { EntityKinds } from '../src/domain/subjects.ts';
 import { ensureAlertStream } from '../src/nats/alert-stream.ts';
 import { connectNats } from '../src/nats/connection.ts';
 import { NatsTestServer } from '../test/helpers/nats-server.ts';
-import { rate, type Figure } from './report.ts';
+import { percentile, rate, type Figure } from './report.ts';
 
 export type JobsBenchOptions = { vms: number; cycles: number; cancels: number; backgroundPerSecond: number };
 
@@ -53,14 +53,13 @@ export async function benchJobs({ vms, cycles, cancels, backgroundPerSecond }: J
     await fanout.stop();
     await runtime.stop();
     latencies.sort((a, b) => a - b);
-    const percentile = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
     return [
       rate('plain calls (no job layer), awaited per VM', perSide, plainSeconds),
       rate('the same calls as jobs (caller jobId + flowId)', perSide, jobSeconds),
       { name: 'ratio jobs / plain', value: plainSeconds / jobSeconds, unit: '×' },
       { name: 'background calls during the cancels', value: backgroundRate, unit: '/s' },
-      { name: 'cancel latency p50 (Job.cancel → aborted)', value: percentile(50), unit: 'ms' },
-      { name: 'cancel latency p99', value: percentile(99), unit: 'ms', detail: `${latencies.length} cancels` },
+      { name: 'cancel latency p50 (Job.cancel → aborted)', value: percentile(latencies, 50), unit: 'ms' },
+      { name: 'cancel latency p99', value: percentile(latencies, 99), unit: 'ms', detail: `${latencies.length} cancels` },
     ];
   } finally {
     await nc.drain();

@@ -5,6 +5,11 @@ import { natsServerBinary } from '../src/nats/server-process.ts';
 
 export type Figure = { name: string; value: number; unit: string; detail?: string };
 
+/** The `p`th percentile of `sorted` (ascending), NaN when it is empty. */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
 export function rate(name: string, count: number, seconds: number): Figure {
   return { name, value: count / seconds, unit: '/s', detail: `${count} in ${seconds.toFixed(2)} s` };
 }

@@ -9,11 +9,10 @@ import { EntityKinds } from '../src/domain/subjects.ts';
 import { launchBrowser } from '../test/helpers/browser.ts';
 import { NatsTestServer } from '../test/helpers/nats-server.ts';
 import { requireTool } from '../test/helpers/requirements.ts';
-import type { Figure } from './report.ts';
+import { percentile, type Figure } from './report.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const now = () => performance.timeOrigin + performance.now();
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 
 type PageProbe = { seen: [string, number, number][]; frames: number; longestGap: number; longTasks: number; longTaskMs: number };
 
