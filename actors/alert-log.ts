@@ -3,7 +3,6 @@
 // (sealed by an agent, JSON, an alert, stored under its own name) and one that is not comes back
 // as quarantined rather than as an exception: no record can stop whoever reads the log.
 import {
-  DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
   PubHeaders,
@@ -20,6 +19,7 @@ import type { Alert } from '../src/domain/alert.ts';
 import { ErrorCodes, OpstreamError } from '../src/domain/errors.ts';
 import { ALERT_ROOT } from '../src/domain/subjects.ts';
 import { judgeAlertRecord, type StoredMessage } from '../src/nats/alert-record.ts';
+import { orderedFrom, ResumingConsume } from '../src/nats/resuming-consume.ts';
 import { SEAL_HEADER, type HistorySeal } from '../src/security/history-seal.ts';
 
 export type StoredAlert = { seq: number; alert: Alert };
@@ -278,22 +278,12 @@ export class AlertLog {
     // A consumer with nothing to deliver would wait forever; the stream's last sequence cannot
     // tell (that message may have been deleted), so ask for the first message that is there.
     if (!(await this.#nextExists(filter, fromSeq))) return;
-    const consumer = await this.js.consumers.get(this.stream, {
-      filter_subjects: filter,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: fromSeq,
-    });
-    const messages = await consumer.consume({ max_messages: batch });
-    try {
-      for await (const message of messages) {
-        yield map(message);
-        // Right after a change of stream leader a consumer can say "nothing pending" too early:
-        // the leader confirms before the read ends (a recovery that stopped short would lose
-        // entities).
-        if (message.info.pending === 0 && !(await this.#nextExists(filter, message.seq + 1))) break;
-      }
-    } finally {
-      await messages.close();
+    for await (const message of await ResumingConsume.start(orderedFrom(this.js, this.stream, filter, fromSeq), { max_messages: batch })) {
+      yield map(message);
+      // Right after a change of stream leader a consumer can say "nothing pending" too early:
+      // the leader confirms before the read ends (a recovery that stopped short would lose
+      // entities).
+      if (message.info.pending === 0 && !(await this.#nextExists(filter, message.seq + 1))) break;
     }
   }
 

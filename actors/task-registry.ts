@@ -3,8 +3,9 @@
 // the same jobId idempotent. A one-entity job is derived from its task's alerts (jobId = taskId),
 // so the write path stores nothing extra; at start the index is rebuilt from the stream's last
 // `retention` of alerts, whatever snapshots recovery used.
-import { DeliverPolicy, jetstream } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, type Consumer } from '@nats-io/jetstream';
 import { sealOf } from '../src/nats/alert-record.ts';
+import { ResumingConsume } from '../src/nats/resuming-consume.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ErrorTuple } from '../machines/entity.ts';
@@ -156,14 +157,18 @@ export class TaskRegistry {
   async #load(nc: NatsConnection, stream: string, seal: HistorySeal | undefined): Promise<number> {
     const js = jetstream(nc);
     const since = new Date(this.now().getTime() - this.retentionMs);
-    const consumer = await js.consumers.get(stream, {
-      filter_subjects: `${ALERT_ROOT}.>`,
-      deliver_policy: DeliverPolicy.StartTime,
-      opt_start_time: since.toISOString(),
-    });
-    const pending = (await consumer.info()).num_pending;
-    if (pending === 0) return 0;
-    const messages = await consumer.consume({ max_messages: 10_000 });
+    const filter = `${ALERT_ROOT}.>`;
+    // Opened again after a lost pull, it goes on after the last message seen.
+    const open = (after: number | undefined): Promise<Consumer> =>
+      js.consumers.get(
+        stream,
+        after === undefined
+          ? { filter_subjects: filter, deliver_policy: DeliverPolicy.StartTime, opt_start_time: since.toISOString() }
+          : { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 },
+      );
+    const consumer = await open(undefined);
+    if ((await consumer.info()).num_pending === 0) return 0;
+    const messages = await ResumingConsume.start(open, { max_messages: 10_000 }, consumer);
     let read = 0;
     try {
       for await (const message of messages) {

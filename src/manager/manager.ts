@@ -25,6 +25,7 @@ import { DEFAULT_STREAM } from '../nats/alert-stream.ts';
 import { INBOX_PREFIXES } from '../domain/api-subjects.ts';
 import { connectNats, type NatsAccess } from '../nats/connection.ts';
 import { consumerFilter } from '../subscriptions/alert-feed.ts';
+import { ResumingConsume } from '../nats/resuming-consume.ts';
 import { DeadLetters, type DeadLetter, type DeadLetterOptions } from './dead-letters.ts';
 
 const logger = createLogger('manager');
@@ -99,7 +100,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   const consumer = await jetstream(nc).consumers.get(stream, name.data);
   // The server holds back all but one unacknowledged alert anyway; a larger pull keeps a request
   // open so the next one arrives as soon as the last is acknowledged, without a new pull.
-  const messages = await consumer.consume({ max_messages: 100 });
+  const messages = await ResumingConsume.start(() => Promise.resolve(consumer), { max_messages: 100 });
   let lastHandled = 0;
   let deadLettered = 0;
   let deadLetters: Promise<DeadLetters> | undefined;

@@ -3,12 +3,13 @@
 // and "live" is missed and a client that says where it stopped (`after`) gets the rest first.
 // A record that is not a well-formed alert (or, given the history key, not sealed by an agent) is
 // skipped and reported, never delivered and never the end of the feed.
-import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Alert } from '../domain/alert.ts';
 import type { AlertFilter } from '../filters/alert-filter.ts';
 import { createLogger } from '../log.ts';
 import { judgeAlertRecord, type StoredMessage } from '../nats/alert-record.ts';
+import { orderedFrom, ResumingConsume } from '../nats/resuming-consume.ts';
 import type { HistorySeal } from '../security/history-seal.ts';
 
 const logger = createLogger('feed');
@@ -44,12 +45,7 @@ export async function openAlertFeed(
   onAlert: (alert: FeedAlert) => void | Promise<void>,
 ): Promise<AlertFeed> {
   const after = options.after ?? (await lastStreamSequence(nc, options.stream));
-  const consumer = await jetstream(nc).consumers.get(options.stream, {
-    filter_subjects: consumerFilter(options.filter.subjects),
-    deliver_policy: DeliverPolicy.StartSequence,
-    opt_start_seq: after + 1,
-  });
-  const messages = await consumer.consume({ max_messages: 1_000 });
+  const messages = await ResumingConsume.start(orderedFrom(jetstream(nc), options.stream, consumerFilter(options.filter.subjects), after + 1), { max_messages: 1_000 });
   const decode = decoderFor(nc, options.stream, options.seal);
   const quarantined =
     options.onQuarantined ?? ((record) => logger.warn('skipping a record of the alert stream that is not an alert', { ...record }));

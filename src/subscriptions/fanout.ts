@@ -15,6 +15,7 @@ import type { Alert } from '../domain/alert.ts';
 import type { AlertFilter } from '../filters/alert-filter.ts';
 import { createLogger } from '../log.ts';
 import { judgeAlertRecord } from '../nats/alert-record.ts';
+import { orderedFrom, ResumingConsume } from '../nats/resuming-consume.ts';
 import type { HistorySeal } from '../security/history-seal.ts';
 import type { AlertFeed, FeedAlert } from './alert-feed.ts';
 
@@ -132,14 +133,12 @@ export class AlertFanout {
   }
 
   async #read(): Promise<void> {
-    const consumer = await jetstream(this.nc).consumers.get(this.options.stream, {
-      filter_subjects: 'vdsm.>',
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: this.#position + 1,
-    });
     // One consumer per agent can afford short pulls: after a server restart it notices the lost
     // consumer within seconds (two missed heartbeats) instead of half a minute.
-    const messages = await consumer.consume({ max_messages: 1_000, expires: 5_000 });
+    const messages = await ResumingConsume.start(orderedFrom(jetstream(this.nc), this.options.stream, 'vdsm.>', this.#position + 1), {
+      max_messages: 1_000,
+      expires: 5_000,
+    });
     const pump = (async () => {
       for await (const message of messages) this.#dispatch(message);
     })().catch((error: unknown) => {
@@ -260,7 +259,8 @@ export class AlertFanout {
     try {
       if (info.num_pending === 0 && handOver()) return;
       const consumer = await jetstream(this.nc).consumers.get(this.options.stream, info.name);
-      const messages = await consumer.consume({ max_messages: 1_000 });
+      // The server keeps this consumer's place: a consume after a lost pull goes on from it.
+      const messages = await ResumingConsume.start(() => Promise.resolve(consumer), { max_messages: 1_000 });
       try {
         for await (const message of messages) {
           if (subscriber.closed) return;
