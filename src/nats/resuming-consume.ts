@@ -30,9 +30,20 @@ export function orderedFrom(js: JetStreamClient, stream: string, filter: string 
 const FIRST_RETRY_MS = 20;
 const LAST_RETRY_MS = 1_000;
 
-export class ResumingConsume implements AsyncIterable<JsMsg> {
-  #current: ConsumerMessages;
+const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+
+/**
+ * Iterated once. Each message passes through one promise reaction here, not an async generator:
+ * the read recovery measures itself against goes through it a million times.
+ */
+export class ResumingConsume implements AsyncIterable<JsMsg>, AsyncIterator<JsMsg, undefined> {
+  #messages: ConsumerMessages;
+  #iterator: AsyncIterator<JsMsg>;
+  #pullLost = false;
   #closed = false;
+  /** The stream sequence of the last message delivered: where a consumer opened again starts after. */
+  #after: number | undefined;
+  #failures = 0;
   /** How many times a pull went unanswered and the consumer was opened again (for tests and logs). */
   resumed = 0;
 
@@ -41,7 +52,8 @@ export class ResumingConsume implements AsyncIterable<JsMsg> {
     private readonly options: ConsumeOptions,
     first: ConsumerMessages,
   ) {
-    this.#current = first;
+    this.#messages = first;
+    this.#iterator = this.#follow(first);
   }
 
   /**
@@ -52,51 +64,63 @@ export class ResumingConsume implements AsyncIterable<JsMsg> {
     return new ResumingConsume(open, options, await (first ?? (await open(undefined))).consume(options));
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<JsMsg> {
-    let after: number | undefined;
-    let failures = 0;
-    let messages = this.#current;
-    for (;;) {
-      let pullLost = false;
-      void this.#watch(messages, () => {
-        pullLost = true;
-        void messages.close();
-      });
-      try {
-        for await (const message of messages) {
-          after = message.seq;
-          failures = 0;
-          yield message;
-        }
-      } finally {
-        await messages.close();
-      }
-      if (!pullLost || this.#closed) return;
-      this.resumed += 1;
-      await sleep(Math.min(LAST_RETRY_MS, FIRST_RETRY_MS * 2 ** failures));
-      failures += 1;
-      if (this.#closed) return;
-      messages = await (await this.open(after)).consume(this.options);
-      this.#current = messages;
-      if (this.#closed) {
-        await messages.close();
-        return;
-      }
-    }
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<JsMsg, undefined>> {
+    return this.#iterator.next().then((result) => {
+      if (result.done) return this.#resume();
+      this.#after = result.value.seq;
+      this.#failures = 0;
+      return result;
+    });
+  }
+
+  /** A `break` out of the caller's loop ends the read. */
+  async return(): Promise<IteratorReturnResult<undefined>> {
+    this.#closed = true;
+    // Ending nats.js's own iterator first is what stops its consumer: its close() waits for a
+    // turn of an iteration that nobody would take any more.
+    await this.#iterator.return?.();
+    await this.#messages.close();
+    return DONE;
   }
 
   /** Ends the iteration, also while it waits for a message. */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#current.close();
+    await this.#messages.close();
   }
 
-  async #watch(messages: ConsumerMessages, onPullLost: () => void): Promise<void> {
-    for await (const status of messages.status()) {
-      if (status.type === 'no_responders') {
-        onPullLost();
+  /** The messages' iterator, and a watch that closes them when a pull finds no responder. */
+  #follow(messages: ConsumerMessages): AsyncIterator<JsMsg> {
+    this.#pullLost = false;
+    void (async () => {
+      for await (const status of messages.status()) {
+        if (status.type !== 'no_responders') continue;
+        this.#pullLost = true;
+        await messages.close();
         return;
       }
+    })();
+    return messages[Symbol.asyncIterator]();
+  }
+
+  /** The messages ended: closed by the caller, or by the watch, and then they go on from a new consumer. */
+  async #resume(): Promise<IteratorResult<JsMsg, undefined>> {
+    if (!this.#pullLost || this.#closed) return DONE;
+    this.resumed += 1;
+    await sleep(Math.min(LAST_RETRY_MS, FIRST_RETRY_MS * 2 ** this.#failures));
+    this.#failures += 1;
+    if (this.#closed) return DONE;
+    const messages = await (await this.open(this.#after)).consume(this.options);
+    this.#messages = messages;
+    this.#iterator = this.#follow(messages);
+    if (this.#closed) {
+      await messages.close();
+      return DONE;
     }
+    return this.next();
   }
 }
