@@ -70,6 +70,26 @@ export async function start(options: StartOptions): Promise<void> {
     jobRetentionMs: options.jobRetention === undefined ? undefined : options.jobRetention * 1000,
     defaultStallMs: options.stallTimeout === undefined ? undefined : options.stallTimeout * 1000,
   });
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    console.log('\nstopping…');
+    setTimeout(() => {
+      console.error(`opstream: not stopped after ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
+      process.exit(1);
+    }, STOP_DEADLINE_MS).unref();
+    const failure = await agent.stop().then(() => undefined, (error: unknown) => error);
+    if (failure) console.error(`opstream: stopped, but not cleanly: ${String(failure)}`);
+    process.exit(failure ? 1 : 0);
+  };
+  // Before "ready" is printed: whoever reads it may signal at once (a test did, and the process
+  // died of the default action). `on`, not `once`: with no listener left, a second signal (a
+  // service manager's TERM on top of a Ctrl-C, or `timeout` passing one on) would kill the
+  // process mid-stop, leaving the embedded nats-server behind. A stop that hangs still ends at its
+  // deadline.
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
   const embedded = options.natsUrl ? '' : ' (embedded, store ./data/jetstream)';
   console.log(
     [
@@ -86,24 +106,6 @@ export async function start(options: StartOptions): Promise<void> {
   );
   // Bundle the page in the background now, so its first visitor does not wait for esbuild.
   void prepareViz();
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    console.log('\nstopping…');
-    setTimeout(() => {
-      console.error(`opstream: not stopped after ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
-      process.exit(1);
-    }, STOP_DEADLINE_MS).unref();
-    const failure = await agent.stop().then(() => undefined, (error: unknown) => error);
-    if (failure) console.error(`opstream: stopped, but not cleanly: ${String(failure)}`);
-    process.exit(failure ? 1 : 0);
-  };
-  // `on`, not `once`: with no listener left, a second signal (a service manager's TERM on top of a
-  // Ctrl-C, or `timeout` passing one on) would kill the process mid-stop, leaving the embedded
-  // nats-server behind. A stop that hangs still ends at its deadline.
-  process.on('SIGINT', () => void stop());
-  process.on('SIGTERM', () => void stop());
   if (options.demo) {
     await runDemo(agent.api.url, agent.credentials.operatorToken);
     console.log(`\nthe agent keeps serving at ${agent.api.url}; Ctrl-C stops it`);
