@@ -2,12 +2,12 @@
 // on ports of their own; every agent answers, the stream is shared, and SIGTERM leaves no process.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { connect, type OpstreamClient } from '../src/index.ts';
 import { uniqueId } from './helpers/agent.ts';
+import { freePortRange } from './helpers/ports.ts';
 
 type Fleet = { child: ChildProcess; exited: Promise<number | null>; output: () => string; apis: Map<string, string>; pids: number[] };
 
@@ -22,7 +22,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'opstream-fleet-'));
   // The command reads the conf files from --dir, as a copy of the project would hold them.
   cpSync('cluster', join(dir, 'cluster'), { recursive: true });
-  basePort = await freeRange(12);
+  basePort = await freePortRange(12);
   fleet = await startFleet(dir, basePort);
 }, 120_000);
 
@@ -136,20 +136,4 @@ async function startFleet(where: string, basePort: number): Promise<Fleet> {
   const fleet = { child, exited, output: () => text, apis, pids };
   started.push(fleet);
   return fleet;
-}
-
-/** A base port whose next `count` ports are all free now (the command needs them consecutive). */
-async function freeRange(count: number): Promise<number> {
-  const free = (port: number) =>
-    new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-  for (let attempt = 0; attempt < 50; attempt += 1) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const ports = Array.from({ length: count }, (_, i) => base + i);
-    if ((await Promise.all(ports.map(free))).every(Boolean)) return base;
-  }
-  throw new Error(`no ${count} consecutive free ports found`);
 }

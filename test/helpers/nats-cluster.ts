@@ -3,12 +3,12 @@
 // node, ready once JetStream has a meta leader, and nodes that can be killed (SIGKILL) and
 // revived on the same ports and store.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { startServerProcess, type ServerProcess } from '../../src/nats/server-process.ts';
+import { freePortRange } from './ports.ts';
 
 type Node = { name: string; dir: string; clientPort: number; clusterPort: number; process?: ServerProcess };
 
@@ -29,7 +29,8 @@ export class NatsTestCluster {
 
   static async start(size = 3): Promise<NatsTestCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'opstream-cluster-'));
-    const ports = await freePorts(size * 2);
+    const base = await freePortRange(size * 2);
+    const ports = Array.from({ length: size * 2 }, (_, i) => base + i);
     const nodes: Node[] = Array.from({ length: size }, (_, i) => ({
       name: `n${i + 1}`,
       dir: join(dir, `n${i + 1}`),
@@ -117,17 +118,4 @@ export class NatsTestCluster {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
-}
-
-/** Ports free now (the OS picks them); routes need them known before any node starts. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<Server>((resolve) => {
-      const server = createServer();
-      server.listen(0, '127.0.0.1', () => resolve(server));
-    })),
-  );
-  const ports = servers.map((server) => (server.address() as AddressInfo).port);
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
 }
