@@ -168,7 +168,7 @@ export class TaskRegistry {
       );
     const consumer = await open(undefined);
     if ((await consumer.info()).num_pending === 0) return 0;
-    const messages = await ResumingConsume.start(open, { max_messages: 10_000 }, consumer);
+    const messages = await ResumingConsume.start(open, { max_messages: 10_000 }, { first: consumer });
     let read = 0;
     try {
       for await (const message of messages) {

@@ -39,6 +39,14 @@ describe('a consume that resumes after a lost pull', () => {
     return consumer;
   }
 
+  /** Polls a condition the test is waiting for (a resume, a read) for at most 10 s. */
+  async function until(condition: () => boolean | Promise<boolean>): Promise<void> {
+    for (const deadline = Date.now() + 10_000; !(await condition()); ) {
+      if (Date.now() > deadline) throw new Error(`not within 10 s: ${condition.toString()}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   async function readUntilEnd(messages: ResumingConsume): Promise<JsMsg[]> {
     const read: JsMsg[] = [];
     for await (const message of messages) {
@@ -57,7 +65,7 @@ describe('a consume that resumes after a lost pull', () => {
         return fromFirst(after);
       },
       { max_messages: 100 },
-      await deletedConsumer('gone-at-start'),
+      { first: await deletedConsumer('gone-at-start') },
     );
     const read = await readUntilEnd(messages);
     expect(read.map((message) => message.string())).toEqual(['a1', 'a2', 'a3', 'a4', 'a5']);
@@ -95,6 +103,90 @@ describe('a consume that resumes after a lost pull', () => {
     expect(messages.resumed).toBe(1);
   });
 
+  it('ends the read when closed while it opens a new consumer', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const fromFirst = orderedFrom(js, STREAM, 'resume.a', 1);
+    let opening = false;
+    const messages = await ResumingConsume.start(
+      async (after) => {
+        opening = true;
+        await gate;
+        return fromFirst(after);
+      },
+      { max_messages: 10 },
+      { first: await deletedConsumer('gone-while-closing') },
+    );
+    const first = messages.next();
+    await until(() => opening);
+    await messages.close();
+    release();
+    await expect(first).resolves.toEqual({ done: true, value: undefined });
+  });
+
+  it('tries again when opening the new consumer fails, and fails the read only on what no retry can change', async () => {
+    const fromFirst = orderedFrom(js, STREAM, 'resume.a', 1);
+    let attempts = 0;
+    const flaky = await ResumingConsume.start(
+      async (after) => {
+        attempts += 1;
+        if (attempts < 3) throw new Error('timeout');
+        return fromFirst(after);
+      },
+      { max_messages: 100 },
+      { first: await deletedConsumer('gone-then-flaky') },
+    );
+    expect((await readUntilEnd(flaky)).map((message) => message.string())).toEqual(['a1', 'a2', 'a3', 'a4', 'a5']);
+    expect(attempts).toBe(3);
+
+    const noStream = await ResumingConsume.start(orderedFrom(js, 'NO_SUCH_STREAM', 'resume.a', 1), { max_messages: 10 }, { first: await deletedConsumer('gone-no-stream') });
+    await expect(readUntilEnd(noStream)).rejects.toThrow(/stream not found/);
+  });
+
+  it('replaces a consumer deleted under a waiting read, and delivers what comes next', async () => {
+    const opened: Consumer[] = [];
+    const fromEnd = orderedFrom(js, STREAM, 'resume.late', 1);
+    const messages = await ResumingConsume.start(async (after) => {
+      const consumer = await fromEnd(after);
+      opened.push(consumer);
+      return consumer;
+    }, { max_messages: 10 });
+    await js.publish('resume.late', 'l1');
+    const read: string[] = [];
+    const reading = (async () => {
+      for await (const message of messages) {
+        read.push(message.string());
+        if (read.length === 2) break;
+      }
+    })();
+    await until(() => read.length === 1);
+    // As when the server holding it goes away: the waiting pull is told the consumer is gone.
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.delete(STREAM, (await (opened[0] as Consumer).info(true)).name);
+    await until(() => messages.resumed === 1);
+    await js.publish('resume.late', 'l2');
+    await reading;
+    expect(read).toEqual(['l1', 'l2']);
+    expect(opened).toHaveLength(2);
+  });
+
+  it('deletes the consumers it made once the read ends, and never a durable', async () => {
+    const jsm = await jetstreamManager(nc);
+    const names = async () => (await jsm.consumers.list(STREAM).next()).map((info) => info.name);
+    const fromFirst = orderedFrom(js, STREAM, 'resume.a', 1);
+    let made: Consumer | undefined;
+    const read = await ResumingConsume.start(async (after) => (made = await fromFirst(after)), { max_messages: 100 });
+    const name = (await (made as Consumer).info(true)).name;
+    expect(await names()).toContain(name);
+    await readUntilEnd(read);
+    await until(async () => !(await names()).includes(name));
+
+    await jsm.consumers.add(STREAM, { durable_name: 'stays', ack_policy: AckPolicy.None, filter_subject: 'resume.a' });
+    const durable = await js.consumers.get(STREAM, 'stays');
+    await readUntilEnd(await ResumingConsume.start(() => Promise.resolve(durable), { max_messages: 100 }, { durable: true }));
+    expect(await names()).toContain('stays');
+  });
+
   it('ends a read that waits for a message when closed', async () => {
     const messages = await ResumingConsume.start(orderedFrom(js, STREAM, 'resume.none', 1), { max_messages: 10 });
     const reading = (async () => {
@@ -112,9 +204,9 @@ describe('a consume that resumes after a lost pull', () => {
 
   it('opens a durable consumer again as it is: the server kept its place', async () => {
     const jsm = await jetstreamManager(nc);
-    await jsm.consumers.add(STREAM, { durable_name: 'kept', ack_policy: AckPolicy.Explicit, filter_subject: 'resume.>', deliver_policy: DeliverPolicy.All });
+    await jsm.consumers.add(STREAM, { durable_name: 'kept', ack_policy: AckPolicy.Explicit, filter_subjects: ['resume.a', 'resume.b'], deliver_policy: DeliverPolicy.All });
     const durable = await js.consumers.get(STREAM, 'kept');
-    const messages = await ResumingConsume.start(() => Promise.resolve(durable), { max_messages: 10 }, await deletedConsumer('gone-before-durable'));
+    const messages = await ResumingConsume.start(() => Promise.resolve(durable), { max_messages: 10 }, { first: await deletedConsumer('gone-before-durable'), durable: true });
     const read: string[] = [];
     for await (const message of messages) {
       read.push(message.string());

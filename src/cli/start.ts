@@ -48,7 +48,7 @@ export async function start(options: StartOptions): Promise<void> {
     console.error(`opstream: ${QEMU_SYSTEM_HINT}`);
     process.exit(2);
   }
-  const agent = await startAgent({
+  const starting = startAgent({
     root: PROJECT_ROOT,
     port: options.port,
     natsUrl: options.natsUrl,
@@ -79,17 +79,19 @@ export async function start(options: StartOptions): Promise<void> {
       console.error(`opstream: not stopped after ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
       process.exit(1);
     }, STOP_DEADLINE_MS).unref();
-    const failure = await agent.stop().then(() => undefined, (error: unknown) => error);
+    const failure = await starting.then((agent) => agent.stop()).then(() => undefined, (error: unknown) => error);
     if (failure) console.error(`opstream: stopped, but not cleanly: ${String(failure)}`);
     process.exit(failure ? 1 : 0);
   };
-  // Before "ready" is printed: whoever reads it may signal at once (a test did, and the process
-  // died of the default action). `on`, not `once`: with no listener left, a second signal (a
-  // service manager's TERM on top of a Ctrl-C, or `timeout` passing one on) would kill the
-  // process mid-stop, leaving the embedded nats-server behind. A stop that hangs still ends at its
-  // deadline.
+  // From the start, not once "ready" is printed: whoever reads it may signal at once (a test did,
+  // and the process died of the default action), and a signal while the agent starts stops it
+  // once started rather than leaving its embedded nats-server behind. `on`, not `once`: with no
+  // listener left, a second signal (a service manager's TERM on top of a Ctrl-C, or `timeout`
+  // passing one on) would kill the process mid-stop. A stop that hangs still ends at its deadline.
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
+  const agent = await starting;
+  if (stopping) return;
   const embedded = options.natsUrl ? '' : ' (embedded, store ./data/jetstream)';
   console.log(
     [

@@ -100,7 +100,7 @@ export async function startManager(options: ManagerOptions): Promise<Manager> {
   const consumer = await jetstream(nc).consumers.get(stream, name.data);
   // The server holds back all but one unacknowledged alert anyway; a larger pull keeps a request
   // open so the next one arrives as soon as the last is acknowledged, without a new pull.
-  const messages = await ResumingConsume.start(() => Promise.resolve(consumer), { max_messages: 100 });
+  const messages = await ResumingConsume.start(() => Promise.resolve(consumer), { max_messages: 100 }, { durable: true });
   let lastHandled = 0;
   let deadLettered = 0;
   let deadLetters: Promise<DeadLetters> | undefined;

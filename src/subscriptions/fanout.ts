@@ -9,7 +9,7 @@
 // nothing missed, nothing twice, however far behind the shared read itself is (it may be working
 // through a burst). A live subscriber that falls too far behind is ended with the sequence to
 // resume from, never buffered without bound and never allowed to hold the others back.
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Alert } from '../domain/alert.ts';
 import type { AlertFilter } from '../filters/alert-filter.ts';
@@ -17,7 +17,7 @@ import { createLogger } from '../log.ts';
 import { judgeAlertRecord } from '../nats/alert-record.ts';
 import { orderedFrom, ResumingConsume } from '../nats/resuming-consume.ts';
 import type { HistorySeal } from '../security/history-seal.ts';
-import type { AlertFeed, FeedAlert } from './alert-feed.ts';
+import { consumerFilter, type AlertFeed, type FeedAlert } from './alert-feed.ts';
 
 const logger = createLogger('fanout');
 
@@ -246,21 +246,14 @@ export class AlertFanout {
       subscriber.live = true;
       return true;
     };
-    const jsm = await jetstreamManager(this.nc);
-    const subjects = subscriber.filter.subjects;
-    const info = await jsm.consumers.add(this.options.stream, {
-      ...(subjects.length === 1 ? { filter_subject: subjects[0] } : { filter_subjects: subjects }),
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: from + 1,
-      ack_policy: AckPolicy.None,
-      mem_storage: true,
-      inactive_threshold: 30_000_000_000,
-    });
+    // Ordered, like every other read: a consumer lost or out of reach is replaced by one that
+    // starts after the last record delivered, so nothing is skipped.
+    const open = orderedFrom(jetstream(this.nc), this.options.stream, consumerFilter(subscriber.filter.subjects), from + 1);
+    const consumer = await open(undefined);
+    let messages: ResumingConsume | undefined;
     try {
-      if (info.num_pending === 0 && handOver()) return;
-      const consumer = await jetstream(this.nc).consumers.get(this.options.stream, info.name);
-      // The server keeps this consumer's place: a consume after a lost pull goes on from it.
-      const messages = await ResumingConsume.start(() => Promise.resolve(consumer), { max_messages: 1_000 });
+      if ((await consumer.info()).num_pending === 0 && handOver()) return;
+      messages = await ResumingConsume.start(open, { max_messages: 1_000 }, { first: consumer });
       try {
         for await (const message of messages) {
           if (subscriber.closed) return;
@@ -276,7 +269,8 @@ export class AlertFanout {
         await messages.close();
       }
     } finally {
-      await jsm.consumers.delete(this.options.stream, info.name).catch(() => undefined);
+      // Once consuming, the read deletes its consumers itself.
+      if (!messages) consumer.delete().catch(() => undefined);
       if (subscriber.live && !subscriber.closed) this.#drain(subscriber);
     }
   }

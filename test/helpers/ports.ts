@@ -7,16 +7,20 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 const LOWEST = 10_000;
+const HIGHEST = 65_535;
 
-/** A base port whose next `count` ports are all free now. */
+/** A base port whose next `count` ports are all free now, outside the ephemeral range. */
 export async function freePortRange(count: number): Promise<number> {
-  const top = ephemeralPortsStart() - count;
+  const [low, high] = ephemeralRange();
+  // Below the range where there is room, else above it; inside it, never.
+  const [from, to] = low - LOWEST > 1_000 ? [LOWEST, low - count] : [high + 1, HIGHEST + 1 - count];
+  if (to - from < 1_000) throw new Error(`no room for test ports outside the ephemeral range ${low}-${high}`);
   for (let attempt = 0; attempt < 50; attempt += 1) {
-    const base = LOWEST + Math.floor(Math.random() * (top - LOWEST));
+    const base = from + Math.floor(Math.random() * (to - from));
     const ports = Array.from({ length: count }, (_, i) => base + i);
     if ((await Promise.all(ports.map(isFree))).every(Boolean)) return base;
   }
-  throw new Error(`no ${count} consecutive free ports found between ${LOWEST} and ${top + count}`);
+  throw new Error(`no ${count} consecutive free ports found between ${from} and ${to + count}`);
 }
 
 function isFree(port: number): Promise<boolean> {
@@ -27,13 +31,13 @@ function isFree(port: number): Promise<boolean> {
   });
 }
 
-/** Where the range the system picks port-0 binds from starts (Linux's default where it cannot be read). */
-function ephemeralPortsStart(): number {
+/** The range the system picks port-0 binds from (Linux's default where it cannot be read). */
+function ephemeralRange(): [number, number] {
   try {
-    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    if (low > LOWEST + 100) return low;
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low && high && low <= high) return [low, high];
   } catch {
     // not Linux: its default below
   }
-  return 32_768;
+  return [32_768, 60_999];
 }
