@@ -187,6 +187,27 @@ describe('a consume that resumes after a lost pull', () => {
     expect(await names()).toContain('stays');
   });
 
+  it('asks a consumer that keeps losing its pulls less and less often', async () => {
+    // A durable deleted by an operator: every pull goes nowhere, and opening it "again" is instant.
+    const gone = await deletedConsumer('gone-for-good');
+    let opens = 0;
+    const messages = await ResumingConsume.start(
+      async () => {
+        opens += 1;
+        return gone;
+      },
+      { max_messages: 10 },
+      { first: gone, durable: true },
+    );
+    const reading = messages.next();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await messages.close();
+    await reading;
+    // Backing off (20 ms doubling to 1 s) allows at most 6 in 1.5 s; retrying at a fixed 20 ms, about 50.
+    expect(opens).toBeGreaterThanOrEqual(2);
+    expect(opens).toBeLessThanOrEqual(7);
+  });
+
   it('ends a read that waits for a message when closed', async () => {
     const messages = await ResumingConsume.start(orderedFrom(js, STREAM, 'resume.none', 1), { max_messages: 10 });
     const reading = (async () => {

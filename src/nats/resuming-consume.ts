@@ -78,6 +78,8 @@ export class ResumingConsume implements AsyncIterable<JsMsg>, AsyncIterator<JsMs
   /** The stream sequence of the last message delivered: where a consumer opened again starts after. */
   #after: number | undefined;
   #released: Consumer | undefined;
+  /** Resumes since the last message delivered: a consumer that keeps losing its pulls is asked less and less often. */
+  #fruitless = 0;
   /** How many times the read was taken up again on a new consumer (for tests and logs). */
   resumed = 0;
 
@@ -107,6 +109,7 @@ export class ResumingConsume implements AsyncIterable<JsMsg>, AsyncIterator<JsMs
     return this.#iterator.next().then((result) => {
       if (result.done) return this.#resume();
       this.#after = result.value.seq;
+      this.#fruitless = 0;
       return result;
     });
   }
@@ -160,7 +163,7 @@ export class ResumingConsume implements AsyncIterable<JsMsg>, AsyncIterator<JsMs
   /** A new consumer after the last message delivered, tried again with a backoff; undefined once closed. */
   async #reopen(): Promise<[Consumer, ConsumerMessages] | undefined> {
     const deadline = Date.now() + REOPEN_DEADLINE_MS;
-    for (let attempt = 0; ; attempt += 1) {
+    for (let attempt = this.#fruitless++; ; attempt += 1) {
       await sleep(Math.min(LAST_RETRY_MS, FIRST_RETRY_MS * 2 ** attempt));
       if (this.#closed) return undefined;
       try {
