@@ -5,7 +5,7 @@
 // `retention` of alerts, whatever snapshots recovery used.
 import { DeliverPolicy, jetstream, type Consumer } from '@nats-io/jetstream';
 import { sealOf } from '../src/nats/alert-record.ts';
-import { ResumingConsume } from '../src/nats/resuming-consume.ts';
+import { orderedFrom, ResumingConsume } from '../src/nats/resuming-consume.ts';
 import type { HistorySeal } from '../src/security/history-seal.ts';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ErrorTuple } from '../machines/entity.ts';
@@ -159,13 +159,11 @@ export class TaskRegistry {
     const since = new Date(this.now().getTime() - this.retentionMs);
     const filter = `${ALERT_ROOT}.>`;
     // Opened again after a lost pull, it goes on after the last message seen.
+    const afterSeen = orderedFrom(js, stream, filter, 1);
     const open = (after: number | undefined): Promise<Consumer> =>
-      js.consumers.get(
-        stream,
-        after === undefined
-          ? { filter_subjects: filter, deliver_policy: DeliverPolicy.StartTime, opt_start_time: since.toISOString() }
-          : { filter_subjects: filter, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: after + 1 },
-      );
+      after === undefined
+        ? js.consumers.get(stream, { filter_subjects: filter, deliver_policy: DeliverPolicy.StartTime, opt_start_time: since.toISOString() })
+        : afterSeen(after);
     const consumer = await open(undefined);
     if ((await consumer.info()).num_pending === 0) return 0;
     const messages = await ResumingConsume.start(open, { max_messages: 10_000 }, { first: consumer });

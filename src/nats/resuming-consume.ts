@@ -80,7 +80,7 @@ export class ResumingConsume implements AsyncIterable<JsMsg>, AsyncIterator<JsMs
   #released: Consumer | undefined;
   /** Resumes since the last message delivered: a consumer that keeps losing its pulls is asked less and less often. */
   #fruitless = 0;
-  /** How many times the read was taken up again on a new consumer (for tests and logs). */
+  /** How many times the read was taken up again on a new consumer (what its tests check). */
   resumed = 0;
 
   private constructor(
