@@ -4,7 +4,7 @@
 // included — goes to the schema, which gives the verdict and the reason. So it is never weaker.
 import { OPERATION_DESCRIPTIONS } from './operation-info.ts';
 import type { Alert } from './alert.ts';
-import { TASK_STATUSES } from './task.ts';
+import { TASK_STATUSES, type TaskInfo } from './task.ts';
 
 type Json = Record<string, unknown>;
 
@@ -46,7 +46,8 @@ function isOperationInfo(value: unknown): boolean {
   );
 }
 
-function isTaskInfo(value: unknown): boolean {
+/** Whether `TaskInfo.parse(value)` would succeed and return `value` as it is. */
+export function isExactTaskInfo(value: unknown): value is TaskInfo {
   if (!isObject(value) || !hasKeys(value, ['id', 'methodName', 'kwargs'], ['jobId', 'flowId'])) return false;
   return (
     isName(value['id']) &&
@@ -73,7 +74,7 @@ export function isExactAlert(json: unknown): json is Alert {
     isObject(event) && isName(event['type']) &&
     isStateValue(json['state']) &&
     isOperationInfo(json['operationInfo']) &&
-    (!Object.hasOwn(json, 'task') || isTaskInfo(json['task'])) &&
+    (!Object.hasOwn(json, 'task') || isExactTaskInfo(json['task'])) &&
     (!Object.hasOwn(json, 'taskStatus') || STATUSES.has(json['taskStatus'])) &&
     (!Object.hasOwn(json, 'cancelledTaskId') || isString(json['cancelledTaskId'])) &&
     (!Object.hasOwn(json, 'hostId') || isString(json['hostId']))
