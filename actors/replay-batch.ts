@@ -46,6 +46,11 @@ export type FromWorker = { type: 'folded'; quarantined: QuarantinedRecord[] } | 
 
 const encoder = new TextEncoder();
 const HEADER = 8 + 4 + 4 + 4;
+/**
+ * Room past `capacity` for the record that fills a batch: without it, that record doubled the
+ * buffer and copied the whole batch, once per batch.
+ */
+const LAST_RECORD_ROOM = 64 * 1024;
 
 /** One record as a worker reads it: `data` is a view into the batch, valid while it is handled. */
 export type BatchRecord = { seq: number; subjectIndex: number; seal: string; data: Uint8Array };
@@ -57,7 +62,7 @@ export class BatchWriter {
 
   /** `capacity`: the size a batch is sent at (full() says so); a larger record grows it. */
   constructor(private readonly capacity: number) {
-    this.#bytes = new Uint8Array(capacity);
+    this.#bytes = new Uint8Array(capacity + LAST_RECORD_ROOM);
     this.#view = new DataView(this.#bytes.buffer);
   }
 
@@ -89,7 +94,7 @@ export class BatchWriter {
   /** The batch so far, to be transferred; the writer starts an empty one. */
   take(): { buffer: ArrayBuffer; length: number } {
     const taken = { buffer: this.#bytes.buffer as ArrayBuffer, length: this.#length };
-    this.#bytes = new Uint8Array(this.capacity);
+    this.#bytes = new Uint8Array(this.capacity + LAST_RECORD_ROOM);
     this.#view = new DataView(this.#bytes.buffer);
     this.#length = 0;
     return taken;
