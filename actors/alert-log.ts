@@ -37,6 +37,14 @@ export function historyRecordOf(message: StoredMessage, seal: HistorySeal | unde
   return typeof judged === 'string' ? { seq: message.seq, subject: message.subject, reason: judged } : { seq: message.seq, alert: judged };
 }
 
+/**
+ * Messages asked for in one pull of `readAll`. Pulls of 10,000 left up to that many parsed
+ * messages queued while recovery routed them; they outlived young-generation collections and were
+ * copied and promoted (process CPU of a replay 24.5 µs a record, 23.1 with 2,500; the raw read got
+ * no slower: 285k -> 300k/s).
+ */
+const READ_ALL_PULL = 2_500;
+
 /** How long an append waits for JetStream's ack, as js.publish does by default. */
 export const APPEND_ACK_TIMEOUT_MS = 5_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -258,7 +266,7 @@ export class AlertLog {
    * nothing pending, not at a sequence fixed in advance: that message may have been deleted.
    */
   async *readAll(fromSeq = 1): AsyncGenerator<RawAlert> {
-    yield* this.#read(`${ALERT_ROOT}.>`, fromSeq, 10_000, (message) => ({ seq: message.seq, subject: message.subject, message }));
+    yield* this.#read(`${ALERT_ROOT}.>`, fromSeq, READ_ALL_PULL, (message) => ({ seq: message.seq, subject: message.subject, message }));
   }
 
   /** The subject's records from `fromSeq` to its end, in order. */
